@@ -1,0 +1,109 @@
+//! Typed errors of the crate.
+//!
+//! Every failure that user input can cause is an [`AttribError`]; the public API does not panic
+//! on bad input and never returns a non-finite relevance silently.
+
+use thiserror::Error;
+
+/// Everything that can go wrong while building, running or explaining a network.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum AttribError {
+    /// The input tensor has a rank the network cannot take.
+    #[error("input has rank {got}; expected rank 2 [batch, features] or rank 4 [batch, channels, height, width]")]
+    InputRank {
+        /// Rank that was given.
+        got: usize,
+    },
+    /// A batch of zero samples was given.
+    #[error("empty batch: the input's first dimension is 0; expected at least one sample")]
+    EmptyBatch,
+    /// The input or an intermediate value holds NaN or ±Inf.
+    #[error("non-finite value (NaN or Inf) in {what}")]
+    NonFinite {
+        /// Where the value was found.
+        what: String,
+    },
+    /// A layer received a tensor of the wrong shape.
+    #[error("layer `{layer}`: input shape {got:?} does not fit; expected {expected}")]
+    Shape {
+        /// Layer name.
+        layer: String,
+        /// What the layer expects, in words.
+        expected: String,
+        /// The shape it got.
+        got: Vec<usize>,
+    },
+    /// A target class index is not a valid output index.
+    #[error("target class {class} of sample {sample} is out of range; the network has {classes} outputs (expected 0..{classes})")]
+    TargetOutOfRange {
+        /// Sample index in the batch.
+        sample: usize,
+        /// The class asked for.
+        class: usize,
+        /// Number of outputs of the network.
+        classes: usize,
+    },
+    /// The number of targets does not match the batch size.
+    #[error("{got} targets given for a batch of {batch}; expected one target per sample")]
+    TargetCount {
+        /// Number of targets given.
+        got: usize,
+        /// Batch size.
+        batch: usize,
+    },
+    /// An output relevance tensor of the wrong shape.
+    #[error("output relevance has shape {got:?}; expected the network output's shape {expected:?}")]
+    OutputRelevanceShape {
+        /// Shape given.
+        got: Vec<usize>,
+        /// Shape of the network output.
+        expected: Vec<usize>,
+    },
+    /// The network output is not a [batch, classes] tensor.
+    #[error("network output has shape {got:?}; expected [batch, classes] or [batch, classes, 1, 1]")]
+    OutputShape {
+        /// Shape of the output.
+        got: Vec<usize>,
+    },
+    /// The engine met a layer it cannot propagate relevance through.
+    #[error("layer `{layer}` of type {layer_type} has no relevance rule: {reason}")]
+    UnsupportedLayer {
+        /// Layer name.
+        layer: String,
+        /// Layer type.
+        layer_type: String,
+        /// Why it is unsupported.
+        reason: String,
+    },
+    /// No rule of the composite matches a layer that needs one.
+    #[error("no rule of the composite matches layer `{layer}` ({layer_type})")]
+    NoRule {
+        /// Layer name.
+        layer: String,
+        /// Layer type.
+        layer_type: String,
+    },
+    /// A rule was given a parameter outside its valid range.
+    #[error("invalid rule parameter: {0}")]
+    InvalidParameter(String),
+    /// A node handle does not belong to this trace.
+    #[error("unknown node {0} in the trace")]
+    UnknownNode(usize),
+    /// A network description (JSON sidecar) is malformed or inconsistent.
+    #[error("network description: {0}")]
+    Spec(String),
+    /// Weights are missing, extra or of the wrong shape.
+    #[error("weights: {0}")]
+    Weights(String),
+    /// Reading a file failed.
+    #[error("i/o error on {path}: {message}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The system's message.
+        message: String,
+    },
+}
+
+/// Result alias of the crate.
+pub type Result<T, E = AttribError> = std::result::Result<T, E>;

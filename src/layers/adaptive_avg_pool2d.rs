@@ -1,0 +1,66 @@
+//! [`burn::nn::pool::AdaptiveAvgPool2d`]: proportional (z-rule) relevance.
+
+use super::{LayerType, Relevance, expect_inputs, shape_error, z_rule_pool};
+use crate::error::Result;
+use crate::rules::{Rule, RuleContext};
+use burn::nn::pool::AdaptiveAvgPool2d;
+use burn::tensor::module::adaptive_avg_pool2d;
+use burn::tensor::{Device, Tensor, TensorData};
+
+/// The pooling matrix `P [out, len]` of one axis: row `i` averages
+/// `[⌊i·len/out⌋, ⌈(i+1)·len/out⌉)`, as PyTorch and Burn define adaptive pooling.
+fn pooling_matrix(out: usize, len: usize, device: &Device) -> Tensor<2> {
+    let mut m = vec![0f32; out * len];
+    for i in 0..out {
+        let start = (i * len) / out;
+        let end = ((i + 1) * len).div_ceil(out);
+        let inv = 1.0 / (end - start) as f32;
+        for j in start..end {
+            m[i * len + j] = inv;
+        }
+    }
+    Tensor::from_data(TensorData::new(m, [out, len]), device)
+}
+
+/// Adaptive average pooling to a fixed output size.
+///
+/// Relevance is shared in proportion to each input's contribution, as for
+/// [`AvgPool2d`](burn::nn::pool::AvgPool2d). The adjoint is computed exactly from the pooling
+/// matrices of the two axes, `Pₕᵀ S P_w`, so any output size works.
+///
+/// # Shapes
+///
+/// - input: `[B, C, H, W]`
+/// - output: `[B, C, oh, ow]`
+impl Relevance for AdaptiveAvgPool2d {
+    fn layer_type(&self) -> LayerType {
+        LayerType::AdaptiveAvgPool2d
+    }
+
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        expect_inputs(name, inputs, 1)?;
+        let dims = inputs[0].dims();
+        let [oh, ow] = self.output_size;
+        if oh == 0 || ow == 0 || dims[2] == 0 || dims[3] == 0 {
+            return Err(shape_error(name, format!("a non-empty [B, C, H, W] pooled to {oh}x{ow}"), dims));
+        }
+        Ok(adaptive_avg_pool2d(inputs[0].clone(), self.output_size))
+    }
+
+    fn relevance(
+        &self,
+        inputs: &[Tensor<4>],
+        output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn Rule>,
+        _ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        let x = &inputs[0];
+        let [b, c, h, w] = x.dims();
+        let [oh, ow] = self.output_size;
+        let device = x.device();
+        let ph = pooling_matrix(oh, h, &device).transpose().reshape([1, 1, h, oh]).expand([b, c, h, oh]);
+        let pw = pooling_matrix(ow, w, &device).reshape([1, 1, ow, w]).expand([b, c, ow, w]);
+        Ok(vec![z_rule_pool(x, output, r, |s| ph.matmul(s.matmul(pw)))])
+    }
+}

@@ -1,0 +1,74 @@
+//! [`burn::nn::pool::MaxPool2d`]: winner-take-all relevance.
+
+use super::conv2d::padding_of;
+use super::{LayerType, Relevance, expect_inputs, shape_error};
+use crate::error::Result;
+use crate::rules::{Rule, RuleContext};
+use burn::nn::pool::MaxPool2d;
+use burn::tensor::module::max_pool2d_with_indices;
+use burn::tensor::ops::MaxPoolOptions;
+use burn::tensor::{IndexingUpdateOp, Tensor};
+
+fn options(pool: &MaxPool2d) -> Option<MaxPoolOptions<2>> {
+    let padding = padding_of(&pool.padding, pool.kernel_size)?;
+    Some(
+        MaxPoolOptions::new(pool.kernel_size)
+            .with_stride(pool.stride)
+            .with_padding(padding)
+            .with_dilation(pool.dilation)
+            .with_ceil_mode(pool.ceil_mode),
+    )
+}
+
+/// Max pooling (padding, dilation and `ceil_mode` supported).
+///
+/// Relevance goes winner-take-all to the first maximum of each window (the z-rule of the
+/// reference, `x ⊙ ∇⟨Z, sd(R, Z)⟩`, which sends nothing where the maximum is exactly 0) and
+/// accumulates over overlapping windows.
+///
+/// # Shapes
+///
+/// - input: `[B, C, H, W]`
+/// - output: `[B, C, H', W']`
+impl Relevance for MaxPool2d {
+    fn layer_type(&self) -> LayerType {
+        LayerType::MaxPool2d
+    }
+
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        expect_inputs(name, inputs, 1)?;
+        let dims = inputs[0].dims();
+        let Some(opts) = options(self) else {
+            return Err(shape_error(name, "a pool with symmetric padding", dims));
+        };
+        let k = self.kernel_size;
+        let fits = |d: usize| dims[2 + d] + 2 * opts.padding[d].0 >= self.dilation[d] * (k[d] - 1) + 1;
+        if !fits(0) || !fits(1) {
+            return Err(shape_error(name, format!("[B, C, H, W] with H, W ≥ the {}x{} window", k[0], k[1]), dims));
+        }
+        Ok(burn::tensor::module::max_pool2d(inputs[0].clone(), opts))
+    }
+
+    fn relevance(
+        &self,
+        inputs: &[Tensor<4>],
+        output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn Rule>,
+        _ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        let x = &inputs[0];
+        let [b, c, h, w] = x.dims();
+        let opts = options(self).expect("checked in forward");
+        let (_, indices) = max_pool2d_with_indices(x.clone(), opts);
+        let [_, _, oh, ow] = output.dims();
+        let r = r.mask_fill(output.clone().equal_elem(0.0), 0.0);
+        let rel = Tensor::<3>::zeros([b, c, h * w], &x.device()).scatter(
+            2,
+            indices.reshape([b, c, oh * ow]),
+            r.reshape([b, c, oh * ow]),
+            IndexingUpdateOp::Add,
+        );
+        Ok(vec![rel.reshape([b, c, h, w])])
+    }
+}

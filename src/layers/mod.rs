@@ -1,0 +1,172 @@
+//! Layers: the [`Relevance`] trait and its implementation for every supported layer type.
+//!
+//! A layer's [`Relevance`] implementation knows how to run the layer forward on the engine's
+//! rank-4 activations and how to send relevance from its output back to its inputs. Layers with
+//! weights (Linear, Conv2d, BatchNorm) also expose themselves as a [`LinearLayer`] so that any
+//! [`Rule`](crate::rules::Rule) can work on them; layers without weights (pooling, ReLU, Add,
+//! Concat, Flatten, Dropout) carry their fixed propagation themselves.
+//!
+//! A new layer type is one file here implementing [`Relevance`] (and, if it is linear in its
+//! input, [`LinearLayer`]) plus a `mod` line.
+
+mod adaptive_avg_pool2d;
+mod add;
+mod avg_pool2d;
+mod batch_norm;
+mod concat;
+mod conv2d;
+mod dropout;
+mod flatten;
+mod linear;
+mod max_pool2d;
+mod relu;
+
+pub use add::Add;
+pub use concat::Concat;
+pub use flatten::Flatten;
+
+use crate::error::{AttribError, Result};
+use crate::rules::{Rule, RuleContext};
+use burn::tensor::Tensor;
+use std::fmt;
+
+/// The kind of a layer, used by composites to pick rules by type and by error messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LayerType {
+    /// Fully connected layer.
+    Linear,
+    /// 2-D convolution.
+    Conv2d,
+    /// Batch normalisation (eval mode).
+    BatchNorm,
+    /// Rectified linear unit.
+    Relu,
+    /// Dropout (identity at inference).
+    Dropout,
+    /// Max pooling.
+    MaxPool2d,
+    /// Average pooling.
+    AvgPool2d,
+    /// Adaptive average pooling.
+    AdaptiveAvgPool2d,
+    /// Reshape to `[B, C·H·W]`.
+    Flatten,
+    /// Residual sum of two branches.
+    Add,
+    /// Channel concatenation of branches.
+    Concat,
+    /// A user-defined layer type.
+    Custom(String),
+}
+
+impl fmt::Display for LayerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerType::Custom(name) => write!(f, "{name}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// A layer that is linear (affine) in its input: `y = W ⋆ x + b`.
+///
+/// Rules work on this view. The weight is always a rank-4 tensor in a layout of the layer's own
+/// choosing (Linear: `[out, in, 1, 1]`; Conv2d: `[out, in/groups, kh, kw]`; BatchNorm:
+/// `[C, 1, 1, 1]`, the per-channel scale `γ/√(var+ε)`), so that a rule can modify it
+/// elementwise (`W⁺`, `W⁻`, `W²`, …) without knowing the layer type.
+///
+/// # Shapes
+///
+/// - `x`: the layer input, `[B, C_in, H, W]` (vectors as `[B, F, 1, 1]`)
+/// - `forward_with` output: `[B, C_out, H', W']`
+/// - `transpose_with(y)`: same shape as `x`
+pub trait LinearLayer {
+    /// The layer's weight in its rank-4 layout.
+    fn weight(&self) -> Tensor<4>;
+    /// The layer's bias `[C_out]`, if it has one.
+    fn bias(&self) -> Option<Tensor<1>>;
+    /// `W ⋆ x + b` with a given (possibly modified) weight and bias.
+    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4>;
+    /// The adjoint of `x ↦ W ⋆ x` (no bias), evaluated at `y`, for an input of shape `x_shape`.
+    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4>;
+}
+
+/// Relevance propagation through one layer type.
+///
+/// The engine calls [`forward`](Relevance::forward) while tracing the network and
+/// [`relevance`](Relevance::relevance) while walking it backwards.
+///
+/// # Shapes
+///
+/// - `inputs`: one rank-4 tensor per layer input (two for Add, several for Concat)
+/// - `relevance` returns one tensor per input, each of that input's shape
+pub trait Relevance {
+    /// The layer's type.
+    fn layer_type(&self) -> LayerType;
+
+    /// Runs the layer forward. Shape problems are [`AttribError::Shape`] errors naming `name`.
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>>;
+
+    /// The layer seen as a linear map, if it is one (then rules apply to it).
+    fn as_linear(&self) -> Option<&dyn LinearLayer> {
+        None
+    }
+
+    /// Sends relevance `r` (shaped like `output`) back to the inputs.
+    ///
+    /// `rule` is the composite's rule for this layer; it is `Some` exactly when
+    /// [`as_linear`](Relevance::as_linear) is `Some`. The default implementation hands linear
+    /// layers to the rule and refuses everything else.
+    fn relevance(
+        &self,
+        inputs: &[Tensor<4>],
+        output: &Tensor<4>,
+        r: Tensor<4>,
+        rule: Option<&dyn Rule>,
+        ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        let _ = output;
+        match (self.as_linear(), rule) {
+            (Some(linear), Some(rule)) => Ok(vec![rule.relevance(linear, &inputs[0], r, ctx)?]),
+            _ => Err(AttribError::UnsupportedLayer {
+                layer: ctx.name.to_string(),
+                layer_type: self.layer_type().to_string(),
+                reason: "the layer implements no relevance propagation".into(),
+            }),
+        }
+    }
+}
+
+/// Checks that a layer got exactly `n` inputs.
+pub(crate) fn expect_inputs(name: &str, inputs: &[Tensor<4>], n: usize) -> Result<()> {
+    if inputs.len() == n {
+        Ok(())
+    } else {
+        Err(AttribError::Shape {
+            layer: name.to_string(),
+            expected: format!("{n} input tensor(s)"),
+            got: vec![inputs.len()],
+        })
+    }
+}
+
+/// Shape error helper.
+pub(crate) fn shape_error(name: &str, expected: impl Into<String>, got: [usize; 4]) -> AttribError {
+    AttribError::Shape {
+        layer: name.to_string(),
+        expected: expected.into(),
+        got: got.to_vec(),
+    }
+}
+
+/// The z-rule for a layer without weights: `R_in = x ⊙ Jᵀ sd(R, Z(x))`, where `Jᵀ` is the
+/// layer's adjoint (for the positively homogeneous pooling layers).
+pub(crate) fn z_rule_pool(
+    x: &Tensor<4>,
+    z: &Tensor<4>,
+    r: Tensor<4>,
+    adjoint: impl FnOnce(Tensor<4>) -> Tensor<4>,
+) -> Tensor<4> {
+    let s = crate::tensor::safe_div(r, z.clone());
+    x.clone() * adjoint(s)
+}

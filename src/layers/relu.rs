@@ -1,0 +1,35 @@
+//! [`burn::nn::Relu`]: relevance passes through unchanged.
+
+use super::{LayerType, Relevance, expect_inputs};
+use crate::error::Result;
+use crate::rules::{Rule, RuleContext};
+use burn::nn::Relu;
+use burn::tensor::Tensor;
+
+/// ReLU. Relevance passes through unchanged (as in LRP and the RAP reference); the zeros of the
+/// forward pass already stop relevance at the next linear layer below.
+///
+/// # Shapes
+///
+/// - input: any `[B, C, H, W]`; output: the same
+impl Relevance for Relu {
+    fn layer_type(&self) -> LayerType {
+        LayerType::Relu
+    }
+
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        expect_inputs(name, inputs, 1)?;
+        Ok(inputs[0].clone().clamp_min(0.0))
+    }
+
+    fn relevance(
+        &self,
+        _inputs: &[Tensor<4>],
+        _output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn Rule>,
+        _ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        Ok(vec![r])
+    }
+}

@@ -1,0 +1,61 @@
+//! # rap-attrib
+//!
+//! Explanations for [Burn](https://burn.dev) networks by relevance propagation: Relative
+//! Attributing Propagation (RAP; Nam, Gur, Choi, Wolf, Lee, AAAI 2020) and the layer-wise
+//! relevance propagation family (LRP-0, LRP-ε, LRP-αβ, Z^β, Z⁺, LRP-γ, Flat).
+//!
+//! ```
+//! use burn::nn::{Linear, LinearConfig, Relu};
+//! use burn::tensor::{Device, Tensor};
+//! use rap_attrib::{Composite, Explain, Explainer, Node, Result, Target, Tracer};
+//!
+//! // Any model: implement `Explain` by running its layers through the tracer.
+//! struct Mlp { fc1: Linear, act: Relu, fc2: Linear }
+//! impl Explain for Mlp {
+//!     fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+//!         let x = t.layer("fc1", &self.fc1, x)?;
+//!         let x = t.layer("act", &self.act, x)?;
+//!         t.layer("fc2", &self.fc2, x)
+//!     }
+//! }
+//!
+//! let device = Device::flex();
+//! let model = Mlp {
+//!     fc1: LinearConfig::new(4, 16).init(&device),
+//!     act: Relu::new(),
+//!     fc2: LinearConfig::new(16, 3).init(&device),
+//! };
+//! let x = Tensor::<2>::from_data([[0.5, 1.0, 0.2, 0.9]], &device);
+//! let explanation = Explainer::new(&model, Composite::rap())
+//!     .record_layers(true)
+//!     .explain(x, Target::Predicted)?;
+//! assert_eq!(explanation.relevance.dims(), [1, 4]);
+//! let report = explanation.conservation();
+//! assert_eq!(report.input_sums.len(), 1);
+//! # Ok::<(), rap_attrib::AttribError>(())
+//! ```
+//!
+//! The concepts, one module each: [`layers`] (the [`Relevance`] trait per layer type),
+//! [`rules`] (the [`Rule`] trait and the rules), [`composite`] (which rule each layer gets),
+//! [`walk`] (recording the forward pass and walking it backwards), [`canonizer`] (BatchNorm
+//! merging) and [`spec`] (networks built from a JSON description, as the golden cases use).
+
+#![warn(missing_docs)]
+
+pub mod canonizer;
+pub mod composite;
+pub mod error;
+pub mod layers;
+pub mod rules;
+pub mod spec;
+pub mod tensor;
+pub mod walk;
+
+pub use composite::{Composite, InitialRelevance, Selector};
+pub use error::{AttribError, Result};
+pub use layers::{LayerType, LinearLayer, Relevance};
+pub use rules::{Rule, RuleContext};
+pub use walk::{Conservation, Explain, Explainer, Explanation, LayerRelevance, Node, Target, Tracer};
+
+/// Re-export of the pinned Burn release, so users build models against the same version.
+pub use burn;

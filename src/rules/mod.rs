@@ -1,0 +1,128 @@
+//! Rules: how relevance crosses a linear layer.
+//!
+//! A [`Rule`] receives a [`LinearLayer`] (Linear, Conv2d, BatchNorm, or a user's own layer), the
+//! layer's stored input `x` and the relevance `R` at its output, and returns the relevance at
+//! its input. Most rules are the *modified gradient* step
+//!
+//! ```text
+//! R_in = x' ⊙ ρ(W)ᵀ ( R / stab(ρ(W) ⋆ x' + ρ(b)) )
+//! ```
+//!
+//! for some input modification `x'`, weight modification `ρ` and stabiliser; [`z_step`] is that
+//! step, so a new rule is a few lines (see `examples/custom_rule.rs`).
+//!
+//! | rule | file | conserves |
+//! |---|---|---|
+//! | [`Lrp0`] | `lrp0.rs` | `Σ R_in = Σ_j R_j 1[z_j ≠ 0]` without bias |
+//! | [`Epsilon`] | `epsilon.rs` | up to the absorbed part `Σ_j R_j ε/(z_j+ε)` and the bias share |
+//! | [`AlphaBeta`] | `alpha_beta.rs` | for `x ≥ 0`, no bias, when `z⁺_j ≠ 0` and `z⁻_j ≠ 0` |
+//! | [`ZBeta`] | `zbeta.rs` | where the bounded denominator is nonzero |
+//! | [`ZPlus`] | `zplus.rs` | where `z⁺_j ≠ 0` |
+//! | [`Gamma`] | `gamma.rs` | up to the absorbed and bias parts |
+//! | [`Flat`] | `flat.rs` | where the receptive field is not empty |
+//! | [`Pass`] | `pass.rs` | always (identity), or up to the zero inputs |
+//! | [`Rap`] | `rap.rs` | see its docs |
+
+mod alpha_beta;
+mod epsilon;
+mod flat;
+mod gamma;
+mod lrp0;
+mod pass;
+mod rap;
+mod zbeta;
+mod zplus;
+
+pub use alpha_beta::AlphaBeta;
+pub use epsilon::Epsilon;
+pub use flat::Flat;
+pub use gamma::Gamma;
+pub use lrp0::Lrp0;
+pub use pass::Pass;
+pub use rap::Rap;
+pub use zbeta::{Bounds, ZBeta};
+pub use zplus::ZPlus;
+
+use crate::error::Result;
+use crate::layers::{LayerType, LinearLayer};
+use crate::tensor::{safe_div, stabilize};
+use burn::tensor::Tensor;
+use std::fmt::Debug;
+
+/// What a rule knows about the layer it is applied to.
+#[derive(Debug, Clone)]
+pub struct RuleContext<'a> {
+    /// The layer's name in the trace.
+    pub name: &'a str,
+    /// The layer's type.
+    pub layer_type: LayerType,
+    /// The layer receives the network input (through weight-free layers only).
+    pub is_input_layer: bool,
+    /// The layer produces the network output (through weight-free layers only).
+    pub is_output_layer: bool,
+}
+
+/// A propagation rule for linear layers.
+///
+/// Implement it for a rule of your own; [`z_step`] does the usual work.
+pub trait Rule: Debug + Send + Sync {
+    /// A short name, shown in reports.
+    fn name(&self) -> String;
+
+    /// Relevance at the input of `layer`, given its input `x` and the relevance `r` at its
+    /// output.
+    ///
+    /// # Shapes
+    ///
+    /// - `x`: `[B, C_in, H, W]`; `r`: the layer output's shape; result: `x`'s shape
+    fn relevance(
+        &self,
+        layer: &dyn LinearLayer,
+        x: &Tensor<4>,
+        r: Tensor<4>,
+        ctx: &RuleContext,
+    ) -> Result<Tensor<4>>;
+}
+
+/// How the denominator of [`z_step`] is made safe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stabilizer {
+    /// `R / z` where `z ≠ 0`, else `0` (the RAP reference's safe divide).
+    Safe,
+    /// `R / (z + ε·sign(z))`, `sign(0) = 1` (Zennit's stabiliser).
+    Epsilon(f64),
+    /// `R / (z + ε)` (the reference code's Z^β for LRP).
+    Add(f64),
+}
+
+impl Stabilizer {
+    /// `r / stab(z)`.
+    pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        match self {
+            Stabilizer::Safe => safe_div(r, z),
+            Stabilizer::Epsilon(eps) => r / stabilize(z, eps),
+            Stabilizer::Add(eps) => r / z.add_scalar(eps),
+        }
+    }
+}
+
+/// The modified-gradient step `x ⊙ Wᵀ (R / stab(W ⋆ x + b))` with the given input, weight and
+/// bias (each possibly modified by the rule).
+pub fn z_step(
+    layer: &dyn LinearLayer,
+    x: Tensor<4>,
+    weight: &Tensor<4>,
+    bias: Option<Tensor<1>>,
+    r: Tensor<4>,
+    stabilizer: Stabilizer,
+) -> Tensor<4> {
+    let shape = x.dims();
+    let z = layer.forward_with(x.clone(), weight, bias);
+    let s = stabilizer.divide(r, z);
+    x * layer.transpose_with(s, weight, shape)
+}
+
+/// The part `x ⊙ Wᵀ sd(R, W ⋆ x)` that several rules add up; zero when `x` is all zero.
+pub(crate) fn share(layer: &dyn LinearLayer, x: Tensor<4>, weight: &Tensor<4>, r: Tensor<4>) -> Tensor<4> {
+    z_step(layer, x, weight, None, r, Stabilizer::Safe)
+}

@@ -1,0 +1,35 @@
+//! Pass.
+
+use super::{Rule, RuleContext};
+use crate::error::{AttribError, Result};
+use crate::layers::LinearLayer;
+use burn::tensor::Tensor;
+
+/// Pass: relevance crosses the layer unchanged. Meant for shape-preserving layers such as
+/// BatchNorm.
+///
+/// With `mask_zero_inputs` (the RAP reference's BatchNorm treatment) relevance is dropped where
+/// the layer input is exactly 0: `R_in = R · 1[x ≠ 0]`; the lost amount is the relevance at
+/// those positions. Without it the rule conserves exactly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Pass {
+    /// Drop relevance where the input is exactly zero.
+    pub mask_zero_inputs: bool,
+}
+
+impl Rule for Pass {
+    fn name(&self) -> String {
+        if self.mask_zero_inputs { "Pass(x≠0)".into() } else { "Pass".into() }
+    }
+
+    fn relevance(&self, _layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
+        if r.dims() != x.dims() {
+            return Err(AttribError::UnsupportedLayer {
+                layer: ctx.name.to_string(),
+                layer_type: ctx.layer_type.to_string(),
+                reason: "Pass needs a layer whose output has its input's shape".into(),
+            });
+        }
+        Ok(if self.mask_zero_inputs { r.mask_fill(x.clone().equal_elem(0.0), 0.0) } else { r })
+    }
+}

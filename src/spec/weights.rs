@@ -1,0 +1,77 @@
+//! Reading tensors from safetensors files.
+
+use crate::error::{AttribError, Result};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// A tensor read from a file, kept on the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    /// Shape.
+    pub shape: Vec<usize>,
+    /// Values as `f64` (floats and integers alike; exact for every `f32` and for integers
+    /// below 2⁵³).
+    pub values: Vec<f64>,
+}
+
+impl HostTensor {
+    /// The values as `f32`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.values.iter().map(|&v| v as f32).collect()
+    }
+
+    /// A device tensor of rank `D`; an error if the rank differs.
+    pub fn to_tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
+        if self.shape.len() != D {
+            return Err(AttribError::Weights(format!(
+                "tensor `{name}` has shape {:?}; expected rank {D}",
+                self.shape
+            )));
+        }
+        Ok(Tensor::from_data(TensorData::new(self.to_f32(), self.shape.clone()), device))
+    }
+}
+
+/// All tensors of a safetensors file (f32, f64, f16, bf16, i64, i32 and bool are read).
+pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTensor>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| AttribError::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse_safetensors(&bytes).map_err(|e| match e {
+        AttribError::Weights(m) => AttribError::Weights(format!("{}: {m}", path.display())),
+        other => other,
+    })
+}
+
+/// Parses safetensors bytes.
+pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| AttribError::Weights(format!("not a safetensors file: {e}")))?;
+    let mut out = HashMap::new();
+    for (name, view) in st.tensors() {
+        let data = view.data();
+        let values: Vec<f64> = match view.dtype() {
+            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            Dtype::F64 => data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+                .collect(),
+            Dtype::I64 => data
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
+                .collect(),
+            Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+            Dtype::BOOL | Dtype::U8 => data.iter().map(|&b| b as f64).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+            other => {
+                return Err(AttribError::Weights(format!("tensor `{name}` has unsupported dtype {other:?}")));
+            }
+        };
+        out.insert(name.to_string(), HostTensor { shape: view.shape().to_vec(), values });
+    }
+    Ok(out)
+}

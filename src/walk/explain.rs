@@ -1,0 +1,430 @@
+//! The backward walk.
+
+use super::trace::{Node, Tracer};
+use crate::composite::{Composite, InitialRelevance};
+use crate::error::{AttribError, Result};
+use crate::layers::LayerType;
+use crate::rules::RuleContext;
+use crate::tensor::{all_finite, sample_sums, to_vec};
+use burn::tensor::{Int, Tensor, TensorData};
+use std::collections::HashMap;
+
+/// A model that can be explained: it runs its layers through a [`Tracer`].
+///
+/// Implementing it is the only change a `#[derive(Module)]` struct needs; see
+/// `examples/custom_model.rs`.
+pub trait Explain {
+    /// Runs the forward pass through `tracer`, starting at `input`, and returns the output node
+    /// (the logits, `[B, classes]`).
+    fn trace<'m>(&'m self, tracer: &mut Tracer<'m>, input: Node) -> Result<Node>;
+}
+
+/// What to explain.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// The predicted class (argmax of the logits) of each sample.
+    Predicted,
+    /// One class per sample.
+    Classes(Vec<usize>),
+    /// An arbitrary relevance at the output, `[B, classes]`.
+    Relevance(Tensor<2>),
+}
+
+/// Relevance recorded at one layer (with [`Explainer::record_layers`]).
+#[derive(Debug, Clone)]
+pub struct LayerRelevance {
+    /// Layer name.
+    pub name: String,
+    /// Layer type.
+    pub layer_type: LayerType,
+    /// Name of the rule used, for linear layers.
+    pub rule: Option<String>,
+    /// Relevance at the layer's output.
+    pub output: Tensor<4>,
+    /// Relevance sent to each input (one per input, in order).
+    pub inputs: Vec<Tensor<4>>,
+    /// Labels of the inputs for multi-input layers (`main`, `shortcut`, branch names).
+    pub labels: Vec<String>,
+}
+
+/// The result of an explanation.
+#[derive(Debug, Clone)]
+pub struct Explanation<const D: usize> {
+    /// Relevance at the input, shaped like the input.
+    pub relevance: Tensor<D>,
+    /// The network output, `[B, classes]`.
+    pub logits: Tensor<2>,
+    /// The explained class of each sample (argmax of the output relevance for
+    /// [`Target::Relevance`]).
+    pub targets: Vec<usize>,
+    /// The output relevance the walk started from, `[B, classes]`.
+    pub initial: Tensor<2>,
+    /// Per-layer relevance, in execution order (empty unless recorded).
+    pub layers: Vec<LayerRelevance>,
+    /// Relevance at named nodes ([`Tracer::mark`]), when recorded.
+    pub marked: HashMap<String, Tensor<4>>,
+}
+
+/// Per-sample relevance sums at every layer next to the target logit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conservation {
+    /// Target logit per sample.
+    pub target_logits: Vec<f32>,
+    /// Sum of the initial output relevance per sample.
+    pub output_sums: Vec<f32>,
+    /// Per layer (execution order): name and per-sample sum of the relevance at its input(s).
+    pub layers: Vec<(String, Vec<f32>)>,
+    /// Sum of the input relevance per sample.
+    pub input_sums: Vec<f32>,
+}
+
+impl<const D: usize> Explanation<D> {
+    /// Heatmap: the input relevance summed over channels, `[B, 1, H, W]` (rank-4 inputs only).
+    pub fn heatmap(&self) -> Result<Tensor<4>> {
+        if D != 4 {
+            return Err(AttribError::InputRank { got: D });
+        }
+        let dims = self.relevance.dims();
+        let r: Tensor<4> = self.relevance.clone().reshape([dims[0], dims[1], dims[2], dims[3]]);
+        Ok(r.sum_dim(1))
+    }
+
+    /// The recorded layer of this name.
+    pub fn layer(&self, name: &str) -> Option<&LayerRelevance> {
+        self.layers.iter().find(|l| l.name == name)
+    }
+
+    /// Relevance by key: a layer name gives the relevance at its (first) input;
+    /// `<layer>.<label>` the relevance at a labelled input (`block.add.main`, `fire.cat.expand1x1`);
+    /// a marked node's name its total relevance. Needs recorded layers.
+    pub fn at(&self, key: &str) -> Option<Tensor<4>> {
+        if let Some(t) = self.marked.get(key) {
+            return Some(t.clone());
+        }
+        if let Some(l) = self.layer(key) {
+            return l.inputs.first().cloned();
+        }
+        let (op, label) = key.rsplit_once('.')?;
+        let l = self.layer(op)?;
+        let idx = l.labels.iter().position(|x| x == label)?;
+        l.inputs.get(idx).cloned()
+    }
+
+    /// Per-sample sums at every recorded layer, next to the target logits.
+    pub fn conservation(&self) -> Conservation {
+        let logits = to_vec(&self.logits);
+        let classes = self.logits.dims()[1];
+        let target_logits = self.targets.iter().enumerate().map(|(b, &t)| logits[b * classes + t]).collect();
+        let initial: Tensor<4> = {
+            let [b, k] = self.initial.dims();
+            self.initial.clone().reshape([b, k, 1, 1])
+        };
+        let n = self.relevance.dims()[0];
+        let rel4: Tensor<4> = self.relevance.clone().reshape([n as i32, -1, 1, 1]);
+        Conservation {
+            target_logits,
+            output_sums: sample_sums(&initial),
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    let total = l.inputs.iter().cloned().reduce(|a, b| {
+                        if a.dims() == b.dims() { a + b } else { a.reshape([n as i32, -1, 1, 1]).sum_dim(1) + b.reshape([n as i32, -1, 1, 1]).sum_dim(1) }
+                    });
+                    (l.name.clone(), total.map(|t| sample_sums(&t)).unwrap_or_default())
+                })
+                .collect(),
+            input_sums: sample_sums(&rel4),
+        }
+    }
+}
+
+/// Explains a model with a composite.
+///
+/// ```
+/// use burn::nn::{Linear, LinearConfig, Relu};
+/// use burn::tensor::{Device, Tensor};
+/// use rap_attrib::{Composite, Explain, Explainer, Node, Result, Target, Tracer};
+///
+/// struct Mlp { fc1: Linear, act: Relu, fc2: Linear }
+/// impl Explain for Mlp {
+///     fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+///         let x = t.layer("fc1", &self.fc1, x)?;
+///         let x = t.layer("act", &self.act, x)?;
+///         t.layer("fc2", &self.fc2, x)
+///     }
+/// }
+///
+/// let device = Device::flex();
+/// let model = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
+/// let x = Tensor::<2>::from_data([[0.5, 1.0, 0.2, 0.9], [0.1, 0.3, 0.8, 0.4]], &device);
+/// let out = Explainer::new(&model, Composite::rap()).explain(x, Target::Predicted)?;
+/// assert_eq!(out.relevance.dims(), [2, 4]);
+/// # Ok::<(), rap_attrib::AttribError>(())
+/// ```
+pub struct Explainer<'a, M: Explain + ?Sized> {
+    model: &'a M,
+    composite: Composite,
+    record: bool,
+}
+
+impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
+    /// An explainer for `model` using `composite`.
+    pub fn new(model: &'a M, composite: Composite) -> Self {
+        Self { model, composite, record: false }
+    }
+
+    /// Keep the relevance at every layer (the paper's Fig. 4) and at marked nodes.
+    pub fn record_layers(mut self, record: bool) -> Self {
+        self.record = record;
+        self
+    }
+
+    /// The composite in use.
+    pub fn composite(&self) -> &Composite {
+        &self.composite
+    }
+
+    /// Checks the input and brings it to the engine's rank 4.
+    fn prepare<const D: usize>(input: &Tensor<D>) -> Result<Tensor<4>> {
+        let dims = input.dims();
+        if D != 2 && D != 4 {
+            return Err(AttribError::InputRank { got: D });
+        }
+        if dims[0] == 0 || dims.contains(&0) {
+            return Err(AttribError::EmptyBatch);
+        }
+        if !all_finite(input) {
+            return Err(AttribError::NonFinite { what: "the input".into() });
+        }
+        Ok(if D == 2 {
+            input.clone().reshape([dims[0], dims[1], 1, 1])
+        } else {
+            input.clone().reshape([dims[0], dims[1], dims[2], dims[3]])
+        })
+    }
+
+    /// Records the forward pass of `input` (after the composite's canonizers).
+    pub fn trace<const D: usize>(&self, input: &Tensor<D>) -> Result<(Tracer<'a>, Node)> {
+        let x = Self::prepare(input)?;
+        let (mut tracer, node) = Tracer::new(x);
+        let out = self.model.trace(&mut tracer, node)?;
+        if self.composite.merge_batch_norm {
+            crate::canonizer::merge_batch_norm(&mut tracer, out)?;
+        }
+        Ok((tracer, out))
+    }
+
+    /// The network output for `input`, `[B, classes]`.
+    pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<2>> {
+        let (tracer, out) = self.trace(&input)?;
+        logits_of(&tracer, out)
+    }
+
+    /// Explains a batch.
+    pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
+        let (mut tracer, out) = self.trace(&input)?;
+        let logits = logits_of(&tracer, out)?;
+        let [batch, classes] = logits.dims();
+        let device = logits.device();
+        let (initial, targets) = match target {
+            Target::Relevance(r) => {
+                if r.dims() != [batch, classes] {
+                    return Err(AttribError::OutputRelevanceShape { got: r.dims().to_vec(), expected: vec![batch, classes] });
+                }
+                if !all_finite(&r) {
+                    return Err(AttribError::NonFinite { what: "the output relevance".into() });
+                }
+                let t = argmax_rows(&r);
+                (r, t)
+            }
+            other => {
+                let targets = match other {
+                    Target::Classes(t) => {
+                        if t.len() != batch {
+                            return Err(AttribError::TargetCount { got: t.len(), batch });
+                        }
+                        if let Some((sample, &class)) = t.iter().enumerate().find(|(_, c)| **c >= classes) {
+                            return Err(AttribError::TargetOutOfRange { sample, class, classes });
+                        }
+                        t
+                    }
+                    _ => argmax_rows(&logits),
+                };
+                let idx: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+                let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [batch, 1]), &device);
+                let onehot = Tensor::<2>::zeros([batch, classes], &device).scatter(
+                    1,
+                    idx.clone(),
+                    Tensor::ones([batch, 1], &device),
+                    burn::tensor::IndexingUpdateOp::Add,
+                );
+                let r = match self.composite.initial {
+                    InitialRelevance::OneHot => onehot,
+                    InitialRelevance::Logit => onehot * logits.clone(),
+                };
+                (r, targets)
+            }
+        };
+        let (relevance, layers, marked) = self.walk(&mut tracer, out, initial.clone())?;
+        if !all_finite(&relevance) {
+            return Err(AttribError::NonFinite { what: "the input relevance (a rule divided by zero or overflowed)".into() });
+        }
+        let dims = input.dims();
+        Ok(Explanation { relevance: relevance.reshape(dims), logits, targets, initial, layers, marked })
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn walk(
+        &self,
+        tracer: &mut Tracer<'a>,
+        out: Node,
+        initial: Tensor<2>,
+    ) -> Result<(Tensor<4>, Vec<LayerRelevance>, HashMap<String, Tensor<4>>)> {
+        let roles = Roles::of(tracer, out, &self.composite);
+        let n = tracer.values.len();
+        let mut rel: Vec<Option<Tensor<4>>> = vec![None; n];
+        let out_dims = tracer.value(out)?.dims();
+        rel[out.0] = Some(initial.reshape(out_dims));
+        let mut records = Vec::new();
+        let mut node_rel: HashMap<usize, Tensor<4>> = HashMap::new();
+        let marked_nodes: Vec<usize> = tracer.marks.values().copied().collect();
+        for (k, op) in tracer.ops.iter().enumerate().rev() {
+            let Some(r) = rel[op.output].take() else { continue };
+            if self.record && marked_nodes.contains(&op.output) {
+                node_rel.insert(op.output, r.clone());
+            }
+            let layer = op.layer.get();
+            let ctx = RuleContext {
+                name: &op.name,
+                layer_type: layer.layer_type(),
+                is_input_layer: roles.input[k],
+                is_output_layer: roles.output[k],
+            };
+            let rule = match layer.as_linear() {
+                Some(_) => Some(self.composite.rule_for(&ctx).ok_or_else(|| AttribError::NoRule {
+                    layer: op.name.clone(),
+                    layer_type: ctx.layer_type.to_string(),
+                })?),
+                None => None,
+            };
+            let inputs = op
+                .inputs
+                .iter()
+                .map(|&i| tracer.values[i].clone().ok_or(AttribError::UnknownNode(i)))
+                .collect::<Result<Vec<_>>>()?;
+            let output = tracer.values[op.output].take().ok_or(AttribError::UnknownNode(op.output))?;
+            let r_out = if self.record { Some(r.clone()) } else { None };
+            let rels = layer.relevance(&inputs, &output, r, rule.as_deref(), &ctx)?;
+            if rels.len() != inputs.len() || rels.iter().zip(&inputs).any(|(r, x)| r.dims() != x.dims()) {
+                return Err(AttribError::UnsupportedLayer {
+                    layer: op.name.clone(),
+                    layer_type: ctx.layer_type.to_string(),
+                    reason: "its relevance does not match its inputs in number or shape".into(),
+                });
+            }
+            if let Some(output) = r_out {
+                records.push(LayerRelevance {
+                    name: op.name.clone(),
+                    layer_type: ctx.layer_type.clone(),
+                    rule: rule.as_ref().map(|r| r.name()),
+                    output,
+                    inputs: rels.clone(),
+                    labels: op.labels.clone(),
+                });
+            }
+            for (&i, ri) in op.inputs.iter().zip(rels) {
+                rel[i] = Some(match rel[i].take() {
+                    Some(prev) => prev + ri,
+                    None => ri,
+                });
+            }
+        }
+        records.reverse();
+        let input = match rel[0].take() {
+            Some(r) => r,
+            None => tracer.values[0].clone().ok_or(AttribError::UnknownNode(0))?.zeros_like(),
+        };
+        if self.record && marked_nodes.contains(&0) {
+            node_rel.insert(0, input.clone());
+        }
+        let marked = tracer
+            .marks
+            .iter()
+            .filter_map(|(name, i)| node_rel.get(i).map(|t| (name.clone(), t.clone())))
+            .collect();
+        Ok((input, records, marked))
+    }
+}
+
+/// The output node's value as `[B, classes]`, checked.
+fn logits_of(tracer: &Tracer, out: Node) -> Result<Tensor<2>> {
+    let v = tracer.value(out)?;
+    let [b, k, h, w] = v.dims();
+    if h != 1 || w != 1 {
+        return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
+    }
+    if !all_finite(v) {
+        return Err(AttribError::NonFinite { what: "the network output".into() });
+    }
+    Ok(v.clone().reshape([b, k]))
+}
+
+fn argmax_rows(x: &Tensor<2>) -> Vec<usize> {
+    let idx = x.clone().argmax(1);
+    idx.to_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default().into_iter().map(|i| i as usize).collect()
+}
+
+/// Input and output layer roles of every op.
+struct Roles {
+    input: Vec<bool>,
+    output: Vec<bool>,
+}
+
+impl Roles {
+    fn of(tracer: &Tracer, out: Node, composite: &Composite) -> Self {
+        let ops = &tracer.ops;
+        let is_linear: Vec<bool> = ops.iter().map(|o| o.layer.get().as_linear().is_some()).collect();
+        let mut input = vec![false; ops.len()];
+        let mut output = vec![false; ops.len()];
+        if composite.input_layers.is_empty() {
+            // Forward from the input through weight-free layers.
+            let mut reached = vec![false; tracer.values.len()];
+            reached[0] = true;
+            for (k, op) in ops.iter().enumerate() {
+                if op.inputs.iter().any(|&i| reached[i]) {
+                    if is_linear[k] {
+                        input[k] = true;
+                    } else {
+                        reached[op.output] = true;
+                    }
+                }
+            }
+        } else {
+            for (k, op) in ops.iter().enumerate() {
+                input[k] = composite.input_layers.iter().any(|n| n == &op.name);
+            }
+        }
+        if composite.output_layers.is_empty() {
+            // Backward from the output through weight-free layers.
+            let mut reached = vec![false; tracer.values.len()];
+            reached[out.0] = true;
+            for (k, op) in ops.iter().enumerate().rev() {
+                if reached[op.output] {
+                    if is_linear[k] {
+                        output[k] = true;
+                    } else {
+                        for &i in &op.inputs {
+                            reached[i] = true;
+                        }
+                    }
+                }
+            }
+        } else {
+            for (k, op) in ops.iter().enumerate() {
+                output[k] = composite.output_layers.iter().any(|n| n == &op.name);
+            }
+        }
+        Roles { input, output }
+    }
+}
