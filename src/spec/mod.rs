@@ -277,6 +277,11 @@ impl SpecNetwork {
         Ok(())
     }
 
+    /// The layer of this name.
+    pub fn layer(&self, name: &str) -> Option<&(dyn Relevance + Send + Sync)> {
+        self.layers.get(name).map(|b| b.as_ref())
+    }
+
     /// Names of the layers of a given descriptor type (`"Conv2d"`, …).
     pub fn layers_of_type(&self, ty: &str) -> Vec<String> {
         let mut v: Vec<String> = self.types.iter().filter(|(_, t)| t.as_str() == ty).map(|(n, _)| n.clone()).collect();

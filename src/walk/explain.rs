@@ -45,6 +45,8 @@ pub struct LayerRelevance {
     pub inputs: Vec<Tensor<4>>,
     /// Labels of the inputs for multi-input layers (`main`, `shortcut`, branch names).
     pub labels: Vec<String>,
+    /// The layer's forward inputs (activations), one per input.
+    pub activations: Vec<Tensor<4>>,
 }
 
 /// The result of an explanation.
@@ -331,6 +333,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
                     output,
                     inputs: rels.clone(),
                     labels: op.labels.clone(),
+                    activations: inputs.clone(),
                 });
             }
             for (&i, ri) in op.inputs.iter().zip(rels) {
