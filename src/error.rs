@@ -34,7 +34,9 @@ pub enum AttribError {
         got: Vec<usize>,
     },
     /// A target class index is not a valid output index.
-    #[error("target class {class} of sample {sample} is out of range; the network has {classes} outputs (expected 0..{classes})")]
+    #[error(
+        "target class {class} of sample {sample} is out of range; the network has {classes} outputs (expected 0..{classes})"
+    )]
     TargetOutOfRange {
         /// Sample index in the batch.
         sample: usize,

@@ -49,6 +49,7 @@ pub mod layers;
 pub mod rules;
 pub mod spec;
 pub mod tensor;
+pub mod viz;
 pub mod walk;
 
 pub use composite::{Composite, InitialRelevance, Selector};

@@ -62,10 +62,7 @@ pub fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
 
 /// The tensor's values as a `Vec<f32>` (row-major).
 pub fn to_vec<const D: usize>(x: &Tensor<D>) -> Vec<f32> {
-    x.to_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap_or_default()
+    x.to_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default()
 }
 
 /// Per-sample sums as host values.

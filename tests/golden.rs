@@ -61,7 +61,10 @@ fn compare(key: &str, got: &[f32], want: &HostTensor, batch: usize) -> Result<f6
         worst = worst.max(d);
     }
     if worst > ELEM_TOL * max_ref {
-        return Err(format!("{key}: max |R − R_ref| = {worst:.3e} > {ELEM_TOL:e} · max|R_ref| = {:.3e}", ELEM_TOL * max_ref));
+        return Err(format!(
+            "{key}: max |R − R_ref| = {worst:.3e} > {ELEM_TOL:e} · max|R_ref| = {:.3e}",
+            ELEM_TOL * max_ref
+        ));
     }
     let per = got.len() / batch;
     for b in 0..batch {
@@ -70,7 +73,10 @@ fn compare(key: &str, got: &[f32], want: &HostTensor, batch: usize) -> Result<f6
         let wa: f64 = want_v[b * per..(b + 1) * per].iter().map(|&v| v.abs() as f64).sum();
         let scale = ws.abs().max(wa);
         if (gs - ws).abs() > SUM_TOL * scale {
-            return Err(format!("{key}: sample {b} sums to {gs:.7} vs reference {ws:.7} (tolerance {:.2e})", SUM_TOL * scale));
+            return Err(format!(
+                "{key}: sample {b} sums to {gs:.7} vs reference {ws:.7} (tolerance {:.2e})",
+                SUM_TOL * scale
+            ));
         }
     }
     Ok(if max_ref > 0.0 { worst / max_ref } else { worst })
@@ -95,10 +101,8 @@ fn run_case(dir: &Path, json_path: &Path, device: &Device, out: &mut Outcome) {
     let batch = input.shape[0];
     let targets: Vec<usize> = tensors["target"].values.iter().map(|&v| v as usize).collect();
     let rules: Vec<String> = {
-        let mut r: Vec<String> = tensors
-            .keys()
-            .filter_map(|k| k.strip_suffix(".input_relevance").map(String::from))
-            .collect();
+        let mut r: Vec<String> =
+            tensors.keys().filter_map(|k| k.strip_suffix(".input_relevance").map(String::from)).collect();
         r.sort();
         r
     };
@@ -127,7 +131,10 @@ fn run_case(dir: &Path, json_path: &Path, device: &Device, out: &mut Outcome) {
             }
         };
         let mut checks: Vec<(String, Result<f64, String>)> = Vec::new();
-        checks.push(("input_relevance".into(), compare("input_relevance", &rel, &tensors[&format!("{rule}.input_relevance")], batch)));
+        checks.push((
+            "input_relevance".into(),
+            compare("input_relevance", &rel, &tensors[&format!("{rule}.input_relevance")], batch),
+        ));
         if let (Some(h), Some(want)) = (heat, tensors.get(&format!("{rule}.heatmap"))) {
             checks.push(("heatmap".into(), compare("heatmap", &h, want, batch)));
         }
@@ -220,7 +227,6 @@ fn golden_cases() {
     println!("golden: {} rule runs passed, {} failed, over {} cases", out.passed.len(), out.failed.len(), cases.len());
     assert!(out.failed.is_empty(), "{} golden rule runs failed", out.failed.len());
 }
-
 
 #[test]
 fn comparison_rejects_a_wrong_result() {

@@ -104,10 +104,7 @@ struct Explained {
 fn close(got: &[f32], want: &[f32], scale: &[f32], what: &str) -> Result<(), TestCaseError> {
     for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
         let tol = TOL * (w.abs().max(*s) as f64).max(1e-30);
-        prop_assert!(
-            ((g - w).abs() as f64) <= tol,
-            "{what}: sample {i}: got {g}, expected {w} (tolerance {tol:.3e})"
-        );
+        prop_assert!(((g - w).abs() as f64) <= tol, "{what}: sample {i}: got {g}, expected {w} (tolerance {tol:.3e})");
     }
     Ok(())
 }
@@ -125,7 +122,14 @@ fn nz(x: Tensor<4>) -> Tensor<4> {
 }
 
 /// The sum that `rule` must give at a linear layer, from the documented conservation identity.
-fn expected_linear(rule: &str, layer: &dyn LinearLayer, x: &Tensor<4>, r: &Tensor<4>, ctx_output: bool, layer_type: &LayerType) -> Option<Vec<f32>> {
+fn expected_linear(
+    rule: &str,
+    layer: &dyn LinearLayer,
+    x: &Tensor<4>,
+    r: &Tensor<4>,
+    ctx_output: bool,
+    layer_type: &LayerType,
+) -> Option<Vec<f32>> {
     let w = layer.weight();
     let f = |x: Tensor<4>, w: &Tensor<4>| layer.forward_with(x, w, None);
     let (wp, wn) = (pos(w.clone()), neg(w.clone()));
@@ -184,7 +188,13 @@ fn output_layer(net: &RandomNet) -> String {
     last["name"].as_str().unwrap().to_string()
 }
 
-fn check_layers(net: &SpecNetwork, output: &str, rule: &str, ex: &Explained, zbeta_input: bool) -> Result<(), TestCaseError> {
+fn check_layers(
+    net: &SpecNetwork,
+    output: &str,
+    rule: &str,
+    ex: &Explained,
+    zbeta_input: bool,
+) -> Result<(), TestCaseError> {
     for l in &ex.layers {
         let out_scale = abs_sums(l.output.clone());
         let got: Vec<f32> = {
@@ -270,8 +280,7 @@ fn rule_composite(rule: &str, zbeta_input: bool) -> Composite {
         "flat" => Box::new(|| Composite::new().with(Selector::Any, Flat)),
         _ => Box::new(|| Composite::new().with_initial(InitialRelevance::OneHot).with(Selector::Any, Rap::default())),
     };
-    let mut c = Composite::new()
-        .with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true });
+    let mut c = Composite::new().with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true });
     if zbeta_input {
         c = c.with(Selector::All(vec![Selector::InputLayer, Selector::Type(LayerType::Conv2d)]), ZBeta::default());
     }
@@ -397,7 +406,8 @@ fn rap_input_relevance_sums_to_the_output_layer_relevance() {
                 let kappa = rap_attrib::tensor::safe_div(b * (p.abs() + n.abs()), z.abs());
                 conditioning = sums(kappa * fc.output.clone().abs());
             }
-            let scale: Vec<f32> = want.iter().zip(&conditioning).map(|(w, k)| w.abs() + k * 16.0 * f32::EPSILON / TOL as f32).collect();
+            let scale: Vec<f32> =
+                want.iter().zip(&conditioning).map(|(w, k)| w.abs() + k * 16.0 * f32::EPSILON / TOL as f32).collect();
             close(&c.input_sums, &want, &scale, &format!("RAP total on {}", net.summary))
         })
         .unwrap();
@@ -441,8 +451,9 @@ fn no_rule_produces_nan_or_inf() {
             ];
             for (name, input) in &variants {
                 for (preset, composite) in presets() {
-                    let ex = explain(&built, composite, input, false)
-                        .map_err(|e| TestCaseError::fail(format!("{preset} on {name} input, net {}: {e}", net.summary)))?;
+                    let ex = explain(&built, composite, input, false).map_err(|e| {
+                        TestCaseError::fail(format!("{preset} on {name} input, net {}: {e}", net.summary))
+                    })?;
                     prop_assert!(ex.rel.iter().all(|v| v.is_finite()), "{preset} on {name}: non-finite relevance");
                 }
             }
@@ -456,18 +467,27 @@ fn explaining_a_batch_equals_explaining_each_sample() {
     let device = device();
     runner()
         .run(&(any::<u64>(), any::<bool>()), |(seed, mlp)| {
-            let net = if mlp { random_mlp(seed, NetOptions::default()) } else { random_image_net(seed, NetOptions::default()) };
+            let net = if mlp {
+                random_mlp(seed, NetOptions::default())
+            } else {
+                random_image_net(seed, NetOptions::default())
+            };
             let built = net.build(&device);
             let mut rng = Rng::new(seed ^ 5);
             let x = input_for(&net, &mut rng, 3, false, &device);
             for (preset, composite) in presets().into_iter().take(4) {
-                let whole = explain(&built, composite.clone(), &x, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let whole =
+                    explain(&built, composite.clone(), &x, false).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let per = whole.rel.len() / x.batch();
                 let max = whole.rel.iter().fold(0f32, |m, v| m.max(v.abs()));
                 for i in 0..x.batch() {
-                    let one = explain(&built, composite.clone(), &x.sample(i), false).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let one = explain(&built, composite.clone(), &x.sample(i), false)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     for (a, b) in one.rel.iter().zip(&whole.rel[i * per..(i + 1) * per]) {
-                        prop_assert!((a - b).abs() <= 1e-5 * max.max(1e-30), "{preset}: sample {i}: {a} alone vs {b} in the batch");
+                        prop_assert!(
+                            (a - b).abs() <= 1e-5 * max.max(1e-30),
+                            "{preset}: sample {i}: {a} alone vs {b} in the batch"
+                        );
                     }
                 }
             }
@@ -483,7 +503,17 @@ fn transposed_operators_are_adjoints() {
     let device = device();
     runner()
         .run(
-            &(1usize..=4, 1usize..=3, 1usize..=4, 0usize..=2, 1usize..=3, 1usize..=3, 3usize..=11, 3usize..=11, any::<u64>()),
+            &(
+                1usize..=4,
+                1usize..=3,
+                1usize..=4,
+                0usize..=2,
+                1usize..=3,
+                1usize..=3,
+                3usize..=11,
+                3usize..=11,
+                any::<u64>(),
+            ),
             |(k, stride, groups, pad, dil, cmul, h, w, seed)| {
                 let cin = groups * (1 + (seed % 2) as usize);
                 let cout = groups * cmul;
@@ -504,7 +534,10 @@ fn transposed_operators_are_adjoints() {
                 prop_assert_eq!(xt.dims(), x.dims());
                 let rhs = (x.clone() * xt.clone()).sum().into_scalar::<f32>();
                 let scale = (x.abs() * xt.abs()).sum().into_scalar::<f32>();
-                prop_assert!((lhs - rhs).abs() <= 1e-4 * scale.max(1e-6), "conv k{k} s{stride} p{pad} d{dil} g{groups} {h}x{w}: {lhs} vs {rhs}");
+                prop_assert!(
+                    (lhs - rhs).abs() <= 1e-4 * scale.max(1e-6),
+                    "conv k{k} s{stride} p{pad} d{dil} g{groups} {h}x{w}: {lhs} vs {rhs}"
+                );
                 // Linear, on the same random draw.
                 let (fin, fout) = (cin * 3, cout + 1);
                 let lin = LinearConfig::new(fin, fout).init(&device);

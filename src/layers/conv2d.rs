@@ -12,12 +12,8 @@ use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 pub(crate) fn padding_of(padding: &PaddingConfig2d, kernel: [usize; 2]) -> Option<[usize; 2]> {
     match padding {
         PaddingConfig2d::Valid => Some([0, 0]),
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
-            Some([*top, *left])
-        }
-        PaddingConfig2d::Same if kernel[0] % 2 == 1 && kernel[1] % 2 == 1 => {
-            Some([kernel[0] / 2, kernel[1] / 2])
-        }
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([*top, *left]),
+        PaddingConfig2d::Same if kernel[0] % 2 == 1 && kernel[1] % 2 == 1 => Some([kernel[0] / 2, kernel[1] / 2]),
         _ => None,
     }
 }
@@ -55,19 +51,12 @@ impl LinearLayer for Conv2d {
         // Size a plain transposed convolution would give, and the remainder it misses.
         let mut out_pad = [0usize; 2];
         for d in 0..2 {
-            let full = (if d == 0 { oh } else { ow } - 1) * self.stride[d]
-                + self.dilation[d] * (self.kernel_size[d] - 1)
-                + 1;
+            let full =
+                (if d == 0 { oh } else { ow } - 1) * self.stride[d] + self.dilation[d] * (self.kernel_size[d] - 1) + 1;
             let base = full - 2 * padding[d];
             out_pad[d] = x_shape[2 + d] - base;
         }
-        let options = ConvTransposeOptions::new(
-            self.stride,
-            padding,
-            out_pad,
-            self.dilation,
-            self.groups,
-        );
+        let options = ConvTransposeOptions::new(self.stride, padding, out_pad, self.dilation, self.groups);
         conv_transpose2d(y, weight.clone(), None, options)
     }
 }
@@ -90,7 +79,7 @@ impl Relevance for Conv2d {
                 dims,
             ));
         };
-        let fits = |d: usize| dims[2 + d] + 2 * padding[d] >= self.dilation[d] * ([kh, kw][d] - 1) + 1;
+        let fits = |d: usize| dims[2 + d] + 2 * padding[d] > self.dilation[d] * ([kh, kw][d] - 1);
         if dims[1] != c_in || !fits(0) || !fits(1) {
             return Err(shape_error(
                 name,

@@ -42,7 +42,7 @@ impl Relevance for MaxPool2d {
             return Err(shape_error(name, "a pool with symmetric padding", dims));
         };
         let k = self.kernel_size;
-        let fits = |d: usize| dims[2 + d] + 2 * opts.padding[d].0 >= self.dilation[d] * (k[d] - 1) + 1;
+        let fits = |d: usize| dims[2 + d] + 2 * opts.padding[d].0 > self.dilation[d] * (k[d] - 1);
         if !fits(0) || !fits(1) {
             return Err(shape_error(name, format!("[B, C, H, W] with H, W ≥ the {}x{} window", k[0], k[1]), dims));
         }

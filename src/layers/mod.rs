@@ -152,11 +152,7 @@ pub(crate) fn expect_inputs(name: &str, inputs: &[Tensor<4>], n: usize) -> Resul
 
 /// Shape error helper.
 pub(crate) fn shape_error(name: &str, expected: impl Into<String>, got: [usize; 4]) -> AttribError {
-    AttribError::Shape {
-        layer: name.to_string(),
-        expected: expected.into(),
-        got: got.to_vec(),
-    }
+    AttribError::Shape { layer: name.to_string(), expected: expected.into(), got: got.to_vec() }
 }
 
 /// The z-rule for a layer without weights: `R_in = x ⊙ Jᵀ sd(R, Z(x))`, where `Jᵀ` is the

@@ -75,13 +75,7 @@ pub trait Rule: Debug + Send + Sync {
     /// # Shapes
     ///
     /// - `x`: `[B, C_in, H, W]`; `r`: the layer output's shape; result: `x`'s shape
-    fn relevance(
-        &self,
-        layer: &dyn LinearLayer,
-        x: &Tensor<4>,
-        r: Tensor<4>,
-        ctx: &RuleContext,
-    ) -> Result<Tensor<4>>;
+    fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>>;
 }
 
 /// How the denominator of [`z_step`] is made safe.

@@ -68,10 +68,7 @@ impl ZBeta {
         let [_, c, _, _] = x.dims();
         Ok(match &self.bounds {
             Bounds::PerSample => (x.clone().min_dims(&[1, 2, 3]), x.clone().max_dims(&[1, 2, 3])),
-            Bounds::Global(l, h) => (
-                Tensor::full([1, 1, 1, 1], *l, &device),
-                Tensor::full([1, 1, 1, 1], *h, &device),
-            ),
+            Bounds::Global(l, h) => (Tensor::full([1, 1, 1, 1], *l, &device), Tensor::full([1, 1, 1, 1], *h, &device)),
             Bounds::PerChannel(l, h) => {
                 if l.len() != c || h.len() != c {
                     return Err(AttribError::InvalidParameter(format!(

@@ -55,7 +55,9 @@ fn spec_err(msg: impl Into<String>) -> AttribError {
 
 fn get_usize(v: &Value, key: &str, default: Option<usize>) -> Result<usize> {
     match v.get(key) {
-        Some(x) => x.as_u64().map(|x| x as usize).ok_or_else(|| spec_err(format!("`{key}` must be a non-negative integer"))),
+        Some(x) => {
+            x.as_u64().map(|x| x as usize).ok_or_else(|| spec_err(format!("`{key}` must be a non-negative integer")))
+        }
         None => default.ok_or_else(|| spec_err(format!("missing `{key}` in {v}"))),
     }
 }
@@ -68,7 +70,9 @@ fn get_pair(v: &Value, key: &str, default: Option<[usize; 2]>) -> Result<[usize;
             Ok([n, n])
         }
         Some(Value::Array(a)) if a.len() == 2 => {
-            let f = |x: &Value| x.as_u64().map(|x| x as usize).ok_or_else(|| spec_err(format!("`{key}` must hold integers")));
+            let f = |x: &Value| {
+                x.as_u64().map(|x| x as usize).ok_or_else(|| spec_err(format!("`{key}` must hold integers")))
+            };
             Ok([f(&a[0])?, f(&a[1])?])
         }
         Some(other) => Err(spec_err(format!("`{key}` must be an integer or [h, w], got {other}"))),
@@ -86,7 +90,9 @@ fn padding(p: [usize; 2]) -> PaddingConfig2d {
 /// Looks up a parameter and checks its shape.
 fn param(params: &HashMap<String, HostTensor>, prefix: &str, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let key = format!("{prefix}{name}");
-    let t = params.get(&key).ok_or_else(|| AttribError::Weights(format!("missing tensor `{key}` (expected shape {shape:?})")))?;
+    let t = params
+        .get(&key)
+        .ok_or_else(|| AttribError::Weights(format!("missing tensor `{key}` (expected shape {shape:?})")))?;
     if t.shape != shape {
         return Err(AttribError::Weights(format!("tensor `{key}` has shape {:?}; expected {shape:?}", t.shape)));
     }
@@ -192,7 +198,12 @@ impl SpecNetwork {
     }
 
     /// Builds a network from a parsed description (see [`SpecNetwork::from_json`]).
-    pub fn from_value(root: &Value, params: &HashMap<String, HostTensor>, prefix: &str, device: &Device) -> Result<Self> {
+    pub fn from_value(
+        root: &Value,
+        params: &HashMap<String, HostTensor>,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self> {
         let list = root.get("layers").and_then(Value::as_array).ok_or_else(|| spec_err("no `layers` list"))?;
         let containers: Vec<String> = list
             .iter()
@@ -203,8 +214,10 @@ impl SpecNetwork {
         let mut types = HashMap::new();
         let mut steps = Vec::new();
         for l in list {
-            let name = l.get("name").and_then(Value::as_str).ok_or_else(|| spec_err(format!("a layer has no name: {l}")))?;
-            let ty = l.get("type").and_then(Value::as_str).ok_or_else(|| spec_err(format!("layer `{name}` has no type")))?;
+            let name =
+                l.get("name").and_then(Value::as_str).ok_or_else(|| spec_err(format!("a layer has no name: {l}")))?;
+            let ty =
+                l.get("type").and_then(Value::as_str).ok_or_else(|| spec_err(format!("layer `{name}` has no type")))?;
             types.insert(name.to_string(), ty.to_string());
             let inside = containers.iter().any(|c| name.starts_with(&format!("{c}.")));
             match ty {
@@ -264,7 +277,14 @@ impl SpecNetwork {
                 }
                 Step::Fire { name } => (
                     name,
-                    vec!["squeeze", "squeeze_activation", "expand1x1", "expand1x1_activation", "expand3x3", "expand3x3_activation"],
+                    vec![
+                        "squeeze",
+                        "squeeze_activation",
+                        "expand1x1",
+                        "expand1x1_activation",
+                        "expand3x3",
+                        "expand3x3_activation",
+                    ],
                 ),
             };
             for c in children {
@@ -301,7 +321,15 @@ impl SpecNetwork {
         Ok(x)
     }
 
-    fn residual<'m>(&'m self, t: &mut Tracer<'m>, name: &str, main: &[&str], last_relu: &str, downsample: bool, x: Node) -> Result<Node> {
+    fn residual<'m>(
+        &'m self,
+        t: &mut Tracer<'m>,
+        name: &str,
+        main: &[&str],
+        last_relu: &str,
+        downsample: bool,
+        x: Node,
+    ) -> Result<Node> {
         t.mark(name, x);
         let m = self.chain(t, name, main, x)?;
         let s = if downsample { self.chain(t, name, &["downsample.0", "downsample.1"], x)? } else { x };

@@ -25,10 +25,7 @@ impl HostTensor {
     /// A device tensor of rank `D`; an error if the rank differs.
     pub fn to_tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
         if self.shape.len() != D {
-            return Err(AttribError::Weights(format!(
-                "tensor `{name}` has shape {:?}; expected rank {D}",
-                self.shape
-            )));
+            return Err(AttribError::Weights(format!("tensor `{name}` has shape {:?}; expected rank {D}", self.shape)));
         }
         Ok(Tensor::from_data(TensorData::new(self.to_f32(), self.shape.clone()), device))
     }
@@ -37,10 +34,8 @@ impl HostTensor {
 /// All tensors of a safetensors file (f32, f64, f16, bf16, i64, i32 and bool are read).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTensor>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| AttribError::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })?;
     parse_safetensors(&bytes).map_err(|e| match e {
         AttribError::Weights(m) => AttribError::Weights(format!("{}: {m}", path.display())),
         other => other,
@@ -49,7 +44,8 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTe
 
 /// Parses safetensors bytes.
 pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
-    let st = SafeTensors::deserialize(bytes).map_err(|e| AttribError::Weights(format!("not a safetensors file: {e}")))?;
+    let st =
+        SafeTensors::deserialize(bytes).map_err(|e| AttribError::Weights(format!("not a safetensors file: {e}")))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let data = view.data();

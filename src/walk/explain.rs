@@ -27,7 +27,7 @@ pub enum Target {
     /// One class per sample.
     Classes(Vec<usize>),
     /// An arbitrary relevance at the output, `[B, classes]`.
-    Relevance(Tensor<2>),
+    Relevance(Box<Tensor<2>>),
 }
 
 /// Relevance recorded at one layer (with [`Explainer::record_layers`]).
@@ -131,7 +131,11 @@ impl<const D: usize> Explanation<D> {
                 .iter()
                 .map(|l| {
                     let total = l.inputs.iter().cloned().reduce(|a, b| {
-                        if a.dims() == b.dims() { a + b } else { a.reshape([n as i32, -1, 1, 1]).sum_dim(1) + b.reshape([n as i32, -1, 1, 1]).sum_dim(1) }
+                        if a.dims() == b.dims() {
+                            a + b
+                        } else {
+                            a.reshape([n as i32, -1, 1, 1]).sum_dim(1) + b.reshape([n as i32, -1, 1, 1]).sum_dim(1)
+                        }
                     });
                     (l.name.clone(), total.map(|t| sample_sums(&t)).unwrap_or_default())
                 })
@@ -231,8 +235,12 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         let device = logits.device();
         let (initial, targets) = match target {
             Target::Relevance(r) => {
+                let r = *r;
                 if r.dims() != [batch, classes] {
-                    return Err(AttribError::OutputRelevanceShape { got: r.dims().to_vec(), expected: vec![batch, classes] });
+                    return Err(AttribError::OutputRelevanceShape {
+                        got: r.dims().to_vec(),
+                        expected: vec![batch, classes],
+                    });
                 }
                 if !all_finite(&r) {
                     return Err(AttribError::NonFinite { what: "the output relevance".into() });
@@ -270,7 +278,9 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         };
         let (relevance, layers, marked) = self.walk(&mut tracer, out, initial.clone())?;
         if !all_finite(&relevance) {
-            return Err(AttribError::NonFinite { what: "the input relevance (a rule divided by zero or overflowed)".into() });
+            return Err(AttribError::NonFinite {
+                what: "the input relevance (a rule divided by zero or overflowed)".into(),
+            });
         }
         let dims = input.dims();
         Ok(Explanation { relevance: relevance.reshape(dims), logits, targets, initial, layers, marked })
@@ -351,11 +361,8 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         if self.record && marked_nodes.contains(&0) {
             node_rel.insert(0, input.clone());
         }
-        let marked = tracer
-            .marks
-            .iter()
-            .filter_map(|(name, i)| node_rel.get(i).map(|t| (name.clone(), t.clone())))
-            .collect();
+        let marked =
+            tracer.marks.iter().filter_map(|(name, i)| node_rel.get(i).map(|t| (name.clone(), t.clone()))).collect();
         Ok((input, records, marked))
     }
 }

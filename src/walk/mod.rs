@@ -5,5 +5,5 @@ mod explain;
 mod trace;
 
 pub use explain::{Conservation, Explain, Explainer, Explanation, LayerRelevance, Target};
-pub use trace::{Node, Tracer};
 pub(crate) use trace::LayerRef;
+pub use trace::{Node, Tracer};

@@ -76,10 +76,7 @@ impl<'m> Tracer<'m> {
 
     /// The value of a node.
     pub fn value(&self, node: Node) -> Result<&Tensor<4>> {
-        self.values
-            .get(node.0)
-            .and_then(|v| v.as_ref())
-            .ok_or(AttribError::UnknownNode(node.0))
+        self.values.get(node.0).and_then(|v| v.as_ref()).ok_or(AttribError::UnknownNode(node.0))
     }
 
     /// Shape of a node's value.

@@ -102,6 +102,7 @@ impl Builder<'_> {
         self.params.insert(name, HostTensor { shape, values });
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn conv(&mut self, name: &str, cin: usize, cout: usize, k: usize, s: usize, p: usize, d: usize, g: usize) {
         let bias = self.opts.bias;
         self.layers.push(json!({"name": name, "type": "Conv2d", "in_channels": cin, "out_channels": cout,
@@ -116,7 +117,8 @@ impl Builder<'_> {
 
     fn linear(&mut self, name: &str, fin: usize, fout: usize) {
         let bias = self.opts.bias;
-        self.layers.push(json!({"name": name, "type": "Linear", "in_features": fin, "out_features": fout, "bias": bias}));
+        self.layers
+            .push(json!({"name": name, "type": "Linear", "in_features": fin, "out_features": fout, "bias": bias}));
         self.tensor(format!("{name}.weight"), vec![fout, fin], (2.0 / fin as f64).sqrt(), 0.0);
         if bias {
             self.tensor(format!("{name}.bias"), vec![fout], 0.1, 0.0);
@@ -246,7 +248,9 @@ pub fn random_image_net(seed: u64, opts: NetOptions) -> RandomNet {
                 let divs: Vec<usize> = (1..=c).filter(|g| c % g == 0).collect();
                 let g = divs[b.rng.int(0, divs.len() - 1)];
                 let cout = g * b.rng.int(1, 3);
-                let (Some(oh), Some(ow)) = (out_size(h, k, s, p, d, false), out_size(w, k, s, p, d, false)) else { continue };
+                let (Some(oh), Some(ow)) = (out_size(h, k, s, p, d, false), out_size(w, k, s, p, d, false)) else {
+                    continue;
+                };
                 b.conv(&format!("{name}.conv"), c, cout, k, s, p, d, g);
                 b.maybe_bn(&format!("{name}.bn"), cout);
                 b.relu(&format!("{name}.relu"));
@@ -257,7 +261,9 @@ pub fn random_image_net(seed: u64, opts: NetOptions) -> RandomNet {
                 let s = b.rng.int(1, 2);
                 let p = b.rng.int(0, k / 2);
                 let ceil = b.rng.bool();
-                let (Some(oh), Some(ow)) = (out_size(h, k, s, p, 1, ceil), out_size(w, k, s, p, 1, ceil)) else { continue };
+                let (Some(oh), Some(ow)) = (out_size(h, k, s, p, 1, ceil), out_size(w, k, s, p, 1, ceil)) else {
+                    continue;
+                };
                 b.layers.push(json!({"name": format!("{name}.maxpool"), "type": "MaxPool2d", "kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil}));
                 b.summary.push(format!("maxpool k{k}s{s}p{p}c{ceil}"));
                 shape = (c, oh, ow);
@@ -267,7 +273,9 @@ pub fn random_image_net(seed: u64, opts: NetOptions) -> RandomNet {
                 let s = b.rng.int(1, 2);
                 let p = b.rng.int(0, k / 2);
                 let cip = b.rng.bool();
-                let (Some(oh), Some(ow)) = (out_size(h, k, s, p, 1, false), out_size(w, k, s, p, 1, false)) else { continue };
+                let (Some(oh), Some(ow)) = (out_size(h, k, s, p, 1, false), out_size(w, k, s, p, 1, false)) else {
+                    continue;
+                };
                 b.layers.push(json!({"name": format!("{name}.avgpool"), "type": "AvgPool2d", "kernel_size": k, "stride": s, "padding": p, "count_include_pad": cip}));
                 b.summary.push(format!("avgpool k{k}s{s}p{p}cip{cip}"));
                 shape = (c, oh, ow);
