@@ -23,6 +23,7 @@ use rap_attrib::{Composite, Explainer, InitialRelevance, LinearLayer, Selector, 
 /// sums of signed terms cannot be judged more finely than their absolute mass).
 const TOL: f64 = 1e-4;
 
+static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 static SKIPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 fn cases() -> u32 {
@@ -515,6 +516,7 @@ fn transposed_operators_are_adjoints() {
                 any::<u64>(),
             ),
             |(k, stride, groups, pad, dil, cmul, h, w, seed)| {
+                RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let cin = groups * (1 + (seed % 2) as usize);
                 let cout = groups * cmul;
                 prop_assume!(h + 2 * pad > dil * (k - 1) && w + 2 * pad > dil * (k - 1));
@@ -533,7 +535,7 @@ fn transposed_operators_are_adjoints() {
                 let xt = conv.transpose_with(y, &wt, x.dims());
                 prop_assert_eq!(xt.dims(), x.dims());
                 let rhs = (x.clone() * xt.clone()).sum().into_scalar::<f32>();
-                let scale = (x.abs() * xt.abs()).sum().into_scalar::<f32>();
+                let scale = (x.clone().abs() * xt.abs()).sum().into_scalar::<f32>();
                 prop_assert!(
                     (lhs - rhs).abs() <= 1e-4 * scale.max(1e-6),
                     "conv k{k} s{stride} p{pad} d{dil} g{groups} {h}x{w}: {lhs} vs {rhs}"
@@ -547,10 +549,18 @@ fn transposed_operators_are_adjoints() {
                 let l1 = (lin.forward_with(xl.clone(), &wl, None) * yl.clone()).sum().into_scalar::<f32>();
                 let l2 = (xl.clone() * lin.transpose_with(yl, &wl, xl.dims())).sum().into_scalar::<f32>();
                 prop_assert!((l1 - l2).abs() <= 1e-4 * l1.abs().max(1.0), "linear: {l1} vs {l2}");
+                // BatchNorm (a diagonal map), on the conv's input.
+                let bn = rap_attrib::burn::nn::BatchNormConfig::new(cin).init(&device);
+                let wb = LinearLayer::weight(&bn);
+                let yb = tensor4(random_input(&mut rng, &[0, cin, h, w], 2, false), [2, cin, h, w], &device);
+                let b1 = (bn.forward_with(x.clone(), &wb, None) * yb.clone()).sum().into_scalar::<f32>();
+                let b2 = (x.clone() * bn.transpose_with(yb, &wb, x.dims())).sum().into_scalar::<f32>();
+                prop_assert!((b1 - b2).abs() <= 1e-4 * b1.abs().max(1.0), "batch norm: {b1} vs {b2}");
                 Ok(())
             },
         )
         .unwrap();
+    println!("adjoint cases run: {}", RUNS.load(std::sync::atomic::Ordering::Relaxed));
 }
 
 #[test]

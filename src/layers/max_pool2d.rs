@@ -72,3 +72,41 @@ impl Relevance for MaxPool2d {
         Ok(vec![rel.reshape([b, c, h, w])])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::LayerType;
+    use crate::tensor::to_vec;
+    use burn::nn::pool::MaxPool2dConfig;
+    use burn::tensor::Device;
+
+    fn ctx() -> RuleContext<'static> {
+        RuleContext { name: "pool", layer_type: LayerType::MaxPool2d, is_input_layer: false, is_output_layer: false }
+    }
+
+    #[test]
+    fn ties_go_to_the_first_maximum_and_overlaps_accumulate() {
+        let device = Device::flex();
+        // 3x3 input, 2x2 windows with stride 1: four overlapping windows.
+        let x = Tensor::<4>::from_data([[[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]]], &device);
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).init();
+        let y = Relevance::forward(&pool, "pool", std::slice::from_ref(&x)).unwrap();
+        assert_eq!(to_vec(&y), vec![1.0, 1.0, 1.0, 2.0]);
+        let r = Tensor::<4>::from_data([[[[1.0, 2.0], [4.0, 8.0]]]], &device);
+        let rel = pool.relevance(&[x], &y, r, None, &ctx()).unwrap();
+        // Window (0,0) ties at four ones: the first, (0,0). Window (0,1): first max at (0,1).
+        // Window (1,0): first max at (1,0). Window (1,1): the 2.0 at (2,2).
+        assert_eq!(to_vec(&rel[0]), vec![1.0, 2.0, 0.0, 4.0, 0.0, 0.0, 0.0, 0.0, 8.0]);
+    }
+
+    #[test]
+    fn all_zero_windows_pass_nothing() {
+        let device = Device::flex();
+        let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        let y = Relevance::forward(&pool, "pool", std::slice::from_ref(&x)).unwrap();
+        let rel = pool.relevance(&[x], &y, y.ones_like(), None, &ctx()).unwrap();
+        assert_eq!(to_vec(&rel[0]), vec![0.0; 4]);
+    }
+}
