@@ -8,6 +8,9 @@
 //! - per-sample sums of every compared tensor to relative 1e-5 (of the larger of the sum and
 //!   the per-sample Σ|R_ref|, so that sums that cancel to near zero are judged on their scale).
 
+mod common;
+
+use common::device;
 use rap_attrib::burn::tensor::{Device, Tensor};
 use rap_attrib::spec::{HostTensor, SpecNetwork, read_safetensors};
 use rap_attrib::tensor::to_vec;
@@ -23,14 +26,6 @@ fn golden_dir() -> PathBuf {
     match std::env::var("RAP_GOLDEN_DIR") {
         Ok(d) => PathBuf::from(d),
         Err(_) => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/golden"),
-    }
-}
-
-fn device() -> Device {
-    match std::env::var("RAP_TEST_DEVICE").as_deref() {
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu") => Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default()),
-        _ => Device::flex(),
     }
 }
 

@@ -17,6 +17,7 @@ use rap_attrib::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Lrp0, Pass, Rap
 use rap_attrib::spec::SpecNetwork;
 use rap_attrib::tensor::{neg, pos, sample_sums, to_vec};
 use rap_attrib::{Composite, Explainer, InitialRelevance, LinearLayer, Selector, Target};
+use std::sync::Arc;
 
 /// Relative tolerance of every conservation check: `|got − expected| ≤ TOL · scale`, where the
 /// scale is the larger of `|expected|` and the per-sample `Σ|R|` at the layer's output (float32
@@ -270,37 +271,27 @@ fn check_layers(
     Ok(())
 }
 
+/// BatchNorm as the reference's masked `Pass`, optionally Z^β at a Conv2d input layer, and
+/// `rule` everywhere else (RAP starts from the one-hot, the LRP rules from the logit).
 fn rule_composite(rule: &str, zbeta_input: bool) -> Composite {
-    let r: Box<dyn Fn() -> Composite> = match rule {
-        "lrp0" => Box::new(|| Composite::new().with(Selector::Any, Lrp0 { ignore_bias: true })),
-        "epsilon" => Box::new(|| Composite::new().with(Selector::Any, Epsilon::new(1e-3).unwrap())),
-        "a1b0" => Box::new(|| Composite::new().with(Selector::Any, AlphaBeta::new(1.0, 0.0).unwrap())),
-        "a2b1" => Box::new(|| Composite::new().with(Selector::Any, AlphaBeta::new(2.0, 1.0).unwrap())),
-        "zplus" => Box::new(|| Composite::new().with(Selector::Any, ZPlus)),
-        "gamma" => Box::new(|| Composite::new().with(Selector::Any, Gamma::new(0.25, 1e-6).unwrap())),
-        "flat" => Box::new(|| Composite::new().with(Selector::Any, Flat)),
-        _ => Box::new(|| Composite::new().with_initial(InitialRelevance::OneHot).with(Selector::Any, Rap::default())),
+    let rule_obj: Arc<dyn Rule> = match rule {
+        "lrp0" => Arc::new(Lrp0 { ignore_bias: true }),
+        "epsilon" => Arc::new(Epsilon::new(1e-3).unwrap()),
+        "a1b0" => Arc::new(AlphaBeta::new(1.0, 0.0).unwrap()),
+        "a2b1" => Arc::new(AlphaBeta::new(2.0, 1.0).unwrap()),
+        "zplus" => Arc::new(ZPlus),
+        "gamma" => Arc::new(Gamma::new(0.25, 1e-6).unwrap()),
+        "flat" => Arc::new(Flat),
+        _ => Arc::new(Rap::default()),
     };
-    let mut c = Composite::new().with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true });
+    let initial = if rule == "rap" { InitialRelevance::OneHot } else { InitialRelevance::Logit };
+    let mut c = Composite::new()
+        .with_initial(initial)
+        .with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true });
     if zbeta_input {
         c = c.with(Selector::All(vec![Selector::InputLayer, Selector::Type(LayerType::Conv2d)]), ZBeta::default());
     }
-    let base = r();
-    c.initial = base.initial;
-    let mut out = c;
-    // Append the rule as the catch-all.
-    let rule_obj: std::sync::Arc<dyn Rule> = match rule {
-        "lrp0" => std::sync::Arc::new(Lrp0 { ignore_bias: true }),
-        "epsilon" => std::sync::Arc::new(Epsilon::new(1e-3).unwrap()),
-        "a1b0" => std::sync::Arc::new(AlphaBeta::new(1.0, 0.0).unwrap()),
-        "a2b1" => std::sync::Arc::new(AlphaBeta::new(2.0, 1.0).unwrap()),
-        "zplus" => std::sync::Arc::new(ZPlus),
-        "gamma" => std::sync::Arc::new(Gamma::new(0.25, 1e-6).unwrap()),
-        "flat" => std::sync::Arc::new(Flat),
-        _ => std::sync::Arc::new(Rap::default()),
-    };
-    out = out.with_shared(Selector::Any, rule_obj);
-    out
+    c.with_shared(Selector::Any, rule_obj)
 }
 
 const RULES: [&str; 8] = ["lrp0", "epsilon", "a1b0", "a2b1", "zplus", "gamma", "flat", "rap"];
