@@ -60,3 +60,8 @@ pub use walk::{Conservation, Explain, Explainer, Explanation, LayerRelevance, No
 
 /// Re-export of the pinned Burn release, so users build models against the same version.
 pub use burn;
+
+/// The README's code blocks, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
