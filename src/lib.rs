@@ -45,12 +45,14 @@
 pub mod canonizer;
 pub mod composite;
 pub mod error;
+pub mod imaging;
 pub mod layers;
 pub mod rules;
 pub mod spec;
 pub mod tensor;
 pub mod viz;
 pub mod walk;
+pub mod zoo;
 
 pub use composite::{Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};

@@ -7,6 +7,7 @@
 use crate::error::{AttribError, Result};
 use crate::tensor::to_vec;
 use burn::tensor::Tensor;
+use image::RgbImage;
 use std::path::Path;
 
 /// Matplotlib's 'seismic' colour map at `t ∈ [0, 1]`: dark blue → blue → white → red → dark red.
@@ -45,6 +46,65 @@ pub fn save_heatmap_png(relevance: &Tensor<4>, sample: usize, path: impl AsRef<P
         .map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
 }
 
+/// The heatmap of one sample as an image.
+pub fn heatmap_image(relevance: &Tensor<4>, sample: usize) -> Result<RgbImage> {
+    let (w, h, rgb) = heatmap_rgb(relevance, sample)?;
+    Ok(RgbImage::from_raw(w, h, rgb).expect("sizes match"))
+}
+
+/// The heatmap blended over the photo: each pixel mixes the photo with the heatmap colour in
+/// proportion to `alpha · |R|/max|R|`, so irrelevant pixels show the photo.
+///
+/// The photo must have the relevance map's size.
+pub fn overlay(photo: &RgbImage, relevance: &Tensor<4>, sample: usize, alpha: f32) -> Result<RgbImage> {
+    let [_, _, h, w] = relevance.dims();
+    if (photo.width() as usize, photo.height() as usize) != (w, h) {
+        return Err(AttribError::Shape {
+            layer: "overlay".into(),
+            expected: format!("a {w}x{h} photo"),
+            got: vec![photo.height() as usize, photo.width() as usize],
+        });
+    }
+    let heat = heatmap_image(relevance, sample)?;
+    let v = to_vec(&relevance.clone().sum_dim(1));
+    let v = &v[sample * h * w..(sample + 1) * h * w];
+    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let mut out = photo.clone();
+    for (i, (p, q)) in out.pixels_mut().zip(heat.pixels()).enumerate() {
+        let a = if max > 0.0 { (alpha * v[i].abs() / max).clamp(0.0, 1.0) } else { 0.0 };
+        for c in 0..3 {
+            p.0[c] = ((1.0 - a) * p.0[c] as f32 + a * q.0[c] as f32).round() as u8;
+        }
+    }
+    Ok(out)
+}
+
+/// Places pictures of equal height side by side with a white 4-pixel gap.
+pub fn side_by_side(images: &[RgbImage]) -> RgbImage {
+    let gap = 4;
+    let h = images.iter().map(|i| i.height()).max().unwrap_or(0);
+    let w = images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
+    let mut out = RgbImage::from_pixel(w.max(1), h.max(1), image::Rgb([255, 255, 255]));
+    let mut x0 = 0;
+    for img in images {
+        image::imageops::replace(&mut out, img, x0 as i64, 0);
+        x0 += img.width() + gap;
+    }
+    out
+}
+
+/// One call for the usual figure: the photo, then the heatmap of each relevance tensor (for
+/// example RAP and an LRP rule) for one sample, side by side, written as a PNG.
+pub fn save_panel(path: impl AsRef<Path>, photo: &RgbImage, relevances: &[&Tensor<4>], sample: usize) -> Result<()> {
+    let mut pictures = vec![photo.clone()];
+    for r in relevances {
+        pictures.push(heatmap_image(r, sample)?);
+    }
+    let panel = side_by_side(&pictures);
+    let path = path.as_ref();
+    panel.save(path).map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +128,19 @@ mod tests {
         assert_eq!(&rgb[3..6], &seismic(1.0));
         assert_eq!(&rgb[6..9], &seismic(0.0));
         assert!(heatmap_rgb(&r, 1).is_err());
+    }
+
+    #[test]
+    fn overlay_keeps_the_photo_where_relevance_is_zero_and_panels_line_up() {
+        let device = burn::tensor::Device::flex();
+        let r = Tensor::<4>::from_data([[[[0.0, 2.0], [-2.0, 1.0]]]], &device);
+        let photo = RgbImage::from_pixel(2, 2, image::Rgb([10, 20, 30]));
+        let o = overlay(&photo, &r, 0, 1.0).unwrap();
+        assert_eq!(o.get_pixel(0, 0).0, [10, 20, 30]);
+        assert_eq!(o.get_pixel(1, 0).0, seismic(1.0));
+        assert!(overlay(&RgbImage::new(3, 2), &r, 0, 1.0).is_err());
+        let p = side_by_side(&[photo.clone(), photo]);
+        assert_eq!((p.width(), p.height()), (8, 2));
+        assert_eq!(p.get_pixel(2, 0).0, [255, 255, 255]);
     }
 }

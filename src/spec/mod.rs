@@ -13,7 +13,7 @@
 
 mod weights;
 
-pub use weights::{HostTensor, parse_safetensors, read_safetensors};
+pub use weights::{ElementKind, HostTensor, decode, parse_safetensors, read_safetensors};
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;

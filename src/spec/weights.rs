@@ -48,26 +48,57 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
         SafeTensors::deserialize(bytes).map_err(|e| AttribError::Weights(format!("not a safetensors file: {e}")))?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
-        let data = view.data();
-        let values: Vec<f64> = match view.dtype() {
-            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            Dtype::F64 => data
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-                .collect(),
-            Dtype::I64 => data
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
-                .collect(),
-            Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-            Dtype::BOOL | Dtype::U8 => data.iter().map(|&b| b as f64).collect(),
-            Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-            Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+        let kind = match view.dtype() {
+            Dtype::F32 => ElementKind::F32,
+            Dtype::F64 => ElementKind::F64,
+            Dtype::I64 => ElementKind::I64,
+            Dtype::I32 => ElementKind::I32,
+            Dtype::BOOL | Dtype::U8 => ElementKind::U8,
+            Dtype::F16 => ElementKind::F16,
+            Dtype::BF16 => ElementKind::BF16,
             other => {
                 return Err(AttribError::Weights(format!("tensor `{name}` has unsupported dtype {other:?}")));
             }
         };
+        let values = decode(kind, view.data());
         out.insert(name.to_string(), HostTensor { shape: view.shape().to_vec(), values });
     }
     Ok(out)
+}
+
+/// Element types that [`decode`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElementKind {
+    /// 32-bit float.
+    F32,
+    /// 64-bit float.
+    F64,
+    /// 16-bit float.
+    F16,
+    /// bfloat16.
+    BF16,
+    /// 64-bit signed integer.
+    I64,
+    /// 32-bit signed integer.
+    I32,
+    /// Byte (also bool).
+    U8,
+}
+
+/// Decodes little-endian element bytes to `f64` values.
+pub fn decode(kind: ElementKind, data: &[u8]) -> Vec<f64> {
+    match kind {
+        ElementKind::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        ElementKind::F64 => {
+            data.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()
+        }
+        ElementKind::I64 => data
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
+            .collect(),
+        ElementKind::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        ElementKind::U8 => data.iter().map(|&b| b as f64).collect(),
+        ElementKind::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+        ElementKind::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+    }
 }

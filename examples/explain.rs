@@ -1,0 +1,190 @@
+//! The main job: explain photos with a zoo model and write heatmap panels.
+//!
+//! With no arguments it explains the bundled photo of Chelsea the cat with the bundled ImageNet
+//! SqueezeNet 1.1 using RAP, prints the top-5 classes and the relevance sum, and writes a panel
+//! (photo | RAP | LRP α1β0) as a PNG.
+//!
+//! ```sh
+//! cargo run --release --example explain
+//! cargo run --release --example explain -- --model resnet50 --weights resnet50.pth \
+//!     --image photos/ --rule lrp-eps --out heatmaps
+//! ```
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::imaging::load_imagenet;
+use rap_attrib::tensor::{sample_sums, to_vec};
+use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel};
+use rap_attrib::{Explainer, Target, viz};
+use std::path::PathBuf;
+
+fn assets() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+/// Explain image classifications with RAP or an LRP rule and write heatmap panels.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Architecture: vgg16, resnet18, resnet50 or squeezenet1_1.
+    #[arg(long, default_value = "squeezenet1_1")]
+    model: String,
+    /// Weights: a torchvision .pth/.pt checkpoint or a .safetensors file in torchvision naming
+    /// [default: the bundled SqueezeNet 1.1 ImageNet weights].
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Image files (PNG/JPEG) or directories of them [default: the bundled chelsea.png].
+    #[arg(long, num_args = 1..)]
+    image: Vec<PathBuf>,
+    /// Rule set for the main heatmap.
+    #[arg(long, default_value = "rap", value_parser = clap::builder::PossibleValuesParser::new(RULE_NAMES))]
+    rule: String,
+    /// Second rule set shown next to it in the panel ("none" for no second heatmap).
+    #[arg(long, default_value = "lrp-a1b0")]
+    compare: String,
+    /// Class index to explain [default: the predicted class].
+    #[arg(long)]
+    target: Option<usize>,
+    /// Output folder for the panels.
+    #[arg(long, default_value = "target/explain")]
+    out: PathBuf,
+    /// Device: cpu, or wgpu when built with the `wgpu` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Class names, one per line [default: the bundled ImageNet names for 1000-class models].
+    #[arg(long)]
+    classes: Option<PathBuf>,
+    /// Side of the square the photo is resized to (Pillow-exact bilinear, no crop).
+    #[arg(long, default_value_t = 224)]
+    size: u32,
+}
+
+fn device(name: &str) -> Result<Device, String> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default())),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => Err("this build has no wgpu support; rebuild with `--features wgpu`".into()),
+        other => Err(format!("unknown device `{other}`; expected cpu or wgpu")),
+    }
+}
+
+fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(|e| format!("{}: {e}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension()
+                        .and_then(|x| x.to_str())
+                        .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+                })
+                .collect();
+            files.sort();
+            if files.is_empty() {
+                return Err(format!("{}: no PNG or JPEG files in this folder", p.display()));
+            }
+            out.extend(files);
+        } else if p.is_file() {
+            out.push(p.clone());
+        } else {
+            return Err(format!("{}: no such file or folder", p.display()));
+        }
+    }
+    Ok(out)
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let device = device(&args.device)?;
+    let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
+    let weights = match &args.weights {
+        Some(w) => w.clone(),
+        None if arch == Architecture::SqueezeNet1_1 => assets().join("models/squeezenet1_1.safetensors"),
+        None => return Err(format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name())),
+    };
+    let model = ZooModel::load(arch, &weights, &device).map_err(|e| format!("{}: {e}", weights.display()))?;
+    let classes_file = args
+        .classes
+        .clone()
+        .or_else(|| (model.config.num_classes == 1000).then(|| assets().join("models/imagenet_classes.txt")));
+    let names: Vec<String> = match &classes_file {
+        Some(f) => {
+            std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?.lines().map(String::from).collect()
+        }
+        None => Vec::new(),
+    };
+    let images =
+        if args.image.is_empty() { vec![assets().join("images/chelsea.png")] } else { collect_images(&args.image)? };
+    let main = model.composite(&args.rule).map_err(|e| e.to_string())?;
+    let second = match args.compare.as_str() {
+        "none" => None,
+        rule => Some((rule.to_string(), model.composite(rule).map_err(|e| e.to_string())?)),
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
+    let bar = (images.len() > 1).then(|| {
+        let b = ProgressBar::new(images.len() as u64);
+        b.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"));
+        b
+    });
+    let name_of = |c: usize| names.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
+    for path in &images {
+        let (photo, x) = load_imagenet(path, args.size, &device).map_err(|e| e.to_string())?;
+        let target = match args.target {
+            Some(t) => Target::Classes(vec![t]),
+            None => Target::Predicted,
+        };
+        let e = Explainer::new(&model, main.clone()).explain(x.clone(), target.clone()).map_err(|e| e.to_string())?;
+        let logits = to_vec(&e.logits);
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
+        let report = |s: String| match &bar {
+            Some(b) => b.suspend(|| println!("{s}")),
+            None => println!("{s}"),
+        };
+        report(format!("{}:", path.display()));
+        for (rank, &c) in order.iter().take(5).enumerate() {
+            report(format!("  {}. {:>4} {:<40} logit {:.5}", rank + 1, c, name_of(c), logits[c]));
+        }
+        let t = e.targets[0];
+        let total = sample_sums(&e.relevance)[0];
+        report(format!(
+            "  explained class {t} ({}) with {}: relevance sum {total:.6} (target logit {:.5})",
+            name_of(t),
+            args.rule,
+            logits[t]
+        ));
+        let mut maps: Vec<Tensor<4>> = vec![e.relevance.clone()];
+        if let Some((_, c)) = &second {
+            let e2 = Explainer::new(&model, c.clone()).explain(x, target).map_err(|e| e.to_string())?;
+            maps.push(e2.relevance);
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
+        let suffix = match &second {
+            Some((r, _)) => format!("{}_vs_{r}", args.rule),
+            None => args.rule.clone(),
+        };
+        let out = args.out.join(format!("{stem}_{suffix}.png"));
+        let refs: Vec<&Tensor<4>> = maps.iter().collect();
+        viz::save_panel(&out, &photo, &refs, 0).map_err(|e| e.to_string())?;
+        report(format!("  panel (photo | {}) written to {}", suffix.replace("_vs_", " | "), out.display()));
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    }
+    if let Some(b) = bar {
+        b.finish_with_message("done");
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Err(e) = run(args) {
+        eprintln!("error: {}", e.lines().next().unwrap_or("unknown error"));
+        std::process::exit(2);
+    }
+}

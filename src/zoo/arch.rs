@@ -1,0 +1,242 @@
+//! The zoo's architectures as network descriptions.
+
+use crate::error::{AttribError, Result};
+use crate::spec::HostTensor;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// A torchvision architecture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Architecture {
+    /// `torchvision.models.vgg16` (no BatchNorm).
+    Vgg16,
+    /// `torchvision.models.resnet18` (BasicBlock).
+    ResNet18,
+    /// `torchvision.models.resnet50` (Bottleneck, v1.5: stride on the 3×3 conv).
+    ResNet50,
+    /// `torchvision.models.squeezenet1_1`.
+    SqueezeNet1_1,
+}
+
+/// Size options of a zoo network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZooConfig {
+    /// Number of output classes (1000 for ImageNet).
+    pub num_classes: usize,
+    /// Divides every channel width (and VGG's classifier width); 1 is torchvision's network.
+    /// Narrow networks keep the names and the structure, for tests.
+    pub width_divisor: usize,
+}
+
+impl Default for ZooConfig {
+    fn default() -> Self {
+        Self { num_classes: 1000, width_divisor: 1 }
+    }
+}
+
+fn conv(name: &str, cin: usize, cout: usize, k: usize, s: usize, p: usize, bias: bool) -> Value {
+    json!({"name": name, "type": "Conv2d", "in_channels": cin, "out_channels": cout, "kernel_size": [k, k],
+           "stride": [s, s], "padding": [p, p], "dilation": [1, 1], "groups": 1, "bias": bias})
+}
+
+fn bn(name: &str, c: usize) -> Value {
+    json!({"name": name, "type": "BatchNorm2d", "num_features": c, "eps": 1e-5})
+}
+
+fn relu(name: &str) -> Value {
+    json!({"name": name, "type": "ReLU"})
+}
+
+impl std::str::FromStr for Architecture {
+    type Err = AttribError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().replace(['-', '_', '.'], "").as_str() {
+            "vgg16" => Ok(Architecture::Vgg16),
+            "resnet18" => Ok(Architecture::ResNet18),
+            "resnet50" => Ok(Architecture::ResNet50),
+            "squeezenet11" | "squeezenet" => Ok(Architecture::SqueezeNet1_1),
+            _ => Err(AttribError::InvalidParameter(format!(
+                "unknown model `{s}`; expected one of vgg16, resnet18, resnet50, squeezenet1_1"
+            ))),
+        }
+    }
+}
+
+impl Architecture {
+    /// All architectures.
+    pub const ALL: [Architecture; 4] =
+        [Architecture::Vgg16, Architecture::ResNet18, Architecture::ResNet50, Architecture::SqueezeNet1_1];
+
+    /// The torchvision name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Vgg16 => "vgg16",
+            Architecture::ResNet18 => "resnet18",
+            Architecture::ResNet50 => "resnet50",
+            Architecture::SqueezeNet1_1 => "squeezenet1_1",
+        }
+    }
+
+    /// The input layer's name.
+    pub fn input_layer(self) -> &'static str {
+        match self {
+            Architecture::Vgg16 | Architecture::SqueezeNet1_1 => "features.0",
+            Architecture::ResNet18 | Architecture::ResNet50 => "conv1",
+        }
+    }
+
+    /// The output layer's name.
+    pub fn output_layer(self) -> &'static str {
+        match self {
+            Architecture::Vgg16 => "classifier.6",
+            Architecture::ResNet18 | Architecture::ResNet50 => "fc",
+            Architecture::SqueezeNet1_1 => "classifier.1",
+        }
+    }
+
+    /// Reads the number of classes and the width divisor from a parameter map.
+    pub fn infer_config(self, params: &HashMap<String, HostTensor>) -> Result<ZooConfig> {
+        let out = format!("{}.weight", self.output_layer());
+        let first = format!("{}.weight", self.input_layer());
+        let get = |k: &str| {
+            params
+                .get(k)
+                .ok_or_else(|| AttribError::Weights(format!("missing tensor `{k}`: not a {} checkpoint", self.name())))
+        };
+        let num_classes = get(&out)?.shape[0];
+        let width = get(&first)?.shape[0];
+        let full = 64;
+        if width == 0 || full % width != 0 {
+            return Err(AttribError::Weights(format!(
+                "tensor `{first}` has {width} output channels; expected 64 (or 64 divided by a whole number) for {}",
+                self.name()
+            )));
+        }
+        Ok(ZooConfig { num_classes, width_divisor: full / width })
+    }
+
+    /// The network description (golden sidecar format) with torchvision's names.
+    pub fn describe(self, config: &ZooConfig) -> Result<Value> {
+        let d = config.width_divisor.max(1);
+        let w = |c: usize| (c / d).max(1);
+        if config.num_classes == 0 {
+            return Err(AttribError::InvalidParameter("a zoo model needs at least one class".into()));
+        }
+        let mut layers = Vec::new();
+        match self {
+            Architecture::Vgg16 => {
+                let plan: [&[usize]; 5] =
+                    [&[64, 64], &[128, 128], &[256, 256, 256], &[512, 512, 512], &[512, 512, 512]];
+                let (mut i, mut cin) = (0, 3);
+                for stage in plan {
+                    for &c in stage {
+                        layers.push(conv(&format!("features.{i}"), cin, w(c), 3, 1, 1, true));
+                        layers.push(relu(&format!("features.{}", i + 1)));
+                        cin = w(c);
+                        i += 2;
+                    }
+                    layers.push(
+                        json!({"name": format!("features.{i}"), "type": "MaxPool2d", "kernel_size": 2, "stride": 2}),
+                    );
+                    i += 1;
+                }
+                layers.push(json!({"name": "avgpool", "type": "AdaptiveAvgPool2d", "output_size": [7, 7]}));
+                let hidden = w(4096);
+                layers.push(json!({"name": "classifier.0", "type": "Linear", "in_features": cin * 49, "out_features": hidden, "bias": true}));
+                layers.push(relu("classifier.1"));
+                layers.push(json!({"name": "classifier.2", "type": "Dropout", "p": 0.5}));
+                layers.push(json!({"name": "classifier.3", "type": "Linear", "in_features": hidden, "out_features": hidden, "bias": true}));
+                layers.push(relu("classifier.4"));
+                layers.push(json!({"name": "classifier.5", "type": "Dropout", "p": 0.5}));
+                layers.push(json!({"name": "classifier.6", "type": "Linear", "in_features": hidden, "out_features": config.num_classes, "bias": true}));
+            }
+            Architecture::ResNet18 | Architecture::ResNet50 => {
+                let basic = self == Architecture::ResNet18;
+                let blocks: [usize; 4] = if basic { [2, 2, 2, 2] } else { [3, 4, 6, 3] };
+                let expansion = if basic { 1 } else { 4 };
+                layers.push(conv("conv1", 3, w(64), 7, 2, 3, false));
+                layers.push(bn("bn1", w(64)));
+                layers.push(relu("relu"));
+                layers
+                    .push(json!({"name": "maxpool", "type": "MaxPool2d", "kernel_size": 3, "stride": 2, "padding": 1}));
+                let mut cin = w(64);
+                for (s, &n) in blocks.iter().enumerate() {
+                    let planes = w(64 << s);
+                    for b in 0..n {
+                        let name = format!("layer{}.{b}", s + 1);
+                        let stride = if b == 0 && s > 0 { 2 } else { 1 };
+                        let cout = planes * expansion;
+                        let ds = b == 0 && (stride != 1 || cin != cout);
+                        let ty = if basic { "BasicBlock" } else { "Bottleneck" };
+                        layers.push(json!({"name": name, "type": ty, "stride": stride, "has_downsample": ds}));
+                        let n = |c: &str| format!("{name}.{c}");
+                        if basic {
+                            layers.push(conv(&n("conv1"), cin, planes, 3, stride, 1, false));
+                            layers.push(bn(&n("bn1"), planes));
+                            layers.push(relu(&n("relu1")));
+                            layers.push(conv(&n("conv2"), planes, planes, 3, 1, 1, false));
+                            layers.push(bn(&n("bn2"), planes));
+                            layers.push(relu(&n("relu2")));
+                        } else {
+                            layers.push(conv(&n("conv1"), cin, planes, 1, 1, 0, false));
+                            layers.push(bn(&n("bn1"), planes));
+                            layers.push(relu(&n("relu1")));
+                            layers.push(conv(&n("conv2"), planes, planes, 3, stride, 1, false));
+                            layers.push(bn(&n("bn2"), planes));
+                            layers.push(relu(&n("relu2")));
+                            layers.push(conv(&n("conv3"), planes, cout, 1, 1, 0, false));
+                            layers.push(bn(&n("bn3"), cout));
+                            layers.push(relu(&n("relu3")));
+                        }
+                        if ds {
+                            layers.push(conv(&n("downsample.0"), cin, cout, 1, stride, 0, false));
+                            layers.push(bn(&n("downsample.1"), cout));
+                        }
+                        layers.push(json!({"name": n("add"), "type": "Add"}));
+                        cin = cout;
+                    }
+                }
+                layers.push(json!({"name": "avgpool", "type": "AdaptiveAvgPool2d", "output_size": [1, 1]}));
+                layers.push(json!({"name": "fc", "type": "Linear", "in_features": cin, "out_features": config.num_classes, "bias": true}));
+            }
+            Architecture::SqueezeNet1_1 => {
+                layers.push(conv("features.0", 3, w(64), 3, 2, 0, true));
+                layers.push(relu("features.1"));
+                let pool = |i: usize| json!({"name": format!("features.{i}"), "type": "MaxPool2d", "kernel_size": 3, "stride": 2, "ceil_mode": true});
+                layers.push(pool(2));
+                let fires: [(usize, usize, usize, usize); 8] = [
+                    (3, 64, 16, 64),
+                    (4, 128, 16, 64),
+                    (6, 128, 32, 128),
+                    (7, 256, 32, 128),
+                    (9, 256, 48, 192),
+                    (10, 384, 48, 192),
+                    (11, 384, 64, 256),
+                    (12, 512, 64, 256),
+                ];
+                for (i, cin, sq, ex) in fires {
+                    if i == 6 || i == 9 {
+                        layers.push(pool(i - 1));
+                    }
+                    let name = format!("features.{i}");
+                    let n = |c: &str| format!("{name}.{c}");
+                    // The first Fire's input is features.0's output, w(64); others double expand.
+                    let cin = if i == 3 { w(64) } else { 2 * w(cin / 2) };
+                    layers.push(json!({"name": name, "type": "Fire"}));
+                    layers.push(conv(&n("squeeze"), cin, w(sq), 1, 1, 0, true));
+                    layers.push(relu(&n("squeeze_activation")));
+                    layers.push(conv(&n("expand1x1"), w(sq), w(ex), 1, 1, 0, true));
+                    layers.push(relu(&n("expand1x1_activation")));
+                    layers.push(conv(&n("expand3x3"), w(sq), w(ex), 3, 1, 1, true));
+                    layers.push(relu(&n("expand3x3_activation")));
+                    layers.push(json!({"name": n("cat"), "type": "Cat", "dim": 1}));
+                }
+                layers.push(json!({"name": "classifier.0", "type": "Dropout", "p": 0.5}));
+                layers.push(conv("classifier.1", 2 * w(256), config.num_classes, 1, 1, 0, true));
+                layers.push(relu("classifier.2"));
+                layers.push(json!({"name": "classifier.3", "type": "AdaptiveAvgPool2d", "output_size": [1, 1]}));
+            }
+        }
+        Ok(json!({"layers": layers, "input_shape": [1, 3, 224, 224], "architecture": self.name()}))
+    }
+}

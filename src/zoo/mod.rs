@@ -1,0 +1,129 @@
+//! Model zoo: torchvision's VGG-16, ResNet-18, ResNet-50 and SqueezeNet 1.1, with torchvision's
+//! architecture and parameter names, explainable by every rule with their layer roles preset.
+//!
+//! ```no_run
+//! use rap_attrib::zoo::{Architecture, ZooModel};
+//! use rap_attrib::burn::tensor::Device;
+//!
+//! let device = Device::flex();
+//! // A torchvision checkpoint (.pth) or a safetensors file in torchvision naming.
+//! let model = ZooModel::load(Architecture::ResNet50, "resnet50.pth", &device)?;
+//! let composite = model.composite("rap")?;
+//! # Ok::<(), rap_attrib::AttribError>(())
+//! ```
+//!
+//! The networks are built from descriptions in the golden sidecar format
+//! ([`SpecNetwork`]), so every layer is one the engine knows. Weights are checked strictly:
+//! a missing, extra or wrongly shaped tensor is an [`AttribError::Weights`] naming it.
+
+mod arch;
+mod weights;
+
+pub use arch::{Architecture, ZooConfig};
+pub use weights::{expected_parameters, load_parameters};
+
+use crate::composite::{Composite, Selector};
+use crate::error::{AttribError, Result};
+use crate::layers::LayerType;
+use crate::rules::{Bounds, Epsilon, Pass, ZBeta};
+use crate::spec::{HostTensor, SpecNetwork};
+use crate::walk::{Explain, Node, Tracer};
+use burn::tensor::Device;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// ImageNet channel means (RGB), torchvision's normalisation.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// The rule sets the zoo (and the `explain` example) offer by name.
+pub const RULE_NAMES: [&str; 6] = ["rap", "lrp-a1b0", "lrp-a2b1", "lrp-eps", "epsilon-plus", "epsilon-gamma-box"];
+
+/// A zoo network with its weights.
+pub struct ZooModel {
+    /// Which architecture.
+    pub architecture: Architecture,
+    /// Its configuration (classes, width).
+    pub config: ZooConfig,
+    network: SpecNetwork,
+}
+
+impl std::fmt::Debug for ZooModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ZooModel({:?}, {:?})", self.architecture, self.config)
+    }
+}
+
+impl ZooModel {
+    /// Builds the network from a parameter map in torchvision naming (strict: every expected
+    /// tensor present with its shape, no extra tensor; `num_batches_tracked` is ignored).
+    pub fn from_parameters(
+        architecture: Architecture,
+        config: ZooConfig,
+        params: &HashMap<String, HostTensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let spec = architecture.describe(&config)?;
+        weights::check_strict(&spec, params)?;
+        let network = SpecNetwork::from_value(&spec, params, "", device)?;
+        Ok(Self { architecture, config, network })
+    }
+
+    /// Loads weights from a `.pth`/`.pt` torchvision checkpoint or a `.safetensors` file; the
+    /// number of classes is read from the classifier's shape.
+    pub fn load(architecture: Architecture, path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let params = load_parameters(path)?;
+        let config = architecture.infer_config(&params)?;
+        Self::from_parameters(architecture, config, &params, device)
+    }
+
+    /// The underlying network.
+    pub fn network(&self) -> &SpecNetwork {
+        &self.network
+    }
+
+    /// The input layer's name (`features.0` or `conv1`).
+    pub fn input_layer(&self) -> &'static str {
+        self.architecture.input_layer()
+    }
+
+    /// The output layer's name (`classifier.6`, `fc` or `classifier.1`).
+    pub fn output_layer(&self) -> &'static str {
+        self.architecture.output_layer()
+    }
+
+    /// A preset composite by name (see [`RULE_NAMES`]) with this model's layer roles named.
+    ///
+    /// - `rap`: [`Composite::rap`]
+    /// - `lrp-a1b0`, `lrp-a2b1`: [`Composite::lrp_alpha_beta`] (Z^β at the input)
+    /// - `lrp-eps`: LRP-ε (1e-6) with Z^β on the ImageNet pixel box at the input
+    /// - `epsilon-plus`, `epsilon-gamma-box`: Zennit's presets
+    pub fn composite(&self, rule: &str) -> Result<Composite> {
+        let image_box = Bounds::normalized_unit_range(&IMAGENET_MEAN, &IMAGENET_STD);
+        let c = match rule {
+            "rap" => Composite::rap(),
+            "lrp-a1b0" => Composite::lrp_alpha_beta(1.0, 0.0)?,
+            "lrp-a2b1" => Composite::lrp_alpha_beta(2.0, 1.0)?,
+            "lrp-eps" => Composite::new()
+                .with(Selector::InputLayer, ZBeta::new(image_box))
+                .with(Selector::Type(LayerType::BatchNorm), Pass::default())
+                .with(Selector::Any, Epsilon::default()),
+            "epsilon-plus" => Composite::epsilon_plus(),
+            "epsilon-gamma-box" => Composite::epsilon_gamma_box(image_box),
+            other => {
+                return Err(AttribError::InvalidParameter(format!(
+                    "unknown rule `{other}`; expected one of {}",
+                    RULE_NAMES.join(", ")
+                )));
+            }
+        };
+        Ok(c.with_input_layers([self.input_layer()]).with_output_layers([self.output_layer()]))
+    }
+}
+
+impl Explain for ZooModel {
+    fn trace<'m>(&'m self, tracer: &mut Tracer<'m>, input: Node) -> Result<Node> {
+        self.network.trace(tracer, input)
+    }
+}

@@ -1,0 +1,105 @@
+//! The `explain` example as a user runs it: the default job, and one-line errors for bad input.
+//!
+//! The example binary is built by `cargo test --all-targets` (the README's test command).
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join(format!("explain{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: build the examples (cargo test --all-targets)", bin.display());
+    bin
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(binary()).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+}
+
+fn tmp() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("rap-attrib-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn one_line_error(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "expected a failure, got success: {stderr}");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr.contains("panicked"), "a panic reached the user: {stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "not one line: {stderr}");
+    assert!(stderr.starts_with("error:"), "{stderr}");
+    stderr
+}
+
+#[test]
+fn the_default_job_explains_chelsea_and_writes_a_panel() {
+    let out_dir = tmp().join("default");
+    let out = run(&["--out", out_dir.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("1.  285 Egyptian cat"), "{stdout}");
+    assert!(stdout.contains("relevance sum 1.00000"), "{stdout}");
+    let panel = out_dir.join("chelsea_rap_vs_lrp-a1b0.png");
+    assert!(stdout.contains(&panel.display().to_string()), "{stdout}");
+    let img = image::open(&panel).unwrap();
+    // photo | RAP | LRP, each 224 wide, with two 4-pixel gaps.
+    assert_eq!((img.width(), img.height()), (3 * 224 + 8, 224));
+}
+
+#[test]
+fn several_images_and_a_chosen_target() {
+    let out_dir = tmp().join("many");
+    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/images");
+    let out = run(&[
+        "--image",
+        images.to_str().unwrap(),
+        "--target",
+        "281",
+        "--compare",
+        "none",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("explained class 281 (tabby, tabby cat)"), "{stdout}");
+    assert!(out_dir.join("chelsea_rap.png").exists() && out_dir.join("coffee_rap.png").exists());
+}
+
+#[test]
+fn help_describes_every_option() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for opt in ["--model", "--weights", "--image", "--rule", "--target", "--out", "--device"] {
+        assert!(text.contains(opt), "--help lacks {opt}");
+    }
+}
+
+#[test]
+fn bad_input_gives_one_line_and_a_nonzero_exit() {
+    let dir = tmp();
+    // A missing file.
+    let e = one_line_error(&run(&["--image", "/no/such/photo.png"]));
+    assert!(e.contains("/no/such/photo.png"), "{e}");
+    // An image that does not decode.
+    let bad = dir.join("broken.png");
+    std::fs::write(&bad, b"this is not a png").unwrap();
+    let e = one_line_error(&run(&["--image", bad.to_str().unwrap()]));
+    assert!(e.contains("broken.png"), "{e}");
+    // Weights for another model.
+    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/squeezenet1_1.safetensors");
+    let e = one_line_error(&run(&["--model", "resnet18", "--weights", weights.to_str().unwrap()]));
+    assert!(e.contains("not a resnet18"), "{e}");
+    // A target class out of range.
+    let e = one_line_error(&run(&["--target", "1000"]));
+    assert!(e.contains("1000"), "{e}");
+    // An unknown model.
+    one_line_error(&run(&["--model", "alexnet"]));
+    // An unknown rule is refused by the argument parser (exit code 2, usage message).
+    let out = run(&["--rule", "magic"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}
