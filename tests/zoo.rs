@@ -2,6 +2,8 @@
 //! VGG-16, ResNet-18 and ResNet-50 written by the tests and loaded through the user's path.
 
 mod common;
+#[path = "common/pth.rs"]
+mod pth;
 
 use common::Rng;
 use rap_attrib::burn::tensor::Device;
@@ -104,7 +106,13 @@ fn narrow_torchvision_checkpoints_load_and_explain_with_every_rule() {
         let model = ZooModel::load(arch, &path, &device).unwrap();
         assert_eq!(model.config, config, "{arch:?}: config read from the checkpoint");
         let read_back = load_parameters(&path).unwrap();
-        assert_eq!(read_back.len(), params.len());
+        assert_eq!(read_back, params);
+        // The same checkpoint as a torchvision .pth loads to the same tensors and model.
+        let pth = tmp(&format!("{}.pth", arch.name()));
+        pth::write_pth(&params, &pth);
+        assert_eq!(load_parameters(&pth).unwrap(), params, "{arch:?}: .pth round trip");
+        let from_pth = ZooModel::load(arch, &pth, &device).unwrap();
+        assert_eq!(from_pth.config, config);
         let mut rng = Rng::new(7);
         let x =
             common::tensor4(common::random_input(&mut rng, &[0, 3, size, size], 2, false), [2, 3, size, size], &device);
