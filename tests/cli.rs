@@ -5,12 +5,30 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// The example binary, built (or found up to date) by Cargo itself: `cargo test --all-targets`
+/// compiles examples as test harnesses, so the runnable one is built here with the same
+/// profile and target folder.
 fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join(format!("explain{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: build the examples (cargo test --all-targets)", bin.display());
-    bin
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().unwrap();
+            let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+            let target_dir = profile_dir.parent().unwrap();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "--example", "explain"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            cmd.env("CARGO_TARGET_DIR", target_dir);
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().unwrap();
+            assert!(status.success(), "building the explain example failed");
+            let bin = profile_dir.join("examples").join(format!("explain{}", std::env::consts::EXE_SUFFIX));
+            assert!(bin.is_file(), "{} is missing after the build", bin.display());
+            bin
+        })
+        .clone()
 }
 
 fn run(args: &[&str]) -> Output {
