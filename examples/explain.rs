@@ -37,8 +37,9 @@ struct Args {
     /// Image files (PNG/JPEG) or directories of them [default: the bundled chelsea.png].
     #[arg(long, num_args = 1..)]
     image: Vec<PathBuf>,
-    /// Rule set for the main heatmap.
-    #[arg(long, default_value = "rap", value_parser = clap::builder::PossibleValuesParser::new(RULE_NAMES))]
+    /// Rule set for the main heatmap: rap, lrp-a1b0, lrp-a2b1, lrp-eps, epsilon-plus or
+    /// epsilon-gamma-box.
+    #[arg(long, default_value = "rap")]
     rule: String,
     /// Second rule set shown next to it in the panel ("none" for no second heatmap).
     #[arg(long, default_value = "lrp-a1b0")]
@@ -100,6 +101,11 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 fn run(args: Args) -> Result<(), String> {
     let device = device(&args.device)?;
+    for rule in [&args.rule, &args.compare] {
+        if !RULE_NAMES.contains(&rule.as_str()) && rule != "none" {
+            return Err(format!("unknown rule `{rule}`; expected one of {}", RULE_NAMES.join(", ")));
+        }
+    }
     let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
     let weights = match &args.weights {
         Some(w) => w.clone(),

@@ -116,8 +116,8 @@ fn bad_input_gives_one_line_and_a_nonzero_exit() {
     assert!(e.contains("1000"), "{e}");
     // An unknown model.
     one_line_error(&run(&["--model", "alexnet"]));
-    // An unknown rule is refused by the argument parser (exit code 2, usage message).
-    let out = run(&["--rule", "magic"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    // An unknown rule, an unknown device.
+    let e = one_line_error(&run(&["--rule", "magic"]));
+    assert!(e.contains("magic") && e.contains("lrp-a1b0"), "{e}");
+    one_line_error(&run(&["--device", "tpu"]));
 }
