@@ -30,13 +30,28 @@ pub fn stabilize<const D: usize>(z: Tensor<D>, eps: f64) -> Tensor<D> {
 }
 
 /// Per-sample sum over every non-batch dimension: `[B, ...] -> [B, 1, 1, 1]`.
+///
+/// Reduced one axis at a time (W, then H, then C): burn 0.22.1's wgpu reduction of one long
+/// axis (hundreds of thousands of elements, as `sum_dims(&[1, 2, 3])` or a flattened sum makes)
+/// drops elements on Mesa's software Vulkan driver, while short axes reduce correctly.
 pub fn sample_sum(x: Tensor<4>) -> Tensor<4> {
-    x.sum_dims(&[1, 2, 3])
+    x.sum_dim(3).sum_dim(2).sum_dim(1)
 }
 
-/// Per-sample count of nonzero entries: `[B, ...] -> [B, 1, 1, 1]`.
+/// Per-sample count of nonzero entries: `[B, ...] -> [B, 1, 1, 1]` (reduced axis by axis, see
+/// [`sample_sum`]).
 pub fn sample_nonzero(x: Tensor<4>) -> Tensor<4> {
-    x.not_equal_elem(0.0).float().sum_dims(&[1, 2, 3])
+    sample_sum(x.not_equal_elem(0.0).float())
+}
+
+/// Per-sample minimum: `[B, ...] -> [B, 1, 1, 1]` (reduced axis by axis, see [`sample_sum`]).
+pub fn sample_min(x: Tensor<4>) -> Tensor<4> {
+    x.min_dim(3).min_dim(2).min_dim(1)
+}
+
+/// Per-sample maximum: `[B, ...] -> [B, 1, 1, 1]` (reduced axis by axis, see [`sample_sum`]).
+pub fn sample_max(x: Tensor<4>) -> Tensor<4> {
+    x.max_dim(3).max_dim(2).max_dim(1)
 }
 
 /// Mask of the nonzero entries, as floats (1 where `x != 0`).
@@ -44,20 +59,27 @@ pub fn nonzero_mask(x: Tensor<4>) -> Tensor<4> {
     x.not_equal_elem(0.0).float()
 }
 
+/// Whether any element of a mask is true, reduced axis by axis (see [`sample_sum`]: burn
+/// 0.22.1's wgpu `any()` over hundreds of thousands of elements misses true entries on Mesa's
+/// software Vulkan driver).
+fn any4(mask: Tensor<4, Bool>) -> bool {
+    mask.any_dim(3).any_dim(2).any_dim(1).any_dim(0).into_scalar::<bool>()
+}
+
 /// Whether any element is negative (reads one value back from the device).
 pub fn any_negative(x: &Tensor<4>) -> bool {
-    x.clone().lower_elem(0.0).any().into_scalar::<bool>()
+    any4(x.clone().lower_elem(0.0))
 }
 
 /// Whether any element is positive (reads one value back from the device).
 pub fn any_positive(x: &Tensor<4>) -> bool {
-    x.clone().greater_elem(0.0).any().into_scalar::<bool>()
+    any4(x.clone().greater_elem(0.0))
 }
 
-/// Whether all elements are finite (reads one value back from the device).
+/// Whether all elements are finite. Checked on the host values, which is exact on every
+/// backend (see [`any_negative`] for why no device-wide reduction is used).
 pub fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
-    let bad: Tensor<D, Bool> = x.clone().is_finite().bool_not();
-    !bad.any().into_scalar::<bool>()
+    to_vec(x).iter().all(|v| v.is_finite())
 }
 
 /// The tensor's values as a `Vec<f32>` (row-major).

@@ -61,11 +61,17 @@ fn wgpu_agrees_with_the_cpu_on_every_golden_case() {
                 let (rel, layers) = if input.shape.len() == 4 {
                     let x: Tensor<4> = input.to_tensor("input", device).unwrap();
                     let r = e.explain(x, Target::Classes(targets.clone())).unwrap();
-                    (to_vec(&r.relevance), r.layers.iter().map(|l| (l.name.clone(), to_vec(&l.output))).collect::<Vec<_>>())
+                    (
+                        to_vec(&r.relevance),
+                        r.layers.iter().map(|l| (l.name.clone(), to_vec(&l.output))).collect::<Vec<_>>(),
+                    )
                 } else {
                     let x: Tensor<2> = input.to_tensor("input", device).unwrap();
                     let r = e.explain(x, Target::Classes(targets.clone())).unwrap();
-                    (to_vec(&r.relevance), r.layers.iter().map(|l| (l.name.clone(), to_vec(&l.output))).collect::<Vec<_>>())
+                    (
+                        to_vec(&r.relevance),
+                        r.layers.iter().map(|l| (l.name.clone(), to_vec(&l.output))).collect::<Vec<_>>(),
+                    )
                 };
                 per_device.push((rel, layers));
             }
@@ -76,7 +82,8 @@ fn wgpu_agrees_with_the_cpu_on_every_golden_case() {
             let case = json.file_stem().unwrap().to_string_lossy();
             if d > tol {
                 let first = c.1.iter().zip(&g.1).rev().find(|((_, a), (_, b))| max_diff(a, b) > 1e-4 * max_abs(a));
-                let at = first.map(|((n, a), (_, b))| format!("{n} (Δ {:.2e} of max {:.2e})", max_diff(a, b), max_abs(a)));
+                let at =
+                    first.map(|((n, a), (_, b))| format!("{n} (Δ {:.2e} of max {:.2e})", max_diff(a, b), max_abs(a)));
                 failures.push(format!("{case}/{rule}: Δ {d:.3e} > {tol:.3e}; first differing layer output: {at:?}"));
             } else {
                 println!("agree {case}/{rule}: max Δ/max|R| = {:.2e}", d / max_abs(&c.0).max(1e-30));

@@ -15,7 +15,7 @@ use rap_attrib::burn::tensor::{Device, Tensor};
 use rap_attrib::layers::LayerType;
 use rap_attrib::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Lrp0, Pass, Rap, Rule, ZBeta, ZPlus};
 use rap_attrib::spec::SpecNetwork;
-use rap_attrib::tensor::{neg, pos, sample_sums, to_vec};
+use rap_attrib::tensor::{neg, pos, sample_max, sample_min, sample_sums, to_vec};
 use rap_attrib::{Composite, Explainer, InitialRelevance, LinearLayer, Selector, Target};
 use std::sync::Arc;
 
@@ -225,7 +225,7 @@ fn check_layers(
                 let is_input_conv = l.layer_type == LayerType::Conv2d && l.name == "stem";
                 if zbeta_input && is_input_conv {
                     // Z^β with per-sample bounds: conserves where Z ≠ 0.
-                    let (lo, hi) = (x.clone().min_dims(&[1, 2, 3]), x.clone().max_dims(&[1, 2, 3]));
+                    let (lo, hi) = (sample_min(x.clone()), sample_max(x.clone()));
                     let w = layer.weight();
                     let ones = x.ones_like();
                     let z = layer.forward_with(x.clone(), &w, None)
@@ -241,8 +241,8 @@ fn check_layers(
                             // zero conserves ΣR exactly, so the sum is k·ΣR with k ≤ the number of
                             // branches with a nonzero input.
                             let s = sums(r.clone());
-                            let has_pos = to_vec(&pos(x.clone()).sum_dims(&[1, 2, 3]));
-                            let has_neg = to_vec(&neg(x.clone()).sum_dims(&[1, 2, 3]));
+                            let has_pos = sums(pos(x.clone()));
+                            let has_neg = sums(neg(x.clone()));
                             let mut e = Vec::new();
                             for i in 0..s.len() {
                                 let branches = usize::from(has_pos[i] > 0.0) + usize::from(has_neg[i] < 0.0);
@@ -361,7 +361,7 @@ fn rap_input_relevance_sums_to_the_output_layer_relevance() {
             let stem = ex.layers.iter().find(|l| l.name == "stem").unwrap();
             let layer = built.layer("stem").unwrap().as_linear().unwrap();
             let x0 = &stem.activations[0];
-            let (lo, hi) = (x0.clone().min_dims(&[1, 2, 3]), x0.clone().max_dims(&[1, 2, 3]));
+            let (lo, hi) = (sample_min(x0.clone()), sample_max(x0.clone()));
             let w = layer.weight();
             let z = layer.forward_with(x0.clone(), &w, None)
                 - layer.forward_with(x0.ones_like() * lo, &pos(w.clone()), None)

@@ -3,7 +3,7 @@
 use super::{Rule, RuleContext, Stabilizer};
 use crate::error::{AttribError, Result};
 use crate::layers::LinearLayer;
-use crate::tensor::{neg, pos};
+use crate::tensor::{neg, pos, sample_max, sample_min};
 use burn::tensor::{Tensor, TensorData};
 
 /// Where the lowest and highest admissible input values of [`ZBeta`] come from.
@@ -67,7 +67,7 @@ impl ZBeta {
         let device = x.device();
         let [_, c, _, _] = x.dims();
         Ok(match &self.bounds {
-            Bounds::PerSample => (x.clone().min_dims(&[1, 2, 3]), x.clone().max_dims(&[1, 2, 3])),
+            Bounds::PerSample => (sample_min(x.clone()), sample_max(x.clone())),
             Bounds::Global(l, h) => (Tensor::full([1, 1, 1, 1], *l, &device), Tensor::full([1, 1, 1, 1], *h, &device)),
             Bounds::PerChannel(l, h) => {
                 if l.len() != c || h.len() != c {

@@ -5,7 +5,7 @@ use crate::composite::{Composite, InitialRelevance};
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
 use crate::rules::RuleContext;
-use crate::tensor::{all_finite, sample_sums, to_vec};
+use crate::tensor::{all_finite, sample_sum, sample_sums, to_vec};
 use burn::tensor::{Int, Tensor, TensorData};
 use std::collections::HashMap;
 
@@ -121,8 +121,12 @@ impl<const D: usize> Explanation<D> {
             let [b, k] = self.initial.dims();
             self.initial.clone().reshape([b, k, 1, 1])
         };
-        let n = self.relevance.dims()[0];
-        let rel4: Tensor<4> = self.relevance.clone().reshape([n as i32, -1, 1, 1]);
+        let dims = self.relevance.dims();
+        let rel4: Tensor<4> = if D == 4 {
+            self.relevance.clone().reshape([dims[0], dims[1], dims[2], dims[3]])
+        } else {
+            self.relevance.clone().reshape([dims[0], dims[1], 1, 1])
+        };
         Conservation {
             target_logits,
             output_sums: sample_sums(&initial),
@@ -130,14 +134,8 @@ impl<const D: usize> Explanation<D> {
                 .layers
                 .iter()
                 .map(|l| {
-                    let total = l.inputs.iter().cloned().reduce(|a, b| {
-                        if a.dims() == b.dims() {
-                            a + b
-                        } else {
-                            a.reshape([n as i32, -1, 1, 1]).sum_dim(1) + b.reshape([n as i32, -1, 1, 1]).sum_dim(1)
-                        }
-                    });
-                    (l.name.clone(), total.map(|t| sample_sums(&t)).unwrap_or_default())
+                    let total = l.inputs.iter().map(|t| sample_sum(t.clone())).reduce(|a, b| a + b);
+                    (l.name.clone(), total.map(|t| to_vec(&t)).unwrap_or_default())
                 })
                 .collect(),
             input_sums: sample_sums(&rel4),

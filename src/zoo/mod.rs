@@ -78,6 +78,44 @@ impl ZooModel {
         Self::from_parameters(architecture, config, &params, device)
     }
 
+    /// A network with random weights (He-normal convolutions and linear layers, biases
+    /// N(0, 0.01²), BatchNorm γ = 1, β = 0 and unit running statistics), deterministic in `seed`:
+    /// for benchmarks and tests.
+    pub fn random(architecture: Architecture, config: ZooConfig, seed: u64, device: &Device) -> Result<Self> {
+        let spec = architecture.describe(&config)?;
+        let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut normal = move || {
+            let (u, v) = (next().max(1e-12), next());
+            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+        };
+        let params: HashMap<String, HostTensor> = expected_parameters(&spec)
+            .into_iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let values: Vec<f64> = if shape.len() > 1 {
+                    let fan_in: usize = shape[1..].iter().product();
+                    let s = (2.0 / fan_in as f64).sqrt();
+                    (0..n).map(|_| (normal() * s) as f32 as f64).collect()
+                } else if name.ends_with("running_var") || (name.ends_with(".weight") && shape.len() == 1) {
+                    vec![1.0; n]
+                } else if name.ends_with("running_mean") || name.contains("bn") || name.contains("downsample.1") {
+                    vec![0.0; n]
+                } else {
+                    (0..n).map(|_| (normal() * 0.01) as f32 as f64).collect()
+                };
+                (name, HostTensor { shape, values })
+            })
+            .collect();
+        Self::from_parameters(architecture, config, &params, device)
+    }
+
     /// The underlying network.
     pub fn network(&self) -> &SpecNetwork {
         &self.network
