@@ -47,6 +47,9 @@ impl LinearLayer for Conv2d {
 
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
         let padding = conv_padding(self);
+        if let Some(x) = transpose_as_conv(y.clone(), weight, self.stride, padding, self.dilation, self.groups) {
+            return x;
+        }
         let [_, _, oh, ow] = y.dims();
         // Size a plain transposed convolution would give, and the remainder it misses.
         let mut out_pad = [0usize; 2];
@@ -59,6 +62,36 @@ impl LinearLayer for Conv2d {
         let options = ConvTransposeOptions::new(self.stride, padding, out_pad, self.dilation, self.groups);
         conv_transpose2d(y, weight.clone(), None, options)
     }
+}
+
+/// The adjoint of a stride-1 convolution as a forward convolution: the kernel transposed
+/// (per group) and flipped, padding `dilation·(k−1) − padding`. Backends whose transposed
+/// convolution is slow (ndarray's is a scalar loop, about 100× slower than its convolution)
+/// are routed through their fast convolution; `None` where the identity does not apply
+/// (stride > 1, or padding beyond `dilation·(k−1)`).
+pub fn transpose_as_conv(
+    y: Tensor<4>,
+    weight: &Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Option<Tensor<4>> {
+    let [out, in_g, kh, kw] = weight.dims();
+    let k = [kh, kw];
+    if stride != [1, 1] || (0..2).any(|d| padding[d] > dilation[d] * (k[d] - 1)) {
+        return None;
+    }
+    let out_g = out / groups;
+    let w = weight
+        .clone()
+        .reshape([groups * out_g, in_g * kh * kw])
+        .reshape([groups, out_g, in_g, kh * kw])
+        .swap_dims(1, 2)
+        .reshape([groups * in_g, out_g, kh, kw])
+        .flip([2, 3]);
+    let pad = [dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1]];
+    Some(conv2d(y, w, None, ConvOptions::new([1, 1], pad, dilation, groups)))
 }
 
 impl Relevance for Conv2d {
@@ -92,5 +125,40 @@ impl Relevance for Conv2d {
 
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn the_convolution_route_equals_the_transposed_convolution() {
+        let device = Device::flex();
+        let mut checked = 0;
+        for k in 1..=3 {
+            for p in 0..=2 {
+                for d in 1..=2 {
+                    for g in 1..=2 {
+                        let (cin, cout, h) = (2 * g, 3 * g, 7);
+                        let w = Tensor::<4>::random([cout, cin / g, k, k], Distribution::Normal(0.0, 1.0), &device);
+                        let oh = h + 2 * p - d * (k - 1);
+                        let y = Tensor::<4>::random([2, cout, oh, oh], Distribution::Normal(0.0, 1.0), &device);
+                        let Some(routed) = transpose_as_conv(y.clone(), &w, [1, 1], [p, p], [d, d], g) else {
+                            assert!(p > d * (k - 1));
+                            continue;
+                        };
+                        let opts = ConvTransposeOptions::new([1, 1], [p, p], [0, 0], [d, d], g);
+                        let direct = conv_transpose2d(y, w, None, opts);
+                        assert_eq!(routed.dims(), [2, cin, h, h]);
+                        let diff = (routed - direct).abs().max().into_scalar::<f32>();
+                        assert!(diff < 1e-4, "k{k} p{p} d{d} g{g}: {diff}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(checked, 26, "every applicable configuration is checked");
     }
 }

@@ -23,6 +23,7 @@ mod relu;
 
 pub use add::Add;
 pub use concat::Concat;
+pub use conv2d::transpose_as_conv;
 pub use flatten::Flatten;
 
 use crate::error::{AttribError, Result};

@@ -360,6 +360,8 @@ pub fn device() -> Device {
     match std::env::var("RAP_TEST_DEVICE").as_deref() {
         #[cfg(feature = "wgpu")]
         Ok("wgpu") => Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default()),
+        #[cfg(feature = "ndarray")]
+        Ok("ndarray") => Device::ndarray(),
         _ => Device::flex(),
     }
 }
