@@ -82,7 +82,13 @@ mod tests {
     use burn::tensor::Device;
 
     fn ctx() -> RuleContext<'static> {
-        RuleContext { name: "pool", layer_type: LayerType::MaxPool2d, is_input_layer: false, is_output_layer: false }
+        RuleContext {
+            name: "pool",
+            layer_type: LayerType::MaxPool2d,
+            is_input_layer: false,
+            is_output_layer: false,
+            input_nonnegative: false,
+        }
     }
 
     #[test]

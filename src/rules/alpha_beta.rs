@@ -16,7 +16,8 @@ use burn::tensor::Tensor;
 ///
 /// No bias and no ε; `sd` is the safe divide. The x⁺ and x⁻ parts are normalised separately
 /// (unlike Zennit, which pools them), so an input of mixed sign returns up to twice the
-/// relevance. The x⁻ terms are skipped when the input has no negative entry (after a ReLU).
+/// relevance. The x⁻ terms are skipped when the input has no negative entry (known from the
+/// graph after a ReLU, else checked on the device).
 ///
 /// Conservation: for `x ≥ 0`, `Σ R_in = α Σ_j R_j 1[z⁺_j ≠ 0] − β Σ_j R_j 1[z⁻_j ≠ 0]`, which is
 /// `Σ R` where every `z⁺_j` and `z⁻_j` is nonzero.
@@ -46,11 +47,11 @@ impl Rule for AlphaBeta {
         format!("LRP-α{}β{}", self.alpha, self.beta)
     }
 
-    fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, _: &RuleContext) -> Result<Tensor<4>> {
+    fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
         let w = layer.weight();
         let (wp, wn) = (pos(w.clone()), neg(w));
         let xp = pos(x.clone());
-        let has_neg = any_negative(x);
+        let has_neg = !ctx.input_nonnegative && any_negative(x);
         let xn = neg(x.clone());
         let mut act = share(layer, xp.clone(), &wp, r.clone());
         if has_neg {

@@ -60,6 +60,10 @@ pub struct RuleContext<'a> {
     pub is_input_layer: bool,
     /// The layer produces the network output (through weight-free layers only).
     pub is_output_layer: bool,
+    /// The layer's input is known to be non-negative from the graph (it comes from a ReLU,
+    /// possibly through pooling, dropout, flatten or concatenation of such values). Rules use
+    /// it to skip the empty x⁻ branch without reading the sign back from the device.
+    pub input_nonnegative: bool,
 }
 
 /// A propagation rule for linear layers.

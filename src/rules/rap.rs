@@ -95,7 +95,17 @@ impl Rap {
     /// # Shapes
     ///
     /// - `x`: the layer input; `r`: the layer output's shape; result: `x`'s shape
-    pub fn middle_step(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, linear: bool) -> Tensor<4> {
+    ///
+    /// With `nonnegative` (the input is known to be ≥ 0) the x⁻ branch is skipped without
+    /// reading the input's sign back from the device.
+    pub fn middle_step(
+        &self,
+        layer: &dyn LinearLayer,
+        x: &Tensor<4>,
+        r: Tensor<4>,
+        linear: bool,
+        nonnegative: bool,
+    ) -> Tensor<4> {
         let w = layer.weight();
         let (wp, wn_abs) = (pos(w.clone()), neg(w).neg());
         let r_sum = sample_sum(r.clone());
@@ -116,6 +126,10 @@ impl Rap {
             };
             shift(c, r_sum.clone())
         };
+        if nonnegative {
+            // An all-zero input gives C = 0, Γ = 0 and K = 0 here too.
+            return branch(x.clone());
+        }
         let mut out: Option<Tensor<4>> = None;
         if any_positive(x) {
             out = Some(branch(pos(x.clone())));
@@ -144,6 +158,6 @@ impl Rule for Rap {
         if self.output_layer_step && ctx.is_output_layer && linear {
             return Ok(self.output_step(layer, x, r));
         }
-        Ok(self.middle_step(layer, x, r, linear))
+        Ok(self.middle_step(layer, x, r, linear, ctx.input_nonnegative))
     }
 }

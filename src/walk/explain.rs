@@ -310,6 +310,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
                 layer_type: layer.layer_type(),
                 is_input_layer: roles.input[k],
                 is_output_layer: roles.output[k],
+                input_nonnegative: op.inputs.len() == 1 && roles.nonnegative[op.inputs[0]],
             };
             let rule = match layer.as_linear() {
                 Some(_) => Some(self.composite.rule_for(&ctx).ok_or_else(|| AttribError::NoRule {
@@ -383,10 +384,11 @@ fn argmax_rows(x: &Tensor<2>) -> Vec<usize> {
     idx.to_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default().into_iter().map(|i| i as usize).collect()
 }
 
-/// Input and output layer roles of every op.
+/// Input and output layer roles of every op, and which nodes are non-negative by construction.
 struct Roles {
     input: Vec<bool>,
     output: Vec<bool>,
+    nonnegative: Vec<bool>,
 }
 
 impl Roles {
@@ -433,6 +435,23 @@ impl Roles {
                 output[k] = composite.output_layers.iter().any(|n| n == &op.name);
             }
         }
-        Roles { input, output }
+        // A ReLU output is non-negative; so is anything that max/average-pools, drops out,
+        // flattens or concatenates only non-negative values.
+        let mut nonnegative = vec![false; tracer.values.len()];
+        for op in ops {
+            let t = op.layer.get().layer_type();
+            let all_in = op.inputs.iter().all(|&i| nonnegative[i]);
+            nonnegative[op.output] = match t {
+                LayerType::Relu => true,
+                LayerType::MaxPool2d
+                | LayerType::AvgPool2d
+                | LayerType::AdaptiveAvgPool2d
+                | LayerType::Dropout
+                | LayerType::Flatten
+                | LayerType::Concat => all_in,
+                _ => false,
+            };
+        }
+        Roles { input, output, nonnegative }
     }
 }
