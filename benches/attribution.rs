@@ -89,13 +89,19 @@ fn job(m: &ZooModel, composite: &Option<Composite>, x: &Tensor<4>) {
 
 fn main() {
     let device = device();
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
+    // as a smoke test: one small model, batch 1, one timed run per job.
+    let full = std::env::args().any(|a| a == "--bench");
+    let default_models = if full { "squeezenet1_1,resnet50,vgg16" } else { "squeezenet1_1" };
+    let default_batches = if full { "1,8" } else { "1" };
+    let runs = if full { 5 } else { 1 };
     let models: Vec<Architecture> = std::env::var("RAP_BENCH_MODELS")
-        .unwrap_or_else(|_| "squeezenet1_1,resnet50,vgg16".into())
+        .unwrap_or_else(|_| default_models.into())
         .split(',')
         .map(|s| s.trim().parse().expect("model name"))
         .collect();
     let batches: Vec<usize> = std::env::var("RAP_BENCH_BATCHES")
-        .unwrap_or_else(|_| "1,8".into())
+        .unwrap_or_else(|_| default_batches.into())
         .split(',')
         .map(|s| s.trim().parse().expect("batch size"))
         .collect();
@@ -117,7 +123,7 @@ fn main() {
                     bencher.iter(|| job(&m, &composite, &x));
                 });
                 // Our own median of 5 runs for the ratio table (criterion's report has the rest).
-                let mut times: Vec<f64> = (0..5)
+                let mut times: Vec<f64> = (0..runs)
                     .map(|_| {
                         let t = Instant::now();
                         job(&m, &composite, &x);
@@ -125,7 +131,7 @@ fn main() {
                     })
                     .collect();
                 times.sort_by(f64::total_cmp);
-                medians.push((name, times[2]));
+                medians.push((name, times[runs / 2]));
             }
             group.finish();
             let before = CURRENT.load(Ordering::Relaxed);
