@@ -45,8 +45,10 @@
 pub mod canonizer;
 pub mod composite;
 pub mod error;
+pub mod gradients;
 pub mod imaging;
 pub mod layers;
+pub mod metrics;
 pub mod rules;
 pub mod spec;
 pub mod tensor;
@@ -58,7 +60,9 @@ pub use composite::{Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};
 pub use layers::{LayerType, LinearLayer, Relevance};
 pub use rules::{Rule, RuleContext};
-pub use walk::{Conservation, Explain, Explainer, Explanation, LayerRelevance, Node, Target, Tracer};
+pub use walk::{
+    AttributionMethod, Conservation, Explain, Explainer, Explanation, LayerRelevance, Node, Target, Tracer,
+};
 
 /// Re-export of the pinned Burn release, so users build models against the same version.
 pub use burn;

@@ -189,28 +189,9 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         &self.composite
     }
 
-    /// Checks the input and brings it to the engine's rank 4.
-    fn prepare<const D: usize>(input: &Tensor<D>) -> Result<Tensor<4>> {
-        let dims = input.dims();
-        if D != 2 && D != 4 {
-            return Err(AttribError::InputRank { got: D });
-        }
-        if dims[0] == 0 || dims.contains(&0) {
-            return Err(AttribError::EmptyBatch);
-        }
-        if !all_finite(input) {
-            return Err(AttribError::NonFinite { what: "the input".into() });
-        }
-        Ok(if D == 2 {
-            input.clone().reshape([dims[0], dims[1], 1, 1])
-        } else {
-            input.clone().reshape([dims[0], dims[1], dims[2], dims[3]])
-        })
-    }
-
     /// Records the forward pass of `input` (after the composite's canonizers).
     pub fn trace<const D: usize>(&self, input: &Tensor<D>) -> Result<(Tracer<'a>, Node)> {
-        let x = Self::prepare(input)?;
+        let x = prepare(input)?;
         let (mut tracer, node) = Tracer::new(x);
         let out = self.model.trace(&mut tracer, node)?;
         if self.composite.merge_batch_norm {
@@ -229,51 +210,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
     pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
         let (mut tracer, out) = self.trace(&input)?;
         let logits = logits_of(&tracer, out)?;
-        let [batch, classes] = logits.dims();
-        let device = logits.device();
-        let (initial, targets) = match target {
-            Target::Relevance(r) => {
-                let r = *r;
-                if r.dims() != [batch, classes] {
-                    return Err(AttribError::OutputRelevanceShape {
-                        got: r.dims().to_vec(),
-                        expected: vec![batch, classes],
-                    });
-                }
-                if !all_finite(&r) {
-                    return Err(AttribError::NonFinite { what: "the output relevance".into() });
-                }
-                let t = argmax_rows(&r);
-                (r, t)
-            }
-            other => {
-                let targets = match other {
-                    Target::Classes(t) => {
-                        if t.len() != batch {
-                            return Err(AttribError::TargetCount { got: t.len(), batch });
-                        }
-                        if let Some((sample, &class)) = t.iter().enumerate().find(|(_, c)| **c >= classes) {
-                            return Err(AttribError::TargetOutOfRange { sample, class, classes });
-                        }
-                        t
-                    }
-                    _ => argmax_rows(&logits),
-                };
-                let idx: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
-                let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [batch, 1]), &device);
-                let onehot = Tensor::<2>::zeros([batch, classes], &device).scatter(
-                    1,
-                    idx.clone(),
-                    Tensor::ones([batch, 1], &device),
-                    burn::tensor::IndexingUpdateOp::Add,
-                );
-                let r = match self.composite.initial {
-                    InitialRelevance::OneHot => onehot,
-                    InitialRelevance::Logit => onehot * logits.clone(),
-                };
-                (r, targets)
-            }
-        };
+        let (initial, targets) = resolve_target(&logits, target, self.composite.initial)?;
         let (relevance, layers, marked) = self.walk(&mut tracer, out, initial.clone())?;
         if !all_finite(&relevance) {
             return Err(AttribError::NonFinite {
@@ -366,8 +303,107 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
     }
 }
 
+/// Any attribution method on image batches: the propagation rules ([`Explainer`]) and the
+/// gradient baselines ([`GradientExplainer`](crate::gradients::GradientExplainer)) alike, so that
+/// an evaluation can run a list of methods without knowing their kind.
+pub trait AttributionMethod {
+    /// Explains a batch `[B, C, H, W]`; the relevance is shaped like the input.
+    fn attribute(&self, input: Tensor<4>, target: Target) -> Result<Explanation<4>>;
+}
+
+impl<M: Explain + ?Sized> AttributionMethod for Explainer<'_, M> {
+    fn attribute(&self, input: Tensor<4>, target: Target) -> Result<Explanation<4>> {
+        self.explain(input, target)
+    }
+}
+
+/// Checks an input and brings it to the engine's rank 4 (`[B, F]` becomes `[B, F, 1, 1]`).
+pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<Tensor<4>> {
+    let dims = input.dims();
+    if D != 2 && D != 4 {
+        return Err(AttribError::InputRank { got: D });
+    }
+    if dims.contains(&0) {
+        return Err(AttribError::EmptyBatch);
+    }
+    if !all_finite(input) {
+        return Err(AttribError::NonFinite { what: "the input".into() });
+    }
+    Ok(if D == 2 {
+        input.clone().reshape([dims[0], dims[1], 1, 1])
+    } else {
+        input.clone().reshape([dims[0], dims[1], dims[2], dims[3]])
+    })
+}
+
+/// Runs `model` on a rank-4 input and returns its checked logits `[B, classes]`.
+pub(crate) fn run_model<M: Explain + ?Sized>(model: &M, x: Tensor<4>) -> Result<Tensor<2>> {
+    let (mut tracer, node) = Tracer::new(x);
+    let out = model.trace(&mut tracer, node)?;
+    logits_of(&tracer, out)
+}
+
+/// The output relevance (or gradient seed) `[B, classes]` and the explained class per sample.
+pub(crate) fn resolve_target(
+    logits: &Tensor<2>,
+    target: Target,
+    initial: InitialRelevance,
+) -> Result<(Tensor<2>, Vec<usize>)> {
+    let [batch, classes] = logits.dims();
+    let device = logits.device();
+    match target {
+        Target::Relevance(r) => {
+            let r = *r;
+            if r.dims() != [batch, classes] {
+                return Err(AttribError::OutputRelevanceShape {
+                    got: r.dims().to_vec(),
+                    expected: vec![batch, classes],
+                });
+            }
+            if !all_finite(&r) {
+                return Err(AttribError::NonFinite { what: "the output relevance".into() });
+            }
+            let t = argmax_rows(&r);
+            Ok((r, t))
+        }
+        other => {
+            let targets = match other {
+                Target::Classes(t) => {
+                    if t.len() != batch {
+                        return Err(AttribError::TargetCount { got: t.len(), batch });
+                    }
+                    if let Some((sample, &class)) = t.iter().enumerate().find(|(_, c)| **c >= classes) {
+                        return Err(AttribError::TargetOutOfRange { sample, class, classes });
+                    }
+                    t
+                }
+                _ => argmax_rows(logits),
+            };
+            let onehot = one_hot(&targets, classes, &device);
+            let r = match initial {
+                InitialRelevance::OneHot => onehot,
+                InitialRelevance::Logit => onehot * logits.clone(),
+            };
+            Ok((r, targets))
+        }
+    }
+}
+
+/// One-hot rows `[targets.len(), classes]`.
+pub(crate) fn one_hot(targets: &[usize], classes: usize, device: &burn::tensor::Device) -> Tensor<2> {
+    let batch = targets.len();
+    let idx: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
+    let idx = Tensor::<2, Int>::from_data(TensorData::new(idx, [batch, 1]), device);
+    Tensor::<2>::zeros([batch, classes], device).scatter(
+        1,
+        idx,
+        Tensor::ones([batch, 1], device),
+        burn::tensor::IndexingUpdateOp::Add,
+    )
+}
+
 /// The output node's value as `[B, classes]`, checked.
-fn logits_of(tracer: &Tracer, out: Node) -> Result<Tensor<2>> {
+pub(crate) fn logits_of(tracer: &Tracer, out: Node) -> Result<Tensor<2>> {
     let v = tracer.value(out)?;
     let [b, k, h, w] = v.dims();
     if h != 1 || w != 1 {
@@ -379,7 +415,7 @@ fn logits_of(tracer: &Tracer, out: Node) -> Result<Tensor<2>> {
     Ok(v.clone().reshape([b, k]))
 }
 
-fn argmax_rows(x: &Tensor<2>) -> Vec<usize> {
+pub(crate) fn argmax_rows(x: &Tensor<2>) -> Vec<usize> {
     let idx = x.clone().argmax(1);
     idx.to_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default().into_iter().map(|i| i as usize).collect()
 }

@@ -1,9 +1,9 @@
 //! The network walk: record the forward pass ([`Tracer`]), then send relevance backwards
 //! through it layer by layer ([`Explainer`]).
 
-mod explain;
+pub(crate) mod explain;
 mod trace;
 
-pub use explain::{Conservation, Explain, Explainer, Explanation, LayerRelevance, Target};
+pub use explain::{AttributionMethod, Conservation, Explain, Explainer, Explanation, LayerRelevance, Target};
 pub(crate) use trace::LayerRef;
 pub use trace::{Node, Tracer};

@@ -1,0 +1,442 @@
+//! Gradient baselines through Burn's autodiff: gradient (saliency), input × gradient,
+//! integrated gradients, guided backprop and SmoothGrad.
+//!
+//! They are the baselines of the RAP paper's evaluation and share the propagation rules' API:
+//! a [`GradientExplainer`] takes the same [`Explain`] model and [`Target`] as an
+//! [`Explainer`](crate::Explainer) and returns the same [`Explanation`], so that both kinds of
+//! method go through the same metrics ([`crate::metrics`]) and pictures ([`crate::viz`]).
+//!
+//! ```
+//! use burn::nn::{Linear, LinearConfig, Relu};
+//! use burn::tensor::{Device, Tensor};
+//! use rap_attrib::gradients::{GradientExplainer, GradientMethod, IntegratedGradients};
+//! use rap_attrib::{Explain, Node, Result, Target, Tracer};
+//!
+//! struct Mlp { fc1: Linear, act: Relu, fc2: Linear }
+//! impl Explain for Mlp {
+//!     fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+//!         let x = t.layer("fc1", &self.fc1, x)?;
+//!         let x = t.layer("act", &self.act, x)?;
+//!         t.layer("fc2", &self.fc2, x)
+//!     }
+//! }
+//! let device = Device::flex();
+//! let model = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
+//! let x = Tensor::<2>::from_data([[0.5, 1.0, 0.2, 0.9], [0.1, 0.3, 0.8, 0.4]], &device);
+//! let ig = GradientMethod::IntegratedGradients(IntegratedGradients::default().with_steps(64));
+//! let out = GradientExplainer::new(&model, ig).explain(x, Target::Predicted)?;
+//! assert_eq!(out.relevance.dims(), [2, 4]);
+//! # Ok::<(), rap_attrib::AttribError>(())
+//! ```
+//!
+//! # Methods
+//!
+//! With `f` the target score (the logit of the target class, or `⟨r, logits⟩` for an arbitrary
+//! output vector `r` given as [`Target::Relevance`]):
+//!
+//! - [`GradientMethod::Gradient`]: `∂f/∂x` (Simonyan et al. 2013), signed.
+//! - [`GradientMethod::InputTimesGradient`]: `x ⊙ ∂f/∂x`.
+//! - [`GradientMethod::IntegratedGradients`]: `(x − x̄) ⊙ Σ_k w_k ∂f/∂x (x̄ + α_k (x − x̄))`
+//!   (Sundararajan et al. 2017), with the baseline `x̄` and the quadrature (`α_k`, `w_k`) of
+//!   [`IntegratedGradients`]. Completeness: the sum approaches `f(x) − f(x̄)` as steps grow.
+//! - [`GradientMethod::GuidedBackprop`]: the gradient with every ReLU's backward replaced by
+//!   `∂ ↦ 1[x > 0] · max(∂, 0)` (Springenberg et al. 2015). It is computed by walking the
+//!   traced graph backwards, each layer's vector–Jacobian product taken by autodiff.
+//! - [`GradientMethod::SmoothGrad`]: the gradient averaged over noisy copies
+//!   `x + N(0, σ²)`, `σ = noise · (max x − min x)` per sample (Smilkov et al. 2017), seeded.
+//!
+//! Batches are first-class: every sample's copies (integration steps, noisy samples) go through
+//! the network together, in chunks of at most [`GradientExplainer::with_chunk`] copies.
+
+use crate::composite::InitialRelevance;
+use crate::error::{AttribError, Result};
+use crate::layers::LayerType;
+use crate::tensor::all_finite;
+use crate::walk::explain::{logits_of, prepare, resolve_target, run_model};
+use crate::walk::{AttributionMethod, Explain, Explanation, Target, Tracer};
+use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::HashMap;
+
+/// Where integrated gradients starts its path.
+#[derive(Debug, Clone)]
+pub enum IgBaseline {
+    /// All zeros (for ImageNet-normalised inputs: the mean image).
+    Zero,
+    /// Every element this value.
+    Constant(f32),
+    /// A tensor shaped like one sample (`[C, H, W]` as `[1, C, H, W]`, or `[1, F]`) or like the
+    /// whole batch.
+    Tensor(Box<Tensor<4>>),
+}
+
+/// The quadrature of integrated gradients over `α ∈ [0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Quadrature {
+    /// Right Riemann sum, `α_k = k/m`, `k = 1..m` (the original paper's choice).
+    RiemannRight,
+    /// Midpoint rule, `α_k = (k − ½)/m`: error falls as `1/m²` for smooth paths.
+    Midpoint,
+    /// Trapezoid rule over `m + 1` points `α_k = k/m`, `k = 0..m`.
+    Trapezoid,
+}
+
+impl Quadrature {
+    /// The points `α_k` and weights `w_k` (which sum to 1) for `steps` intervals.
+    pub fn nodes(self, steps: usize) -> Vec<(f32, f32)> {
+        let m = steps as f32;
+        match self {
+            Quadrature::RiemannRight => (1..=steps).map(|k| (k as f32 / m, 1.0 / m)).collect(),
+            Quadrature::Midpoint => (1..=steps).map(|k| ((k as f32 - 0.5) / m, 1.0 / m)).collect(),
+            Quadrature::Trapezoid => (0..=steps)
+                .map(|k| {
+                    let w = if k == 0 || k == steps { 0.5 / m } else { 1.0 / m };
+                    (k as f32 / m, w)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Integrated gradients' settings.
+#[derive(Debug, Clone)]
+pub struct IntegratedGradients {
+    /// Number of intervals on the path (default 50).
+    pub steps: usize,
+    /// The path's start (default [`IgBaseline::Zero`]).
+    pub baseline: IgBaseline,
+    /// The quadrature (default [`Quadrature::RiemannRight`]).
+    pub quadrature: Quadrature,
+}
+
+impl Default for IntegratedGradients {
+    fn default() -> Self {
+        Self { steps: 50, baseline: IgBaseline::Zero, quadrature: Quadrature::RiemannRight }
+    }
+}
+
+impl IntegratedGradients {
+    /// Sets the number of steps.
+    pub fn with_steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+    /// Sets the baseline.
+    pub fn with_baseline(mut self, baseline: IgBaseline) -> Self {
+        self.baseline = baseline;
+        self
+    }
+    /// Sets the quadrature.
+    pub fn with_quadrature(mut self, quadrature: Quadrature) -> Self {
+        self.quadrature = quadrature;
+        self
+    }
+}
+
+/// SmoothGrad's settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SmoothGrad {
+    /// Noise standard deviation as a fraction of each sample's value range (default 0.15).
+    pub noise: f32,
+    /// Number of noisy copies per sample (default 25).
+    pub samples: usize,
+    /// Seed of the noise (default 0); the same seed gives the same result on every backend.
+    pub seed: u64,
+}
+
+impl Default for SmoothGrad {
+    fn default() -> Self {
+        Self { noise: 0.15, samples: 25, seed: 0 }
+    }
+}
+
+impl SmoothGrad {
+    /// Sets the noise level.
+    pub fn with_noise(mut self, noise: f32) -> Self {
+        self.noise = noise;
+        self
+    }
+    /// Sets the number of noisy samples.
+    pub fn with_samples(mut self, samples: usize) -> Self {
+        self.samples = samples;
+        self
+    }
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+}
+
+/// A gradient-based attribution method.
+#[derive(Debug, Clone)]
+pub enum GradientMethod {
+    /// `∂f/∂x`.
+    Gradient,
+    /// `x ⊙ ∂f/∂x`.
+    InputTimesGradient,
+    /// Integrated gradients.
+    IntegratedGradients(IntegratedGradients),
+    /// Guided backprop.
+    GuidedBackprop,
+    /// SmoothGrad (averaged gradients of noisy copies).
+    SmoothGrad(SmoothGrad),
+}
+
+impl GradientMethod {
+    /// A short name (`gradient`, `input-x-gradient`, `integrated-gradients`, `guided-backprop`,
+    /// `smoothgrad`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            GradientMethod::Gradient => "gradient",
+            GradientMethod::InputTimesGradient => "input-x-gradient",
+            GradientMethod::IntegratedGradients(_) => "integrated-gradients",
+            GradientMethod::GuidedBackprop => "guided-backprop",
+            GradientMethod::SmoothGrad(_) => "smoothgrad",
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        match self {
+            GradientMethod::IntegratedGradients(ig) if ig.steps == 0 => {
+                Err(AttribError::InvalidParameter("integrated gradients needs steps ≥ 1, got 0".into()))
+            }
+            GradientMethod::SmoothGrad(sg) if sg.samples == 0 => {
+                Err(AttribError::InvalidParameter("SmoothGrad needs samples ≥ 1, got 0".into()))
+            }
+            GradientMethod::SmoothGrad(sg) if !(sg.noise.is_finite() && sg.noise >= 0.0) => Err(
+                AttribError::InvalidParameter(format!("SmoothGrad's noise must be finite and ≥ 0, got {}", sg.noise)),
+            ),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Explains a model with a gradient method; the counterpart of [`crate::Explainer`].
+pub struct GradientExplainer<'a, M: Explain + ?Sized> {
+    model: &'a M,
+    method: GradientMethod,
+    chunk: usize,
+}
+
+impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
+    /// An explainer for `model` using `method`.
+    pub fn new(model: &'a M, method: GradientMethod) -> Self {
+        Self { model, method, chunk: 16 }
+    }
+
+    /// At most `chunk` copies (integration steps, noisy samples) per forward/backward pass
+    /// (default 16; values below 1 count as 1).
+    pub fn with_chunk(mut self, chunk: usize) -> Self {
+        self.chunk = chunk.max(1);
+        self
+    }
+
+    /// The method in use.
+    pub fn method(&self) -> &GradientMethod {
+        &self.method
+    }
+
+    /// Explains a batch (`[B, C, H, W]` or `[B, F]`). The explanation's `initial` is the gradient
+    /// seed at the output (one-hot, or the given output vector) and `layers` is empty.
+    pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
+        self.method.check()?;
+        let x = prepare(&input)?;
+        let logits = run_model(self.model, x.clone())?;
+        let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
+        let relevance = match &self.method {
+            GradientMethod::Gradient => input_gradient(self.model, x, &seed)?,
+            GradientMethod::InputTimesGradient => input_gradient(self.model, x.clone(), &seed)? * x,
+            GradientMethod::GuidedBackprop => guided_backprop(self.model, x, seed.clone())?,
+            GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, &seed, ig)?,
+            GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, &seed, sg)?,
+        };
+        if !all_finite(&relevance) {
+            return Err(AttribError::NonFinite { what: format!("the {} attribution", self.method.name()) });
+        }
+        let dims = input.dims();
+        Ok(Explanation {
+            relevance: relevance.reshape(dims),
+            logits,
+            targets,
+            initial: seed,
+            layers: Vec::new(),
+            marked: HashMap::new(),
+        })
+    }
+
+    /// Sums `weight_j · ∂f/∂x (input_j)` per sample over copies given by `(sample, weight)` and
+    /// a builder of the copies' inputs, `chunk` copies per pass.
+    fn accumulate(
+        &self,
+        x: &Tensor<4>,
+        seed: &Tensor<2>,
+        copies: &[(usize, f32)],
+        build: impl Fn(&[(usize, f32)], usize, &Tensor<1, Int>) -> Result<Tensor<4>>,
+    ) -> Result<Tensor<4>> {
+        let device = x.device();
+        let mut acc = x.zeros_like();
+        for (start, chunk) in copies.chunks(self.chunk).enumerate() {
+            let idx: Vec<i64> = chunk.iter().map(|(b, _)| *b as i64).collect();
+            let n = idx.len();
+            let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
+            let inputs = build(chunk, start * self.chunk, &idx)?;
+            let seeds = seed.clone().select(0, idx.clone());
+            let g = input_gradient(self.model, inputs, &seeds)?;
+            let w: Vec<f32> = chunk.iter().map(|(_, w)| *w).collect();
+            let w = Tensor::<4>::from_data(TensorData::new(w, [n, 1, 1, 1]), &device);
+            acc = acc.select_assign(0, idx, g * w, IndexingUpdateOp::Add);
+        }
+        Ok(acc)
+    }
+
+    fn integrated_gradients(&self, x: Tensor<4>, seed: &Tensor<2>, ig: &IntegratedGradients) -> Result<Tensor<4>> {
+        let dims = x.dims();
+        let baseline = match &ig.baseline {
+            IgBaseline::Zero => x.zeros_like(),
+            IgBaseline::Constant(v) => {
+                if !v.is_finite() {
+                    return Err(AttribError::InvalidParameter(format!("the IG baseline must be finite, got {v}")));
+                }
+                x.zeros_like().add_scalar(*v)
+            }
+            IgBaseline::Tensor(t) => {
+                let t = (**t).clone();
+                let td = t.dims();
+                if td[1..] != dims[1..] || (td[0] != 1 && td[0] != dims[0]) {
+                    return Err(AttribError::Shape {
+                        layer: "integrated gradients baseline".into(),
+                        expected: format!("[1 or {}, {}, {}, {}]", dims[0], dims[1], dims[2], dims[3]),
+                        got: td.to_vec(),
+                    });
+                }
+                if !all_finite(&t) {
+                    return Err(AttribError::NonFinite { what: "the IG baseline".into() });
+                }
+                if td[0] == 1 { t.repeat_dim(0, dims[0]) } else { t }
+            }
+        };
+        let nodes = ig.quadrature.nodes(ig.steps);
+        let copies: Vec<(usize, f32)> = (0..dims[0]).flat_map(|b| nodes.iter().map(move |&(_, w)| (b, w))).collect();
+        let per = nodes.len();
+        let device = x.device();
+        let diff = x - baseline.clone();
+        let acc = self.accumulate(&diff, seed, &copies, |chunk, offset, idx| {
+            let alphas: Vec<f32> = (0..chunk.len()).map(|j| nodes[(offset + j) % per].0).collect();
+            let alphas = Tensor::<4>::from_data(TensorData::new(alphas, [chunk.len(), 1, 1, 1]), &device);
+            Ok(baseline.clone().select(0, idx.clone()) + diff.clone().select(0, idx.clone()) * alphas)
+        })?;
+        Ok(diff * acc)
+    }
+
+    fn smoothgrad(&self, x: Tensor<4>, seed: &Tensor<2>, sg: &SmoothGrad) -> Result<Tensor<4>> {
+        let dims = x.dims();
+        let per_sample = dims[1] * dims[2] * dims[3];
+        let host = crate::tensor::to_vec(&x);
+        let sigmas: Vec<f32> = host
+            .chunks(per_sample)
+            .map(|s| {
+                let (lo, hi) = s.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+                sg.noise * (hi - lo)
+            })
+            .collect();
+        let copies: Vec<(usize, f32)> =
+            (0..dims[0]).flat_map(|b| (0..sg.samples).map(move |_| (b, 1.0 / sg.samples as f32))).collect();
+        let device = x.device();
+        // Noise is drawn on the host from one stream per sample that starts at the seed, so a
+        // sample gets the same noise alone or in a batch, with any chunk size, on any backend
+        // (scaled by its own σ).
+        let mut rng = rand::rngs::StdRng::seed_from_u64(sg.seed);
+        let unit: Vec<f32> = (0..sg.samples * per_sample).map(|_| -> f32 { StandardNormal.sample(&mut rng) }).collect();
+        let noise: Vec<f32> = sigmas.iter().flat_map(|&s| unit.iter().map(move |u| u * s)).collect();
+        self.accumulate(&x, seed, &copies, |chunk, offset, idx| {
+            let n = chunk.len();
+            let part = noise[offset * per_sample..(offset + n) * per_sample].to_vec();
+            let part = Tensor::<4>::from_data(TensorData::new(part, [n, dims[1], dims[2], dims[3]]), &device);
+            Ok(x.clone().select(0, idx.clone()) + part)
+        })
+    }
+}
+
+impl<M: Explain + ?Sized> AttributionMethod for GradientExplainer<'_, M> {
+    fn attribute(&self, input: Tensor<4>, target: Target) -> Result<Explanation<4>> {
+        self.explain(input, target)
+    }
+}
+
+/// `∂⟨seed, f(x)⟩/∂x` by one forward and one backward pass on Burn's autodiff.
+///
+/// # Shapes
+///
+/// - `x`: `[B, C, H, W]` (vectors as `[B, F, 1, 1]`); `seed`: `[B, classes]`
+/// - returns: shaped like `x`
+pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tensor<2>) -> Result<Tensor<4>> {
+    let xa = x.clone().autodiff().require_grad();
+    let (mut tracer, node) = Tracer::new(xa.clone());
+    let out = model.trace(&mut tracer, node)?;
+    let y = tracer.value(out)?.clone();
+    let [b, k, h, w] = y.dims();
+    if h != 1 || w != 1 {
+        return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
+    }
+    if seed.dims() != [b, k] {
+        return Err(AttribError::OutputRelevanceShape { got: seed.dims().to_vec(), expected: vec![b, k] });
+    }
+    drop(tracer);
+    let score = (y.reshape([b, k]) * seed.clone()).sum();
+    let grads = score.backward();
+    Ok(xa.grad(&grads).unwrap_or_else(|| x.zeros_like()))
+}
+
+/// Guided backprop: the traced graph walked backwards, each layer's vector–Jacobian product by
+/// autodiff, ReLUs replaced by `∂ ↦ 1[x > 0] · max(∂, 0)`.
+fn guided_backprop<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
+    let (mut tracer, node) = Tracer::new(x);
+    let out = model.trace(&mut tracer, node)?;
+    let dims = logits_of(&tracer, out)?.dims();
+    vjp_walk(&tracer, out, seed.reshape([dims[0], dims[1], 1, 1]), true)
+}
+
+/// Walks a trace backwards with per-layer vector–Jacobian products; `guided` changes ReLUs.
+fn vjp_walk(tracer: &Tracer, out: crate::Node, seed: Tensor<4>, guided: bool) -> Result<Tensor<4>> {
+    let mut grad: Vec<Option<Tensor<4>>> = vec![None; tracer.values.len()];
+    grad[out.0] = Some(seed);
+    for op in tracer.ops.iter().rev() {
+        let Some(g) = grad[op.output].take() else { continue };
+        let layer = op.layer.get();
+        let inputs = op
+            .inputs
+            .iter()
+            .map(|&i| tracer.values[i].clone().ok_or(AttribError::UnknownNode(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let grads_in: Vec<Tensor<4>> = if guided && layer.layer_type() == LayerType::Relu {
+            vec![g.clamp_min(0.0).mask_fill(inputs[0].clone().lower_equal_elem(0.0), 0.0)]
+        } else {
+            let tracked: Vec<Tensor<4>> = inputs.iter().map(|t| t.clone().autodiff().require_grad()).collect();
+            let y = layer.forward(&op.name, &tracked)?;
+            let grads = (y * g).sum().backward();
+            tracked.iter().zip(&inputs).map(|(t, x)| t.grad(&grads).unwrap_or_else(|| x.zeros_like())).collect()
+        };
+        for (&i, gi) in op.inputs.iter().zip(grads_in) {
+            grad[i] = Some(match grad[i].take() {
+                Some(prev) => prev + gi,
+                None => gi,
+            });
+        }
+    }
+    Ok(match grad[0].take() {
+        Some(g) => g,
+        None => tracer.values[0].clone().ok_or(AttribError::UnknownNode(0))?.zeros_like(),
+    })
+}
+
+/// The plain gradient by the same per-layer walk as guided backprop (for tests: it must equal
+/// [`input_gradient`]).
+#[doc(hidden)]
+pub fn walked_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
+    let (mut tracer, node) = Tracer::new(x);
+    let out = model.trace(&mut tracer, node)?;
+    let dims = logits_of(&tracer, out)?.dims();
+    vjp_walk(&tracer, out, seed.reshape([dims[0], dims[1], 1, 1]), false)
+}
