@@ -45,6 +45,7 @@
 pub mod canonizer;
 pub mod composite;
 pub mod error;
+pub mod evaluation;
 pub mod gradients;
 pub mod imaging;
 pub mod layers;

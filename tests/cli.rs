@@ -1,4 +1,5 @@
-//! The `explain` example as a user runs it: the default job, and one-line errors for bad input.
+//! The `explain` and `evaluate` examples as a user runs them: the default jobs, and one-line errors
+//! for bad input.
 //!
 //! The example binary is built by `cargo test --all-targets` (the README's test command).
 
@@ -8,31 +9,36 @@ use std::process::{Command, Output};
 /// The example binary, built (or found up to date) by Cargo itself: `cargo test --all-targets`
 /// compiles examples as test harnesses, so the runnable one is built here with the same
 /// profile and target folder.
-fn binary() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
+fn binary(example: &str) -> PathBuf {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    {
+        {
             let exe = std::env::current_exe().unwrap();
             let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
             let target_dir = profile_dir.parent().unwrap();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "--example", "explain"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+            cmd.args(["build", "--quiet", "--example", example]).current_dir(env!("CARGO_MANIFEST_DIR"));
             cmd.env("CARGO_TARGET_DIR", target_dir);
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
             let status = cmd.status().unwrap();
-            assert!(status.success(), "building the explain example failed");
-            let bin = profile_dir.join("examples").join(format!("explain{}", std::env::consts::EXE_SUFFIX));
+            assert!(status.success(), "building the {example} example failed");
+            let bin = profile_dir.join("examples").join(format!("{example}{}", std::env::consts::EXE_SUFFIX));
             assert!(bin.is_file(), "{} is missing after the build", bin.display());
             bin
-        })
-        .clone()
+        }
+    }
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(binary()).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
+    run_example("explain", args)
+}
+
+fn run_example(example: &str, args: &[&str]) -> Output {
+    Command::new(binary(example)).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap()
 }
 
 fn tmp() -> PathBuf {
@@ -122,4 +128,41 @@ fn bad_input_gives_one_line_and_a_nonzero_exit() {
     let e = one_line_error(&run(&["--rule", "magic"]));
     assert!(e.contains("magic") && e.contains("lrp-a1b0"), "{e}");
     one_line_error(&run(&["--device", "tpu"]));
+}
+
+#[test]
+fn evaluate_ranks_methods_on_the_bundled_voc_photo() {
+    let out_dir = tmp().join("evaluate");
+    let out = run_example(
+        "evaluate",
+        &[
+            "--methods",
+            "rap,lrp-a1b0,gradient,integrated-gradients,guided-backprop",
+            "--steps",
+            "3",
+            "--ig-steps",
+            "4",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for needle in ["Outside-inside ratio", "ALL", "POS", "PIX ACC (%)", "mIoU (%)", "AOPC LeRF", "RAP", "GuidedBP"] {
+        assert!(stdout.contains(needle), "missing `{needle}` in {stdout}");
+    }
+    for file in ["perturbation.png", "heatmaps_rgb.png"] {
+        let img = image::open(out_dir.join(file)).unwrap();
+        assert!(img.width() > 500, "{file}");
+    }
+}
+
+#[test]
+fn evaluate_bad_input_is_one_line() {
+    let e = one_line_error(&run_example("evaluate", &["--methods", "magic"]));
+    assert!(e.contains("unknown method `magic`"), "{e}");
+    let e = one_line_error(&run_example("evaluate", &["--data", "/nonexistent/photos"]));
+    assert!(e.contains("/nonexistent/photos"), "{e}");
+    let e = one_line_error(&run_example("evaluate", &["--threshold", "p120", "--steps", "1"]));
+    assert!(e.contains("percentile"), "{e}");
 }

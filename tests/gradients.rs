@@ -188,9 +188,7 @@ fn smoothgrad_is_seeded_and_zero_noise_is_the_gradient() {
     let net = random_mlp(4, NetOptions::default());
     let model = net.build(&device());
     let f = net.input_shape[1];
-    let mut rng = Rng::new(1);
     let x = || tensor2(random_input(&mut Rng::new(1), &net.input_shape, 2, false), [2, f], &device());
-    let _ = &mut rng;
     let g = explain(&model, GradientMethod::Gradient, x(), Target::Predicted);
     let sg = |noise, seed| GradientMethod::SmoothGrad(SmoothGrad { noise, samples: 6, seed });
     assert!(close(&explain(&model, sg(0.0, 1), x(), Target::Predicted), &g, 1e-6));

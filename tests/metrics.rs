@@ -30,7 +30,10 @@ fn ratio_is_zero_when_all_relevance_is_where_it_belongs() {
     v[5] = 2.0;
     v[15] = -3.0;
     let r = top_left_box();
-    assert_eq!(outside_inside_ratio(&map(v.clone(), 4, 4), &[r.clone()], RatioMode::All).unwrap(), vec![Some(0.0)]);
+    assert_eq!(
+        outside_inside_ratio(&map(v.clone(), 4, 4), std::slice::from_ref(&r), RatioMode::All).unwrap(),
+        vec![Some(0.0)]
+    );
     assert_eq!(outside_inside_ratio(&map(v, 4, 4), &[r], RatioMode::Positive).unwrap(), vec![Some(0.0)]);
 }
 
@@ -75,12 +78,12 @@ fn ratio_rejects_degenerate_regions_and_mismatches() {
 fn a_heatmap_equal_to_the_mask_segments_perfectly() {
     let mask = top_left_box();
     let v: Vec<f32> = mask.as_slice().iter().map(|&b| if b { 1.0 } else { 0.0 }).collect();
-    let c = segmentation(&map(v.clone(), 4, 4), &[mask.clone()], Threshold::Auto).unwrap()[0];
+    let c = segmentation(&map(v.clone(), 4, 4), std::slice::from_ref(&mask), Threshold::Auto).unwrap()[0];
     assert_eq!(c, Confusion { true_positive: 4, false_positive: 0, false_negative: 0, true_negative: 12 });
     assert_eq!((c.pixel_accuracy(), c.iou_object(), c.iou_background(), c.mean_iou()), (1.0, 1.0, 1.0, 1.0));
     // The inverted heatmap gets everything wrong.
     let inv: Vec<f32> = v.iter().map(|x| 1.0 - x).collect();
-    let c = segmentation(&map(inv, 4, 4), &[mask.clone()], Threshold::Auto).unwrap()[0];
+    let c = segmentation(&map(inv, 4, 4), std::slice::from_ref(&mask), Threshold::Auto).unwrap()[0];
     assert_eq!((c.pixel_accuracy(), c.mean_iou()), (0.0, 0.0));
     // A signed heatmap is cut at zero by Auto: +1 in the box, −1 elsewhere.
     let signed: Vec<f32> = v.iter().map(|x| 2.0 * x - 1.0).collect();
@@ -94,17 +97,18 @@ fn segmentation_by_hand_and_thresholds() {
     let ramp: Vec<f32> = (0..16).map(|i| i as f32).collect();
     let mask = top_left_box();
     // Mean 7.5: predicted object = pixels 8..15: TP 0, FP 8, FN 4, TN 4.
-    let c = segmentation(&map(ramp.clone(), 4, 4), &[mask.clone()], Threshold::Auto).unwrap()[0];
+    let c = segmentation(&map(ramp.clone(), 4, 4), std::slice::from_ref(&mask), Threshold::Auto).unwrap()[0];
     assert_eq!(c, Confusion { true_positive: 0, false_positive: 8, false_negative: 4, true_negative: 4 });
     assert_eq!(c.pixel_accuracy(), 0.25);
     assert!((c.mean_iou() - 0.5 * (0.0 + 4.0 / 16.0)).abs() < 1e-7);
     // Value 4.5 → pixels 5..15 (11): TP 1 (pixel 5), FP 10, FN 3, TN 2.
-    let c = segmentation(&map(ramp.clone(), 4, 4), &[mask.clone()], Threshold::Value(4.5)).unwrap()[0];
+    let c = segmentation(&map(ramp.clone(), 4, 4), std::slice::from_ref(&mask), Threshold::Value(4.5)).unwrap()[0];
     assert_eq!(c, Confusion { true_positive: 1, false_positive: 10, false_negative: 3, true_negative: 2 });
     // The 75th percentile of 0..15 is 11.25 → 4 pixels above; the median 7.5 equals the mean.
-    let p = segmentation(&map(ramp.clone(), 4, 4), &[mask.clone()], Threshold::Percentile(75.0)).unwrap()[0];
+    let p =
+        segmentation(&map(ramp.clone(), 4, 4), std::slice::from_ref(&mask), Threshold::Percentile(75.0)).unwrap()[0];
     assert_eq!(p.true_positive + p.false_positive, 4);
-    let m = segmentation(&map(ramp.clone(), 4, 4), &[mask.clone()], Threshold::Median).unwrap()[0];
+    let m = segmentation(&map(ramp.clone(), 4, 4), std::slice::from_ref(&mask), Threshold::Median).unwrap()[0];
     assert_eq!(m.true_positive + m.false_positive, 8);
     assert!(segmentation(&map(ramp, 4, 4), &[mask], Threshold::Percentile(101.0)).is_err());
     // Counts pool over images.
@@ -118,12 +122,12 @@ fn pointing_game_hits_misses_and_tolerance() {
     let mask = top_left_box();
     let mut v = vec![0.0; 16];
     v[5] = 1.0; // (1, 1): inside
-    assert_eq!(pointing_game(&map(v.clone(), 4, 4), &[mask.clone()], 0.0).unwrap(), vec![Some(true)]);
+    assert_eq!(pointing_game(&map(v.clone(), 4, 4), std::slice::from_ref(&mask), 0.0).unwrap(), vec![Some(true)]);
     let mut v = vec![0.0; 16];
     v[15] = 1.0; // (3, 3): distance √8 ≈ 2.83 from (1, 1)
-    assert_eq!(pointing_game(&map(v.clone(), 4, 4), &[mask.clone()], 2.0).unwrap(), vec![Some(false)]);
-    assert_eq!(pointing_game(&map(v, 4, 4), &[mask.clone()], 3.0).unwrap(), vec![Some(true)]);
-    assert_eq!(pointing_game(&map(vec![0.3; 16], 4, 4), &[mask.clone()], 0.0).unwrap(), vec![None]);
+    assert_eq!(pointing_game(&map(v.clone(), 4, 4), std::slice::from_ref(&mask), 2.0).unwrap(), vec![Some(false)]);
+    assert_eq!(pointing_game(&map(v, 4, 4), std::slice::from_ref(&mask), 3.0).unwrap(), vec![Some(true)]);
+    assert_eq!(pointing_game(&map(vec![0.3; 16], 4, 4), std::slice::from_ref(&mask), 0.0).unwrap(), vec![None]);
     assert!(pointing_game(&map(vec![0.3; 16], 4, 4), &[mask], f32::NAN).is_err());
 }
 

@@ -1,8 +1,13 @@
-//! Visualisation: relevance maps as heatmap pictures.
+//! Visualisation: relevance maps as heatmap pictures, and line plots of evaluation curves
+//! ([`plot_lines`]).
 //!
 //! A heatmap is the channel sum of the input relevance, divided by `max|R|`, mapped to `[0, 1]`
 //! by `(R + 1)/2` and coloured with the 'seismic' colour map (blue negative, white zero, red
 //! positive), as the RAP reference's `main.py` does.
+
+mod plot;
+
+pub use plot::{LinePanel, plot_lines};
 
 use crate::error::{AttribError, Result};
 use crate::tensor::to_vec;

@@ -1,0 +1,315 @@
+//! Ranking attribution methods on photos with ground truth: the RAP paper's Table 1 (outside–
+//! inside ratio ALL and POS, segmentation pixel accuracy and mIoU), the pointing game, and
+//! region perturbation (MoRF and LeRF curves, AOPC) for any list of methods.
+//!
+//! ```no_run
+//! use rap_attrib::burn::tensor::Device;
+//! use rap_attrib::evaluation::{Dataset, EvaluationConfig, evaluate};
+//! use rap_attrib::gradients::{GradientExplainer, GradientMethod};
+//! use rap_attrib::zoo::{Architecture, ZooModel};
+//! use rap_attrib::{AttributionMethod, Explainer};
+//!
+//! let device = Device::flex();
+//! let model = ZooModel::load(Architecture::SqueezeNet1_1, "assets/models/squeezenet1_1.safetensors", &device)?;
+//! let rap = Explainer::new(&model, model.composite("rap")?);
+//! let grad = GradientExplainer::new(&model, GradientMethod::Gradient);
+//! let methods: Vec<(&str, &dyn AttributionMethod)> = vec![("RAP", &rap), ("Gradient", &grad)];
+//! let report = evaluate(&model, &methods, &Dataset::bundled_voc()?, &EvaluationConfig::default(), &device, &mut |_| {})?;
+//! println!("{report}");
+//! # Ok::<(), rap_attrib::AttribError>(())
+//! ```
+
+mod dataset;
+
+pub use dataset::{Dataset, Sample};
+
+use crate::error::{AttribError, Result};
+use crate::metrics::{
+    Confusion, Order, PerturbationConfig, PerturbationCurve, RatioMode, Threshold, outside_inside_ratio,
+    perturbation_curves, pointing_game, segmentation,
+};
+use crate::walk::explain::{argmax_rows, run_model};
+use crate::walk::{AttributionMethod, Explain, Target};
+use burn::tensor::{Device, Tensor};
+use std::fmt;
+use std::time::Instant;
+
+/// Evaluation settings; the defaults follow the paper.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvaluationConfig {
+    /// Photos are resized to `size × size` (plain bilinear resize, ImageNet normalisation).
+    pub size: u32,
+    /// How heatmaps become masks for segmentation (default [`Threshold::Auto`]: 0 for signed
+    /// heatmaps, the mean for non-negative ones).
+    pub threshold: Threshold,
+    /// Pointing-game tolerance in pixels at `size` (default 15).
+    pub pointing_tolerance: f32,
+    /// Region perturbation (default: 100 pixels a step, 40 steps, set to 0).
+    pub perturbation: PerturbationConfig,
+}
+
+impl Default for EvaluationConfig {
+    fn default() -> Self {
+        Self {
+            size: 224,
+            threshold: Threshold::Auto,
+            pointing_tolerance: 15.0,
+            perturbation: PerturbationConfig::default(),
+        }
+    }
+}
+
+/// What an evaluation is doing, for progress displays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// Explaining sample `sample` (of `samples`) with `method`.
+    Attributing {
+        /// Sample index.
+        sample: usize,
+        /// Number of samples.
+        samples: usize,
+        /// Method name.
+        method: &'a str,
+    },
+    /// Region perturbation of sample `sample`, step `step` of `steps` done.
+    Perturbing {
+        /// Sample index.
+        sample: usize,
+        /// Number of samples.
+        samples: usize,
+        /// Step done.
+        step: usize,
+        /// Number of steps.
+        steps: usize,
+    },
+}
+
+/// One method's scores over the data set, per sample.
+#[derive(Debug, Clone)]
+pub struct MethodResult {
+    /// The method's name.
+    pub name: String,
+    /// Outside–inside ratio with all relevance (Eq. 11), per sample (`None`: undefined).
+    pub ratio_all: Vec<Option<f32>>,
+    /// Outside–inside ratio with positive relevance only, per sample.
+    pub ratio_pos: Vec<Option<f32>>,
+    /// Segmentation pixel counts per sample.
+    pub segmentation: Vec<Confusion>,
+    /// Pointing game per sample (`None`: constant heatmap).
+    pub pointing: Vec<Option<bool>>,
+    /// Most-relevant-first perturbation curve.
+    pub morf: PerturbationCurve,
+    /// Least-relevant-first perturbation curve.
+    pub lerf: PerturbationCurve,
+    /// Seconds spent computing this method's attributions.
+    pub seconds: f64,
+}
+
+fn mean_defined(v: &[Option<f32>]) -> Option<f32> {
+    let d: Vec<f64> = v.iter().flatten().map(|&x| x as f64).collect();
+    if d.is_empty() { None } else { Some((d.iter().sum::<f64>() / d.len() as f64) as f32) }
+}
+
+impl MethodResult {
+    /// Mean outside–inside ratio (ALL) over the samples where it is defined.
+    pub fn mean_ratio_all(&self) -> Option<f32> {
+        mean_defined(&self.ratio_all)
+    }
+
+    /// Mean outside–inside ratio (POS) over the samples where it is defined.
+    pub fn mean_ratio_pos(&self) -> Option<f32> {
+        mean_defined(&self.ratio_pos)
+    }
+
+    /// Pixel counts pooled over the data set.
+    pub fn pooled(&self) -> Confusion {
+        self.segmentation.iter().fold(Confusion::default(), |a, &c| a + c)
+    }
+
+    /// Fraction of pointing-game hits among samples with a maximum.
+    pub fn pointing_accuracy(&self) -> Option<f32> {
+        let d: Vec<bool> = self.pointing.iter().flatten().copied().collect();
+        if d.is_empty() { None } else { Some(d.iter().filter(|&&b| b).count() as f32 / d.len() as f32) }
+    }
+}
+
+/// The result of [`evaluate`]; `Display` prints it as a table laid out like the paper's Table 1.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// Sample names.
+    pub samples: Vec<String>,
+    /// The explained class of each sample.
+    pub targets: Vec<usize>,
+    /// Per-method results, in the order given.
+    pub methods: Vec<MethodResult>,
+    /// Settings used.
+    pub config: EvaluationConfig,
+}
+
+fn cell(v: Option<f32>, scale: f32, digits: usize) -> String {
+    match v {
+        Some(x) => format!("{:.*}", digits, x * scale),
+        None => "n/a".into(),
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = self.methods.iter().map(|m| m.name.len()).max().unwrap_or(8).max(8) + 2;
+        let header = |f: &mut fmt::Formatter<'_>, title: &str| -> fmt::Result {
+            write!(f, "{title:<34}")?;
+            for m in &self.methods {
+                write!(f, "{:>width$}", m.name)?;
+            }
+            writeln!(f)
+        };
+        let row = |f: &mut fmt::Formatter<'_>, label: &str, values: Vec<String>| -> fmt::Result {
+            write!(f, "  {label:<32}")?;
+            for v in values {
+                write!(f, "{v:>width$}")?;
+            }
+            writeln!(f)
+        };
+        let p = &self.config.perturbation;
+        writeln!(f, "{} image(s), {}x{} input", self.samples.len(), self.config.size, self.config.size)?;
+        header(f, "Outside-inside ratio (lower better)")?;
+        row(f, "ALL", self.methods.iter().map(|m| cell(m.mean_ratio_all(), 1.0, 3)).collect())?;
+        row(f, "POS", self.methods.iter().map(|m| cell(m.mean_ratio_pos(), 1.0, 3)).collect())?;
+        header(f, &format!("Segmentation ({:?} threshold)", self.config.threshold))?;
+        row(
+            f,
+            "PIX ACC (%)",
+            self.methods.iter().map(|m| cell(Some(m.pooled().pixel_accuracy()), 100.0, 2)).collect(),
+        )?;
+        row(f, "mIoU (%)", self.methods.iter().map(|m| cell(Some(m.pooled().mean_iou()), 100.0, 2)).collect())?;
+        header(f, &format!("Pointing game ({} px tolerance)", self.config.pointing_tolerance))?;
+        row(f, "hits (%)", self.methods.iter().map(|m| cell(m.pointing_accuracy(), 100.0, 1)).collect())?;
+        header(f, &format!("Region perturbation ({}px x {} steps)", p.pixels_per_step, p.steps))?;
+        row(
+            f,
+            "AOPC MoRF (higher better)",
+            self.methods.iter().map(|m| cell(Some(m.morf.mean_aopc()), 1.0, 3)).collect(),
+        )?;
+        row(
+            f,
+            "AOPC LeRF (lower better)",
+            self.methods.iter().map(|m| cell(Some(m.lerf.mean_aopc()), 1.0, 3)).collect(),
+        )?;
+        let last = |c: &PerturbationCurve| c.accuracy().last().copied();
+        row(f, "accuracy after LeRF (%)", self.methods.iter().map(|m| cell(last(&m.lerf), 100.0, 1)).collect())?;
+        header(f, "Cost")?;
+        let n = self.samples.len().max(1) as f64;
+        row(f, "attribution s/image", self.methods.iter().map(|m| format!("{:.3}", m.seconds / n)).collect())
+    }
+}
+
+/// Runs every method on every sample and scores it with every metric.
+///
+/// Each sample's target is its label, or the model's prediction. The boxes give the
+/// outside–inside ratio (undefined, `None`, where they cover the whole picture); the mask (or the boxes, without one) gives segmentation and the pointing
+/// game. The perturbation of all methods and both orders of a sample runs as one batch (one
+/// forward pass per step, in chunks of `config.perturbation.batch` copies).
+pub fn evaluate<M: Explain + ?Sized>(
+    model: &M,
+    methods: &[(&str, &dyn AttributionMethod)],
+    dataset: &Dataset,
+    config: &EvaluationConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Report> {
+    if methods.is_empty() || dataset.samples.is_empty() {
+        return Err(AttribError::InvalidParameter("evaluate needs at least one method and one sample".into()));
+    }
+    if config.size == 0 {
+        return Err(AttribError::InvalidParameter("evaluate: size must be ≥ 1".into()));
+    }
+    config.threshold.value_for(&[0.0])?;
+    let size = config.size as usize;
+    let samples = dataset.samples.len();
+    let mut results: Vec<MethodResult> = Vec::new();
+    let mut targets = Vec::new();
+    for (si, sample) in dataset.samples.iter().enumerate() {
+        let (_, x) = crate::imaging::load_imagenet(&sample.image, config.size, device)?;
+        let target = match sample.label {
+            Some(t) => t,
+            None => argmax_rows(&run_model(model, x.clone())?)[0],
+        };
+        targets.push(target);
+        let boxes = sample.box_region()?.resize(size, size);
+        let mask = sample.mask_region()?.resize(size, size);
+        let mut relevances: Vec<Tensor<4>> = Vec::new();
+        for (mi, (name, method)) in methods.iter().enumerate() {
+            progress(Progress::Attributing { sample: si, samples, method: name });
+            let start = Instant::now();
+            let e = method.attribute(x.clone(), Target::Classes(vec![target]))?;
+            let seconds = start.elapsed().as_secs_f64();
+            let r = e.relevance;
+            // A box that covers the whole picture leaves no outside: the ratio is undefined there.
+            let n_in = boxes.count();
+            let (all, pos) = if n_in == 0 || n_in == size * size {
+                (vec![None], vec![None])
+            } else {
+                (
+                    outside_inside_ratio(&r, std::slice::from_ref(&boxes), RatioMode::All)?,
+                    outside_inside_ratio(&r, std::slice::from_ref(&boxes), RatioMode::Positive)?,
+                )
+            };
+            let seg = segmentation(&r, std::slice::from_ref(&mask), config.threshold)?;
+            let point = pointing_game(&r, std::slice::from_ref(&mask), config.pointing_tolerance)?;
+            if si == 0 {
+                let empty = |order| PerturbationCurve {
+                    order,
+                    pixels_per_step: config.perturbation.pixels_per_step,
+                    scores: Vec::new(),
+                    correct: Vec::new(),
+                };
+                results.push(MethodResult {
+                    name: name.to_string(),
+                    ratio_all: Vec::new(),
+                    ratio_pos: Vec::new(),
+                    segmentation: Vec::new(),
+                    pointing: Vec::new(),
+                    morf: empty(Order::MostRelevantFirst),
+                    lerf: empty(Order::LeastRelevantFirst),
+                    seconds: 0.0,
+                });
+            }
+            let m = &mut results[mi];
+            m.ratio_all.extend(all);
+            m.ratio_pos.extend(pos);
+            m.segmentation.extend(seg);
+            m.pointing.extend(point);
+            m.seconds += seconds;
+            relevances.push(r);
+        }
+        let k = methods.len();
+        let inputs = x.repeat_dim(0, k);
+        let rel = Tensor::cat(relevances, 0);
+        let curves = perturbation_curves(
+            model,
+            &inputs,
+            &rel,
+            &vec![target; k],
+            &[Order::MostRelevantFirst, Order::LeastRelevantFirst],
+            &config.perturbation,
+            &mut |step, steps| progress(Progress::Perturbing { sample: si, samples, step, steps }),
+        )?;
+        for (curve, slot) in curves.into_iter().zip([0, 1]) {
+            for (mi, (scores, correct)) in curve.scores.into_iter().zip(curve.correct).enumerate() {
+                let one = PerturbationCurve {
+                    order: curve.order,
+                    pixels_per_step: curve.pixels_per_step,
+                    scores: vec![scores],
+                    correct: vec![correct],
+                };
+                if slot == 0 { results[mi].morf.extend(one)? } else { results[mi].lerf.extend(one)? }
+            }
+        }
+    }
+    Ok(Report {
+        samples: dataset.samples.iter().map(|s| s.name.clone()).collect(),
+        targets,
+        methods: results,
+        config: *config,
+    })
+}
