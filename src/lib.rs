@@ -39,6 +39,9 @@
 //! [`rules`] (the [`Rule`] trait and the rules), [`composite`] (which rule each layer gets),
 //! [`walk`] (recording the forward pass and walking it backwards), [`canonizer`] (BatchNorm
 //! merging) and [`spec`] (networks built from a JSON description, as the golden cases use).
+//! Around them: [`gradients`] (the gradient baselines, through Burn's autodiff), [`metrics`]
+//! (outside–inside ratio, segmentation, pointing game, region perturbation), [`evaluation`]
+//! (ranking methods on photos with ground truth), [`zoo`], [`imaging`] and [`viz`].
 
 #![warn(missing_docs)]
 

@@ -157,14 +157,14 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = self.methods.iter().map(|m| m.name.len()).max().unwrap_or(8).max(8) + 2;
         let header = |f: &mut fmt::Formatter<'_>, title: &str| -> fmt::Result {
-            write!(f, "{title:<34}")?;
+            write!(f, "{title:<40}")?;
             for m in &self.methods {
                 write!(f, "{:>width$}", m.name)?;
             }
             writeln!(f)
         };
         let row = |f: &mut fmt::Formatter<'_>, label: &str, values: Vec<String>| -> fmt::Result {
-            write!(f, "  {label:<32}")?;
+            write!(f, "  {label:<38}")?;
             for v in values {
                 write!(f, "{v:>width$}")?;
             }
