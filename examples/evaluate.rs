@@ -78,9 +78,10 @@ struct Args {
     /// Integrated-gradients steps.
     #[arg(long, default_value_t = 50)]
     ig_steps: usize,
-    /// Perturbed copies per forward pass.
-    #[arg(long, default_value_t = 32)]
-    batch: usize,
+    /// Perturbed copies per forward pass [default: 32 on wgpu; 1 on cpu, where flex's batched
+    /// convolutions cost more per image than single ones (docs/benchmarks.md)].
+    #[arg(long)]
+    batch: Option<usize>,
     /// Side of the square photos are resized to.
     #[arg(long, default_value_t = 224)]
     size: u32,
@@ -172,7 +173,7 @@ fn run(args: Args) -> Result<(), String> {
             pixels_per_step: args.pixels,
             steps: args.steps,
             score,
-            batch: args.batch,
+            batch: args.batch.unwrap_or(if args.device == "wgpu" { 32 } else { 1 }),
             ..PerturbationConfig::default()
         },
         ..EvaluationConfig::default()

@@ -11,7 +11,7 @@ use rap_attrib::imaging::load_imagenet;
 use rap_attrib::layers::LayerType;
 use rap_attrib::spec::HostTensor;
 use rap_attrib::tensor::{sample_sums, to_vec};
-use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooConfig, ZooModel, expected_parameters, load_parameters};
+use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooConfig, ZooModel, load_parameters, random_parameters};
 use rap_attrib::{AttribError, Explainer, Target};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,28 +49,7 @@ fn bundled_squeezenet_classifies_chelsea_as_the_model_readme_says() {
 
 /// Random parameters with torchvision's names and (narrowed) shapes for an architecture.
 fn random_checkpoint(arch: Architecture, config: ZooConfig, seed: u64) -> HashMap<String, HostTensor> {
-    let spec = arch.describe(&config).unwrap();
-    let mut rng = Rng::new(seed);
-    expected_parameters(&spec)
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let fan_in: usize = shape.iter().skip(1).product::<usize>().max(1);
-            let values = (0..n)
-                .map(|_| {
-                    let v = if name.ends_with("running_var") || name.ends_with(".weight") && shape.len() == 1 {
-                        0.5 + rng.unit()
-                    } else if shape.len() == 1 {
-                        0.1 * rng.normal()
-                    } else {
-                        rng.normal() * (2.0 / fan_in as f64).sqrt()
-                    };
-                    v as f32 as f64
-                })
-                .collect();
-            (name, HostTensor { shape, values })
-        })
-        .collect()
+    random_parameters(&arch.describe(&config).unwrap(), seed, true)
 }
 
 fn write_safetensors(params: &HashMap<String, HostTensor>, path: &Path) {

@@ -40,6 +40,42 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// The rule sets the zoo (and the `explain` example) offer by name.
 pub const RULE_NAMES: [&str; 6] = ["rap", "lrp-a1b0", "lrp-a2b1", "lrp-eps", "epsilon-plus", "epsilon-gamma-box"];
 
+/// Random parameters for every tensor a network description expects, deterministic in `seed`:
+/// He-normal weights of convolutions and linear layers (`N(0, 2/fan_in)`), biases `N(0, 0.01²)`.
+/// BatchNorm is the identity (γ = 1, β = 0, mean 0, variance 1) unless `random_batch_norm`, which
+/// draws γ and the variance uniformly from `[0.5, 1.5)`, and β and the mean from `N(0, 0.1²)`.
+pub fn random_parameters(spec: &serde_json::Value, seed: u64, random_batch_norm: bool) -> HashMap<String, HostTensor> {
+    use rand::{RngExt, SeedableRng};
+    use rand_distr::{Distribution, StandardNormal};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let batch_norm = |name: &str| name.contains("bn") || name.contains("downsample.1") || name.contains("running_");
+    expected_parameters(spec)
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let mut normal = |scale: f64| -> f64 {
+                let z: f64 = StandardNormal.sample(&mut rng);
+                (z * scale) as f32 as f64
+            };
+            let values: Vec<f64> = if shape.len() > 1 {
+                let fan_in: usize = shape[1..].iter().product();
+                let s = (2.0 / fan_in.max(1) as f64).sqrt();
+                (0..n).map(|_| normal(s)).collect()
+            } else if !batch_norm(&name) {
+                (0..n).map(|_| normal(0.01)).collect()
+            } else if !random_batch_norm {
+                let one = name.ends_with("running_var") || name.ends_with(".weight");
+                vec![if one { 1.0 } else { 0.0 }; n]
+            } else if name.ends_with("running_var") || name.ends_with(".weight") {
+                (0..n).map(|_| (0.5 + rng.random::<f64>()) as f32 as f64).collect()
+            } else {
+                (0..n).map(|_| normal(0.1)).collect()
+            };
+            (name, HostTensor { shape, values })
+        })
+        .collect()
+}
+
 /// A zoo network with its weights.
 pub struct ZooModel {
     /// Which architecture.
@@ -78,41 +114,11 @@ impl ZooModel {
         Self::from_parameters(architecture, config, &params, device)
     }
 
-    /// A network with random weights (He-normal convolutions and linear layers, biases
-    /// N(0, 0.01²), BatchNorm γ = 1, β = 0 and unit running statistics), deterministic in `seed`:
-    /// for benchmarks and tests.
+    /// A network with random weights from [`random_parameters`] (BatchNorm as identity),
+    /// deterministic in `seed`: for benchmarks and tests.
     pub fn random(architecture: Architecture, config: ZooConfig, seed: u64, device: &Device) -> Result<Self> {
         let spec = architecture.describe(&config)?;
-        let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-        let mut next = move || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let mut normal = move || {
-            let (u, v) = (next().max(1e-12), next());
-            (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
-        };
-        let params: HashMap<String, HostTensor> = expected_parameters(&spec)
-            .into_iter()
-            .map(|(name, shape)| {
-                let n: usize = shape.iter().product();
-                let values: Vec<f64> = if shape.len() > 1 {
-                    let fan_in: usize = shape[1..].iter().product();
-                    let s = (2.0 / fan_in as f64).sqrt();
-                    (0..n).map(|_| (normal() * s) as f32 as f64).collect()
-                } else if name.ends_with("running_var") || (name.ends_with(".weight") && shape.len() == 1) {
-                    vec![1.0; n]
-                } else if name.ends_with("running_mean") || name.contains("bn") || name.contains("downsample.1") {
-                    vec![0.0; n]
-                } else {
-                    (0..n).map(|_| (normal() * 0.01) as f32 as f64).collect()
-                };
-                (name, HostTensor { shape, values })
-            })
-            .collect();
+        let params = random_parameters(&spec, seed, false);
         Self::from_parameters(architecture, config, &params, device)
     }
 
