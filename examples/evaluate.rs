@@ -82,6 +82,9 @@ struct Args {
     /// convolutions cost more per image than single ones (docs/benchmarks.md)].
     #[arg(long)]
     batch: Option<usize>,
+    /// Photos explained together [default: 8 on wgpu, 1 on cpu].
+    #[arg(long)]
+    images_per_batch: Option<usize>,
     /// Side of the square photos are resized to.
     #[arg(long, default_value_t = 224)]
     size: u32,
@@ -176,6 +179,7 @@ fn run(args: Args) -> Result<(), String> {
             batch: args.batch.unwrap_or(if args.device == "wgpu" { 32 } else { 1 }),
             ..PerturbationConfig::default()
         },
+        images_per_batch: args.images_per_batch.unwrap_or(if args.device == "wgpu" { 8 } else { 1 }),
         ..EvaluationConfig::default()
     };
     // Build the methods.
@@ -212,19 +216,22 @@ fn run(args: Args) -> Result<(), String> {
             methods.push((l, m));
         }
     }
-    let per_sample = methods.len() as u64 + config.perturbation.steps as u64 + 1;
-    let bar = ProgressBar::new(per_sample * dataset.samples.len() as u64);
+    let per_batch = methods.len() as u64 + config.perturbation.steps as u64 + 1;
+    let batches = dataset.samples.len().div_ceil(config.images_per_batch) as u64;
+    let bar = ProgressBar::new(per_batch * batches);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}").map_err(|e| e.to_string())?,
     );
     let report = evaluate(&model, &methods, &dataset, &config, &device, &mut |p| {
         match p {
-            Progress::Attributing { sample, samples, method } => {
-                bar.set_message(format!("image {}/{samples}: {method}", sample + 1))
+            Progress::Attributing { sample, batch, samples, method } => {
+                bar.set_message(format!("images {}-{} of {samples}: {method}", sample + 1, sample + batch))
             }
-            Progress::Perturbing { sample, samples, step, steps } => {
-                bar.set_message(format!("image {}/{samples}: perturbation step {step}/{steps}", sample + 1))
-            }
+            Progress::Perturbing { sample, batch, samples, step, steps } => bar.set_message(format!(
+                "images {}-{} of {samples}: perturbation step {step}/{steps}",
+                sample + 1,
+                sample + batch
+            )),
         }
         bar.inc(1);
     })

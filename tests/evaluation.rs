@@ -100,10 +100,13 @@ fn evaluate_matches_the_metrics_called_directly() {
         threshold: Threshold::Auto,
         pointing_tolerance: 2.0,
         perturbation: PerturbationConfig { pixels_per_step: 50, steps: 4, batch: 3, ..Default::default() },
+        images_per_batch: 1,
     };
     let mut events = 0;
     let report = evaluate(&model, &methods, &data, &cfg, &dev, &mut |_| events += 1).unwrap();
     assert_eq!(events, 2 * (2 + 5));
+    let bad_batch = EvaluationConfig { images_per_batch: 0, ..cfg };
+    assert!(evaluate(&model, &methods, &data, &bad_batch, &dev, &mut |_| {}).is_err());
     assert_eq!(report.methods.len(), 2);
     for (mi, m) in report.methods.iter().enumerate() {
         assert_eq!((m.ratio_all.len(), m.segmentation.len(), m.pointing.len()), (2, 2, 2));
@@ -120,6 +123,20 @@ fn evaluate_matches_the_metrics_called_directly() {
         }
         // Step 0 of every curve is the unperturbed score, the same for both orders.
         assert_eq!(m.morf.scores[0][0], m.lerf.scores[0][0]);
+    }
+    // Explaining both photos in one batch gives the same report.
+    let batched =
+        evaluate(&model, &methods, &data, &EvaluationConfig { images_per_batch: 2, ..cfg }, &dev, &mut |_| {}).unwrap();
+    assert_eq!(batched.targets, report.targets);
+    for (a, b) in report.methods.iter().zip(&batched.methods) {
+        assert_eq!(a.segmentation, b.segmentation);
+        assert_eq!(a.pointing, b.pointing);
+        for (x, y) in a.ratio_all.iter().chain(&a.ratio_pos).zip(b.ratio_all.iter().chain(&b.ratio_pos)) {
+            assert!(x.zip(*y).is_none_or(|(x, y)| (x - y).abs() <= 1e-4 * x.abs().max(1e-3)), "{x:?} {y:?}");
+        }
+        for (x, y) in a.morf.scores.iter().chain(&a.lerf.scores).zip(b.morf.scores.iter().chain(&b.lerf.scores)) {
+            assert!(x.iter().zip(y).all(|(p, q)| (p - q).abs() <= 1e-3 * p.abs().max(1.0)), "{x:?} {y:?}");
+        }
     }
     let table = report.to_string();
     assert!(table.contains("ALL") && table.contains("mIoU") && table.contains("RAP") && table.contains("Gradient"));

@@ -25,8 +25,8 @@ pub use dataset::{Dataset, Sample};
 
 use crate::error::{AttribError, Result};
 use crate::metrics::{
-    Confusion, Order, PerturbationConfig, PerturbationCurve, RatioMode, Threshold, outside_inside_ratio,
-    perturbation_curves, pointing_game, segmentation,
+    Confusion, Heatmap, Order, PerturbationConfig, PerturbationCurve, RatioMode, Threshold, confusion_of,
+    perturbation_curves, pointing_of, ratio_of,
 };
 use crate::walk::explain::{argmax_rows, run_model};
 use crate::walk::{AttributionMethod, Explain, Target};
@@ -46,6 +46,8 @@ pub struct EvaluationConfig {
     pub pointing_tolerance: f32,
     /// Region perturbation (default: 100 pixels a step, 40 steps, set to 0).
     pub perturbation: PerturbationConfig,
+    /// Photos explained together in one batch (default 1; more pays on a GPU).
+    pub images_per_batch: usize,
 }
 
 impl Default for EvaluationConfig {
@@ -55,6 +57,7 @@ impl Default for EvaluationConfig {
             threshold: Threshold::Auto,
             pointing_tolerance: 15.0,
             perturbation: PerturbationConfig::default(),
+            images_per_batch: 1,
         }
     }
 }
@@ -62,19 +65,23 @@ impl Default for EvaluationConfig {
 /// What an evaluation is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress<'a> {
-    /// Explaining sample `sample` (of `samples`) with `method`.
+    /// Explaining samples `sample .. sample + batch` (of `samples`) with `method`.
     Attributing {
-        /// Sample index.
+        /// Index of the first sample of the batch.
         sample: usize,
+        /// Samples in the batch.
+        batch: usize,
         /// Number of samples.
         samples: usize,
         /// Method name.
         method: &'a str,
     },
-    /// Region perturbation of sample `sample`, step `step` of `steps` done.
+    /// Region perturbation of samples `sample .. sample + batch`, step `step` of `steps` done.
     Perturbing {
-        /// Sample index.
+        /// Index of the first sample of the batch.
         sample: usize,
+        /// Samples in the batch.
+        batch: usize,
         /// Number of samples.
         samples: usize,
         /// Step done.
@@ -207,8 +214,9 @@ impl fmt::Display for Report {
 ///
 /// Each sample's target is its label, or the model's prediction. The boxes give the
 /// outside–inside ratio (undefined, `None`, where they cover the whole picture); the mask (or the boxes, without one) gives segmentation and the pointing
-/// game. The perturbation of all methods and both orders of a sample runs as one batch (one
-/// forward pass per step, in chunks of `config.perturbation.batch` copies).
+/// game. `config.images_per_batch` photos are explained together; the perturbation of all
+/// methods, photos of a batch and both orders runs together (one forward pass per step, in chunks
+/// of `config.perturbation.batch` copies). Results do not depend on either batch size.
 pub fn evaluate<M: Explain + ?Sized>(
     model: &M,
     methods: &[(&str, &dyn AttributionMethod)],
@@ -224,85 +232,95 @@ pub fn evaluate<M: Explain + ?Sized>(
         return Err(AttribError::InvalidParameter("evaluate: size must be ≥ 1".into()));
     }
     config.threshold.value_for(&[0.0])?;
+    if config.images_per_batch == 0 {
+        return Err(AttribError::InvalidParameter("evaluate: images_per_batch must be ≥ 1".into()));
+    }
     let size = config.size as usize;
     let samples = dataset.samples.len();
-    let mut results: Vec<MethodResult> = Vec::new();
+    let empty = |order| PerturbationCurve {
+        order,
+        pixels_per_step: config.perturbation.pixels_per_step,
+        scores: Vec::new(),
+        correct: Vec::new(),
+    };
+    let mut results: Vec<MethodResult> = methods
+        .iter()
+        .map(|(name, _)| MethodResult {
+            name: name.to_string(),
+            ratio_all: Vec::new(),
+            ratio_pos: Vec::new(),
+            segmentation: Vec::new(),
+            pointing: Vec::new(),
+            morf: empty(Order::MostRelevantFirst),
+            lerf: empty(Order::LeastRelevantFirst),
+            seconds: 0.0,
+        })
+        .collect();
     let mut targets = Vec::new();
-    for (si, sample) in dataset.samples.iter().enumerate() {
-        let (_, x) = crate::imaging::load_imagenet(&sample.image, config.size, device)?;
-        let target = match sample.label {
-            Some(t) => t,
-            None => argmax_rows(&run_model(model, x.clone())?)[0],
+    for (chunk_index, chunk) in dataset.samples.chunks(config.images_per_batch).enumerate() {
+        let first = chunk_index * config.images_per_batch;
+        let n = chunk.len();
+        let images = chunk
+            .iter()
+            .map(|s| Ok(crate::imaging::load_imagenet(&s.image, config.size, device)?.1))
+            .collect::<Result<Vec<_>>>()?;
+        let x = Tensor::cat(images, 0);
+        let predicted = if chunk.iter().any(|s| s.label.is_none()) {
+            argmax_rows(&run_model(model, x.clone())?)
+        } else {
+            Vec::new()
         };
-        targets.push(target);
-        let boxes = sample.box_region()?.resize(size, size);
-        let mask = sample.mask_region()?.resize(size, size);
+        let chunk_targets: Vec<usize> =
+            chunk.iter().enumerate().map(|(i, s)| s.label.unwrap_or_else(|| predicted[i])).collect();
+        targets.extend(&chunk_targets);
+        let boxes = chunk.iter().map(|s| Ok(s.box_region()?.resize(size, size))).collect::<Result<Vec<_>>>()?;
+        let masks = chunk.iter().map(|s| Ok(s.mask_region()?.resize(size, size))).collect::<Result<Vec<_>>>()?;
         let mut relevances: Vec<Tensor<4>> = Vec::new();
-        for (mi, (name, method)) in methods.iter().enumerate() {
-            progress(Progress::Attributing { sample: si, samples, method: name });
+        for ((name, method), m) in methods.iter().zip(results.iter_mut()) {
+            progress(Progress::Attributing { sample: first, batch: n, samples, method: name });
             let start = Instant::now();
-            let e = method.attribute(x.clone(), Target::Classes(vec![target]))?;
-            let seconds = start.elapsed().as_secs_f64();
-            let r = e.relevance;
-            // A box that covers the whole picture leaves no outside: the ratio is undefined there.
-            let n_in = boxes.count();
-            let (all, pos) = if n_in == 0 || n_in == size * size {
-                (vec![None], vec![None])
-            } else {
-                (
-                    outside_inside_ratio(&r, std::slice::from_ref(&boxes), RatioMode::All)?,
-                    outside_inside_ratio(&r, std::slice::from_ref(&boxes), RatioMode::Positive)?,
-                )
-            };
-            let seg = segmentation(&r, std::slice::from_ref(&mask), config.threshold)?;
-            let point = pointing_game(&r, std::slice::from_ref(&mask), config.pointing_tolerance)?;
-            if si == 0 {
-                let empty = |order| PerturbationCurve {
-                    order,
-                    pixels_per_step: config.perturbation.pixels_per_step,
-                    scores: Vec::new(),
-                    correct: Vec::new(),
-                };
-                results.push(MethodResult {
-                    name: name.to_string(),
-                    ratio_all: Vec::new(),
-                    ratio_pos: Vec::new(),
-                    segmentation: Vec::new(),
-                    pointing: Vec::new(),
-                    morf: empty(Order::MostRelevantFirst),
-                    lerf: empty(Order::LeastRelevantFirst),
-                    seconds: 0.0,
-                });
+            let r = method.attribute(x.clone(), Target::Classes(chunk_targets.clone()))?.relevance;
+            let maps = Heatmap::from_relevance(&r)?;
+            m.seconds += start.elapsed().as_secs_f64();
+            for (i, map) in maps.iter().enumerate() {
+                // A box that covers the whole picture leaves no outside: the ratio is undefined.
+                let n_in = boxes[i].count();
+                let defined = n_in > 0 && n_in < size * size;
+                let ratio = |mode| if defined { ratio_of(map, &boxes[i], mode) } else { Ok(None) };
+                m.ratio_all.push(ratio(RatioMode::All)?);
+                m.ratio_pos.push(ratio(RatioMode::Positive)?);
+                m.segmentation.push(confusion_of(map, &masks[i], config.threshold)?);
+                m.pointing.push(pointing_of(map, &masks[i], config.pointing_tolerance)?);
             }
-            let m = &mut results[mi];
-            m.ratio_all.extend(all);
-            m.ratio_pos.extend(pos);
-            m.segmentation.extend(seg);
-            m.pointing.extend(point);
-            m.seconds += seconds;
             relevances.push(r);
         }
+        // Every method's maps of every image of the chunk, both orders, one pass per step.
         let k = methods.len();
         let inputs = x.repeat_dim(0, k);
         let rel = Tensor::cat(relevances, 0);
+        let all_targets: Vec<usize> = (0..k).flat_map(|_| chunk_targets.iter().copied()).collect();
         let curves = perturbation_curves(
             model,
             &inputs,
             &rel,
-            &vec![target; k],
+            &all_targets,
             &[Order::MostRelevantFirst, Order::LeastRelevantFirst],
             &config.perturbation,
-            &mut |step, steps| progress(Progress::Perturbing { sample: si, samples, step, steps }),
+            &mut |step, steps| progress(Progress::Perturbing { sample: first, batch: n, samples, step, steps }),
         )?;
-        for (curve, slot) in curves.into_iter().zip([0, 1]) {
-            for (mi, (scores, correct)) in curve.scores.into_iter().zip(curve.correct).enumerate() {
+        for curve in curves {
+            for (j, (scores, correct)) in curve.scores.into_iter().zip(curve.correct).enumerate() {
                 let one = PerturbationCurve {
                     order: curve.order,
                     pixels_per_step: curve.pixels_per_step,
                     scores: vec![scores],
                     correct: vec![correct],
                 };
-                if slot == 0 { results[mi].morf.extend(one)? } else { results[mi].lerf.extend(one)? }
+                let m = &mut results[j / n];
+                match curve.order {
+                    Order::MostRelevantFirst => m.morf.extend(one)?,
+                    Order::LeastRelevantFirst => m.lerf.extend(one)?,
+                }
             }
         }
     }

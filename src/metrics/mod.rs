@@ -20,7 +20,7 @@
 //!
 //! Every metric takes a batch of relevance maps, `[B, C, H, W]` (summed over channels into
 //! heatmaps) or heatmaps `[B, 1, H, W]`, with one ground-truth [`Region`] per sample, and
-//! returns one value per sample; the pixel counts of segmentation ([`Confusion`]) and the
+//! returns one value per sample (the `*_of` functions score one host-side [`Heatmap`]); the pixel counts of segmentation ([`Confusion`]) and the
 //! perturbation curves ([`PerturbationCurve`]) add up over a data set.
 
 mod perturbation;
@@ -30,10 +30,10 @@ mod region;
 mod segmentation;
 
 pub use perturbation::{Order, PerturbationConfig, PerturbationCurve, Score, perturbation_curves};
-pub use pointing::pointing_game;
-pub use ratio::{RatioMode, outside_inside_ratio};
+pub use pointing::{pointing_game, pointing_of};
+pub use ratio::{RatioMode, outside_inside_ratio, ratio_of};
 pub use region::{BoundingBox, Region};
-pub use segmentation::{Confusion, Threshold, segment, segmentation};
+pub use segmentation::{Confusion, Threshold, confusion_of, segment, segmentation};
 
 use crate::error::{AttribError, Result};
 use crate::tensor::to_vec;
@@ -88,16 +88,28 @@ fn heatmaps_with_regions(relevance: &Tensor<4>, regions: &[Region], metric: &str
             maps.len()
         )));
     }
-    for (i, (m, r)) in maps.iter().zip(regions).enumerate() {
-        if (m.width, m.height) != (r.width(), r.height()) {
-            return Err(AttribError::InvalidParameter(format!(
-                "{metric}: sample {i}'s region is {}x{} but its heatmap is {}x{}; resize the region first",
-                r.width(),
-                r.height(),
-                m.width,
-                m.height
-            )));
-        }
-    }
     Ok(maps)
+}
+
+/// Checks that a region has its heatmap's size.
+fn same_size(map: &Heatmap, region: &Region, metric: &str) -> Result<()> {
+    if (map.width, map.height) == (region.width(), region.height()) {
+        Ok(())
+    } else {
+        Err(AttribError::InvalidParameter(format!(
+            "{metric}: the region is {}x{} but the heatmap is {}x{}; resize the region first",
+            region.width(),
+            region.height(),
+            map.width,
+            map.height
+        )))
+    }
+}
+
+/// Names the sample in a per-sample error.
+fn at_sample<T>(i: usize, r: Result<T>) -> Result<T> {
+    r.map_err(|e| match e {
+        AttribError::InvalidParameter(m) => AttribError::InvalidParameter(format!("sample {i}: {m}")),
+        other => other,
+    })
 }

@@ -1,6 +1,6 @@
 //! The pointing game (Zhang et al. 2016).
 
-use super::{Region, heatmaps_with_regions};
+use super::{Heatmap, Region, at_sample, heatmaps_with_regions, same_size};
 use crate::error::{AttribError, Result};
 use burn::tensor::Tensor;
 
@@ -13,40 +13,47 @@ use burn::tensor::Tensor;
 ///
 /// - `relevance`: `[B, C, H, W]` (summed over channels) or `[B, 1, H, W]`; `regions`: `B` of `W × H`
 pub fn pointing_game(relevance: &Tensor<4>, regions: &[Region], tolerance: f32) -> Result<Vec<Option<bool>>> {
-    if !(tolerance.is_finite() && tolerance >= 0.0) {
-        return Err(AttribError::InvalidParameter(format!(
-            "pointing game: tolerance must be a finite number of pixels ≥ 0, got {tolerance}"
-        )));
-    }
+    check_tolerance(tolerance)?;
     let maps = heatmaps_with_regions(relevance, regions, "pointing game")?;
-    Ok(maps
-        .iter()
-        .zip(regions)
-        .map(|(m, r)| {
-            let (mut best, mut at) = (f32::NEG_INFINITY, 0);
-            let mut lowest = f32::INFINITY;
-            for (i, &v) in m.values.iter().enumerate() {
-                if v > best {
-                    best = v;
-                    at = i;
-                }
-                lowest = lowest.min(v);
+    maps.iter().zip(regions).enumerate().map(|(i, (m, r))| at_sample(i, pointing_of(m, r, tolerance))).collect()
+}
+
+fn check_tolerance(tolerance: f32) -> Result<()> {
+    if tolerance.is_finite() && tolerance >= 0.0 {
+        Ok(())
+    } else {
+        Err(AttribError::InvalidParameter(format!(
+            "pointing game: tolerance must be a finite number of pixels ≥ 0, got {tolerance}"
+        )))
+    }
+}
+
+/// The pointing game on one heatmap (see [`pointing_game`]).
+pub fn pointing_of(map: &Heatmap, region: &Region, tolerance: f32) -> Result<Option<bool>> {
+    check_tolerance(tolerance)?;
+    same_size(map, region, "pointing game")?;
+    let (mut best, mut at) = (f32::NEG_INFINITY, 0);
+    let mut lowest = f32::INFINITY;
+    for (i, &v) in map.values.iter().enumerate() {
+        if v > best {
+            best = v;
+            at = i;
+        }
+        lowest = lowest.min(v);
+    }
+    if best == lowest {
+        return Ok(None);
+    }
+    let (px, py) = ((at % map.width) as i64, (at / map.width) as i64);
+    let t = tolerance.floor() as i64;
+    let t2 = (tolerance as f64) * (tolerance as f64);
+    for dy in -t..=t {
+        for dx in -t..=t {
+            let (x, y) = (px + dx, py + dy);
+            if x >= 0 && y >= 0 && ((dx * dx + dy * dy) as f64) <= t2 && region.contains(x as usize, y as usize) {
+                return Ok(Some(true));
             }
-            if best == lowest {
-                return None;
-            }
-            let (px, py) = ((at % m.width) as i64, (at / m.width) as i64);
-            let t = tolerance.floor() as i64;
-            let t2 = (tolerance as f64) * (tolerance as f64);
-            for dy in -t..=t {
-                for dx in -t..=t {
-                    let (x, y) = (px + dx, py + dy);
-                    if x >= 0 && y >= 0 && ((dx * dx + dy * dy) as f64) <= t2 && r.contains(x as usize, y as usize) {
-                        return Some(true);
-                    }
-                }
-            }
-            Some(false)
-        })
-        .collect())
+        }
+    }
+    Ok(Some(false))
 }

@@ -1,6 +1,6 @@
 //! Heatmaps as segmentation masks: thresholds, pixel accuracy and mean IoU.
 
-use super::{Heatmap, Region, heatmaps_with_regions};
+use super::{Heatmap, Region, at_sample, heatmaps_with_regions, same_size};
 use crate::error::{AttribError, Result};
 use burn::tensor::Tensor;
 
@@ -120,20 +120,21 @@ pub fn segment(heatmap: &Heatmap, threshold: Threshold) -> Result<Region> {
 /// - `relevance`: `[B, C, H, W]` (summed over channels) or `[B, 1, H, W]`; `masks`: `B` of `W × H`
 pub fn segmentation(relevance: &Tensor<4>, masks: &[Region], threshold: Threshold) -> Result<Vec<Confusion>> {
     let maps = heatmaps_with_regions(relevance, masks, "segmentation")?;
-    maps.iter()
-        .zip(masks)
-        .map(|(m, truth)| {
-            let pred = segment(m, threshold)?;
-            let mut c = Confusion::default();
-            for (&p, &t) in pred.as_slice().iter().zip(truth.as_slice()) {
-                match (p, t) {
-                    (true, true) => c.true_positive += 1,
-                    (true, false) => c.false_positive += 1,
-                    (false, true) => c.false_negative += 1,
-                    (false, false) => c.true_negative += 1,
-                }
-            }
-            Ok(c)
-        })
-        .collect()
+    maps.iter().zip(masks).enumerate().map(|(i, (m, t))| at_sample(i, confusion_of(m, t, threshold))).collect()
+}
+
+/// Pixel counts of one thresholded heatmap against its ground-truth mask (see [`segmentation`]).
+pub fn confusion_of(map: &Heatmap, truth: &Region, threshold: Threshold) -> Result<Confusion> {
+    same_size(map, truth, "segmentation")?;
+    let pred = segment(map, threshold)?;
+    let mut c = Confusion::default();
+    for (&p, &t) in pred.as_slice().iter().zip(truth.as_slice()) {
+        match (p, t) {
+            (true, true) => c.true_positive += 1,
+            (true, false) => c.false_positive += 1,
+            (false, true) => c.false_negative += 1,
+            (false, false) => c.true_negative += 1,
+        }
+    }
+    Ok(c)
 }
