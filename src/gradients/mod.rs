@@ -349,10 +349,15 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
         // (scaled by its own σ).
         let mut rng = rand::rngs::StdRng::seed_from_u64(sg.seed);
         let unit: Vec<f32> = (0..sg.samples * per_sample).map(|_| -> f32 { StandardNormal.sample(&mut rng) }).collect();
-        let noise: Vec<f32> = sigmas.iter().flat_map(|&s| unit.iter().map(move |u| u * s)).collect();
         self.accumulate(&x, seed, &copies, |chunk, offset, idx| {
             let n = chunk.len();
-            let part = noise[offset * per_sample..(offset + n) * per_sample].to_vec();
+            // Copy j is noisy sample j % samples of input j / samples.
+            let part: Vec<f32> = (offset..offset + n)
+                .flat_map(|j| {
+                    let (sigma, k) = (sigmas[j / sg.samples], j % sg.samples);
+                    unit[k * per_sample..(k + 1) * per_sample].iter().map(move |u| u * sigma)
+                })
+                .collect();
             let part = Tensor::<4>::from_data(TensorData::new(part, [n, dims[1], dims[2], dims[3]]), &device);
             Ok(x.clone().select(0, idx.clone()) + part)
         })
