@@ -146,3 +146,36 @@ fn evaluate_matches_the_metrics_called_directly() {
         Err(AttribError::InvalidParameter(_))
     ));
 }
+
+#[test]
+fn the_report_says_where_means_leave_samples_out() {
+    use rap_attrib::evaluation::{MethodResult, Report};
+    use rap_attrib::metrics::{Confusion, Order, PerturbationCurve};
+    let curve = |order| PerturbationCurve {
+        order,
+        pixels_per_step: 100,
+        scores: vec![vec![2.0, 1.0]],
+        correct: vec![vec![true, false]],
+    };
+    let m = MethodResult {
+        name: "M".into(),
+        ratio_all: vec![Some(0.5), None],
+        ratio_pos: vec![Some(0.25), Some(0.75)],
+        segmentation: vec![Confusion { true_positive: 1, false_positive: 0, false_negative: 1, true_negative: 2 }; 2],
+        pointing: vec![Some(true), None],
+        morf: curve(Order::MostRelevantFirst),
+        lerf: curve(Order::LeastRelevantFirst),
+        seconds: 1.0,
+    };
+    assert_eq!((m.mean_ratio_all(), m.mean_ratio_pos(), m.pointing_accuracy()), (Some(0.5), Some(0.5), Some(1.0)));
+    assert_eq!(m.pooled().true_negative, 4);
+    let report = Report {
+        samples: vec!["a".into(), "b".into()],
+        targets: vec![0, 1],
+        methods: vec![m],
+        config: EvaluationConfig::default(),
+    };
+    let text = report.to_string();
+    assert!(text.contains("note: M: ratio undefined") && text.contains("for 1 (ALL) / 0 (POS)"), "{text}");
+    assert!(text.contains("75.00"), "pixel accuracy of the pooled counts: {text}");
+}

@@ -206,7 +206,21 @@ impl fmt::Display for Report {
         row(f, "accuracy after LeRF (%)", self.methods.iter().map(|m| cell(last(&m.lerf), 100.0, 1)).collect())?;
         header(f, "Cost")?;
         let n = self.samples.len().max(1) as f64;
-        row(f, "attribution s/image", self.methods.iter().map(|m| format!("{:.3}", m.seconds / n)).collect())
+        row(f, "attribution s/image", self.methods.iter().map(|m| format!("{:.3}", m.seconds / n)).collect())?;
+        // Say where a mean leaves samples out.
+        for m in &self.methods {
+            let undefined = |v: &[Option<f32>]| v.iter().filter(|x| x.is_none()).count();
+            let (a, p) = (undefined(&m.ratio_all), undefined(&m.ratio_pos));
+            let flat = m.pointing.iter().filter(|x| x.is_none()).count();
+            if a + p + flat > 0 {
+                writeln!(
+                    f,
+                    "note: {}: ratio undefined (box covers the picture, or no positive relevance inside) for {a} (ALL) / {p} (POS) sample(s); constant heatmap for {flat} in the pointing game",
+                    m.name
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 
