@@ -85,8 +85,9 @@ pub enum AttribError {
         /// Layer type.
         layer_type: String,
     },
-    /// A rule was given a parameter outside its valid range.
-    #[error("invalid rule parameter: {0}")]
+    /// A parameter (of a rule, a metric, an evaluation or a baseline) is outside its valid range,
+    /// or inputs do not fit together; the message names which and what is expected.
+    #[error("invalid parameter: {0}")]
     InvalidParameter(String),
     /// A node handle does not belong to this trace.
     #[error("unknown node {0} in the trace")]

@@ -51,7 +51,7 @@
 use crate::composite::InitialRelevance;
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
-use crate::tensor::all_finite;
+use crate::tensor::{all_finite, sample_max, sample_min, to_vec};
 use crate::walk::explain::{logits_of, prepare, resolve_target, run_model};
 use crate::walk::{AttributionMethod, Explain, Explanation, Target, Tracer};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
@@ -248,7 +248,7 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
         let relevance = match &self.method {
             GradientMethod::Gradient => input_gradient(self.model, x, &seed)?,
             GradientMethod::InputTimesGradient => input_gradient(self.model, x.clone(), &seed)? * x,
-            GradientMethod::GuidedBackprop => guided_backprop(self.model, x, seed.clone())?,
+            GradientMethod::GuidedBackprop => layer_walk(self.model, x, seed.clone(), true)?,
             GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, &seed, ig)?,
             GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, &seed, sg)?,
         };
@@ -333,14 +333,8 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
     fn smoothgrad(&self, x: Tensor<4>, seed: &Tensor<2>, sg: &SmoothGrad) -> Result<Tensor<4>> {
         let dims = x.dims();
         let per_sample = dims[1] * dims[2] * dims[3];
-        let host = crate::tensor::to_vec(&x);
-        let sigmas: Vec<f32> = host
-            .chunks(per_sample)
-            .map(|s| {
-                let (lo, hi) = s.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
-                sg.noise * (hi - lo)
-            })
-            .collect();
+        let range = sample_max(x.clone()) - sample_min(x.clone());
+        let sigmas: Vec<f32> = to_vec(&range).into_iter().map(|r| sg.noise * r).collect();
         let copies: Vec<(usize, f32)> =
             (0..dims[0]).flat_map(|b| (0..sg.samples).map(move |_| (b, 1.0 / sg.samples as f32))).collect();
         let device = x.device();
@@ -394,13 +388,13 @@ pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tenso
     Ok(xa.grad(&grads).unwrap_or_else(|| x.zeros_like()))
 }
 
-/// Guided backprop: the traced graph walked backwards, each layer's vector–Jacobian product by
-/// autodiff, ReLUs replaced by `∂ ↦ 1[x > 0] · max(∂, 0)`.
-fn guided_backprop<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
+/// The traced graph walked backwards, each layer's vector–Jacobian product by autodiff; with
+/// `guided`, ReLUs send `1[x > 0] · max(∂, 0)` (guided backprop), otherwise the plain gradient.
+fn layer_walk<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>, guided: bool) -> Result<Tensor<4>> {
     let (mut tracer, node) = Tracer::new(x);
     let out = model.trace(&mut tracer, node)?;
     let dims = logits_of(&tracer, out)?.dims();
-    vjp_walk(&tracer, out, seed.reshape([dims[0], dims[1], 1, 1]), true)
+    vjp_walk(&tracer, out, seed.reshape([dims[0], dims[1], 1, 1]), guided)
 }
 
 /// Walks a trace backwards with per-layer vector–Jacobian products; `guided` changes ReLUs.
@@ -440,8 +434,5 @@ fn vjp_walk(tracer: &Tracer, out: crate::Node, seed: Tensor<4>, guided: bool) ->
 /// [`input_gradient`]).
 #[doc(hidden)]
 pub fn walked_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
-    let (mut tracer, node) = Tracer::new(x);
-    let out = model.trace(&mut tracer, node)?;
-    let dims = logits_of(&tracer, out)?.dims();
-    vjp_walk(&tracer, out, seed.reshape([dims[0], dims[1], 1, 1]), false)
+    layer_walk(model, x, seed, false)
 }
