@@ -20,11 +20,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rap_attrib::burn::tensor::Device;
 use rap_attrib::evaluation::{Dataset, EvaluationConfig, Progress, Report, evaluate};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod, IntegratedGradients, SmoothGrad};
-use rap_attrib::imaging::load_imagenet;
+use rap_attrib::imaging::{load_rgb, resize_bilinear};
 use rap_attrib::metrics::{PerturbationConfig, Score, Threshold};
 use rap_attrib::viz::{LinePanel, plot_lines};
 use rap_attrib::zoo::{Architecture, ZooModel};
-use rap_attrib::{AttributionMethod, Explainer, Target, viz};
+use rap_attrib::{AttributionMethod, Explainer, viz};
 use std::path::PathBuf;
 
 fn assets() -> PathBuf {
@@ -248,15 +248,11 @@ fn run(args: Args) -> Result<(), String> {
     let curves = args.out.join("perturbation.png");
     plot(&report, &curves)?;
     println!("wrote {}", curves.display());
-    // Heatmaps of every method for the first photo, for a look at what was scored.
+    // Heatmaps of every method for the first photo (kept by the evaluation), for a look at what
+    // was scored.
     if let Some(sample) = dataset.samples.first() {
-        let (photo, x) = load_imagenet(&sample.image, args.size, &device).map_err(|e| e.to_string())?;
-        let mut maps = Vec::new();
-        for (_, m) in &methods {
-            let e = m.attribute(x.clone(), Target::Classes(vec![report.targets[0]])).map_err(|e| e.to_string())?;
-            maps.push(e.relevance);
-        }
-        let refs: Vec<_> = maps.iter().collect();
+        let photo = resize_bilinear(&load_rgb(&sample.image).map_err(|e| e.to_string())?, args.size, args.size);
+        let refs: Vec<_> = report.methods.iter().filter_map(|m| m.first_relevance.as_ref()).collect();
         let path = args.out.join(format!("heatmaps_{}.png", sample.name));
         viz::save_panel(&path, &photo, &refs, 0).map_err(|e| e.to_string())?;
         let order: Vec<&str> = methods.iter().map(|(n, _)| *n).collect();

@@ -121,6 +121,10 @@ fn evaluate_matches_the_metrics_called_directly() {
             assert_eq!(m.ratio_pos[si], outside_inside_ratio(&r, &boxes, RatioMode::Positive).unwrap()[0]);
             assert_eq!(m.segmentation[si], segmentation(&r, &mask, Threshold::Auto).unwrap()[0]);
         }
+        // The kept first-sample relevance is the method's relevance of sample 0.
+        let (_, x0) = load_imagenet(&data.samples[0].image, 64, &dev).unwrap();
+        let r0 = methods[mi].1.attribute(x0, Target::Classes(vec![report.targets[0]])).unwrap().relevance;
+        assert_eq!(rap_attrib::tensor::to_vec(m.first_relevance.as_ref().unwrap()), rap_attrib::tensor::to_vec(&r0));
         // Step 0 of every curve is the unperturbed score, the same for both orders.
         assert_eq!(m.morf.scores[0][0], m.lerf.scores[0][0]);
     }
@@ -166,6 +170,7 @@ fn the_report_says_where_means_leave_samples_out() {
         morf: curve(Order::MostRelevantFirst),
         lerf: curve(Order::LeastRelevantFirst),
         seconds: 1.0,
+        first_relevance: None,
     };
     assert_eq!((m.mean_ratio_all(), m.mean_ratio_pos(), m.pointing_accuracy()), (Some(0.5), Some(0.5), Some(1.0)));
     assert_eq!(m.pooled().true_negative, 4);

@@ -110,6 +110,9 @@ pub struct MethodResult {
     pub lerf: PerturbationCurve,
     /// Seconds spent computing this method's attributions.
     pub seconds: f64,
+    /// The relevance of the data set's first sample, `[1, C, size, size]`, for pictures of what
+    /// was scored (set by [`evaluate`]).
+    pub first_relevance: Option<Tensor<4>>,
 }
 
 fn mean_defined(v: &[Option<f32>]) -> Option<f32> {
@@ -268,6 +271,7 @@ pub fn evaluate<M: Explain + ?Sized>(
             morf: empty(Order::MostRelevantFirst),
             lerf: empty(Order::LeastRelevantFirst),
             seconds: 0.0,
+            first_relevance: None,
         })
         .collect();
     let mut targets = Vec::new();
@@ -296,6 +300,9 @@ pub fn evaluate<M: Explain + ?Sized>(
             let r = method.attribute(x.clone(), Target::Classes(chunk_targets.clone()))?.relevance;
             let maps = Heatmap::from_relevance(&r)?;
             m.seconds += start.elapsed().as_secs_f64();
+            if first == 0 {
+                m.first_relevance = Some(r.clone().narrow(0, 0, 1));
+            }
             for (i, map) in maps.iter().enumerate() {
                 // A box that covers the whole picture leaves no outside: the ratio is undefined.
                 let n_in = boxes[i].count();
