@@ -15,10 +15,9 @@
 
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
-use rap_attrib::zoo::{Architecture, ZooConfig, ZooModel};
+use rap_attrib::zoo::{Architecture, ZooConfig, ZooModel, bundled_weights};
 use rap_attrib::{Composite, Explainer, Target};
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,19 +44,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// The device of `RAP_BENCH_DEVICE` (`wgpu` with the `wgpu` feature), flex otherwise.
 fn device() -> Device {
-    match std::env::var("RAP_BENCH_DEVICE").as_deref() {
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu") => Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default()),
-        _ => Device::flex(),
-    }
+    rap_attrib::device_by_name(&std::env::var("RAP_BENCH_DEVICE").unwrap_or_default())
+        .unwrap_or_else(|_| Device::flex())
 }
 
 fn model(arch: Architecture, device: &Device) -> ZooModel {
     match arch {
         Architecture::SqueezeNet1_1 => {
-            let w = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/squeezenet1_1.safetensors");
-            ZooModel::load(arch, w, device).expect("bundled SqueezeNet")
+            ZooModel::load(arch, bundled_weights(arch).expect("bundled"), device).expect("bundled SqueezeNet")
         }
         other => ZooModel::random(other, ZooConfig::default(), 1, device).expect("random weights"),
     }

@@ -20,17 +20,14 @@ use rap_attrib::metrics::{
     Order, PerturbationConfig, RatioMode, Threshold, outside_inside_ratio, perturbation_curves, pointing_game,
     segmentation,
 };
-use rap_attrib::zoo::{Architecture, ZooModel};
+use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
 use rap_attrib::{AttributionMethod, Explainer, Target};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// The device of `RAP_BENCH_DEVICE` (`wgpu` with the `wgpu` feature), flex otherwise.
 fn device() -> Device {
-    match std::env::var("RAP_BENCH_DEVICE").as_deref() {
-        #[cfg(feature = "wgpu")]
-        Ok("wgpu") => Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default()),
-        _ => Device::flex(),
-    }
+    rap_attrib::device_by_name(&std::env::var("RAP_BENCH_DEVICE").unwrap_or_default())
+        .unwrap_or_else(|_| Device::flex())
 }
 
 fn median(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -51,7 +48,7 @@ fn main() {
     let runs = if full { 3 } else { 1 };
     let steps = if full { 40 } else { 2 };
     let ig_steps = if full { 50 } else { 4 };
-    let weights = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/models/squeezenet1_1.safetensors");
+    let weights = bundled_weights(Architecture::SqueezeNet1_1).expect("bundled");
     let model = ZooModel::load(Architecture::SqueezeNet1_1, weights, &device).expect("bundled SqueezeNet");
     let data = Dataset::bundled_voc().expect("bundled VOC photo");
     let sample = &data.samples[0];

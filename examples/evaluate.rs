@@ -17,13 +17,12 @@
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rap_attrib::burn::tensor::Device;
 use rap_attrib::evaluation::{Dataset, EvaluationConfig, Progress, Report, evaluate};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod, IntegratedGradients, SmoothGrad};
 use rap_attrib::imaging::{load_rgb, resize_bilinear};
 use rap_attrib::metrics::{PerturbationConfig, Score, Threshold};
 use rap_attrib::viz::{LinePanel, plot_lines};
-use rap_attrib::zoo::{Architecture, ZooModel};
+use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
 use rap_attrib::{AttributionMethod, Explainer, viz};
 use std::path::PathBuf;
 
@@ -96,17 +95,6 @@ struct Args {
     device: String,
 }
 
-fn device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" | "flex" => Ok(Device::flex()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default())),
-        #[cfg(not(feature = "wgpu"))]
-        "wgpu" => Err("this build has no wgpu support; rebuild with `--features wgpu`".into()),
-        other => Err(format!("unknown device `{other}`; expected cpu or wgpu")),
-    }
-}
-
 fn threshold(s: &str) -> Result<Threshold, String> {
     Ok(match s {
         "auto" => Threshold::Auto,
@@ -148,12 +136,12 @@ fn plot(report: &Report, path: &PathBuf) -> Result<(), String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let device = device(&args.device)?;
+    let device = rap_attrib::device_by_name(&args.device).map_err(|e| e.to_string())?;
     let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
     let weights = match &args.weights {
         Some(w) => w.clone(),
-        None if arch == Architecture::SqueezeNet1_1 => assets().join("models/squeezenet1_1.safetensors"),
-        None => return Err(format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name())),
+        None => bundled_weights(arch)
+            .ok_or_else(|| format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name()))?,
     };
     let model = ZooModel::load(arch, &weights, &device).map_err(|e| format!("{}: {e}", weights.display()))?;
     let dataset = match &args.data {

@@ -12,10 +12,10 @@
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::imaging::load_imagenet;
 use rap_attrib::tensor::{sample_sums, to_vec};
-use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel};
+use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel, bundled_weights};
 use rap_attrib::{Explainer, Target, viz};
 use std::path::PathBuf;
 
@@ -61,17 +61,6 @@ struct Args {
     size: u32,
 }
 
-fn device(name: &str) -> Result<Device, String> {
-    match name {
-        "cpu" | "flex" => Ok(Device::flex()),
-        #[cfg(feature = "wgpu")]
-        "wgpu" => Ok(Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default())),
-        #[cfg(not(feature = "wgpu"))]
-        "wgpu" => Err("this build has no wgpu support; rebuild with `--features wgpu`".into()),
-        other => Err(format!("unknown device `{other}`; expected cpu or wgpu")),
-    }
-}
-
 fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     let mut out = Vec::new();
     for p in inputs {
@@ -100,7 +89,7 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
-    let device = device(&args.device)?;
+    let device = rap_attrib::device_by_name(&args.device).map_err(|e| e.to_string())?;
     for rule in [&args.rule, &args.compare] {
         if !RULE_NAMES.contains(&rule.as_str()) && rule != "none" {
             return Err(format!("unknown rule `{rule}`; expected one of {}", RULE_NAMES.join(", ")));
@@ -109,8 +98,8 @@ fn run(args: Args) -> Result<(), String> {
     let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
     let weights = match &args.weights {
         Some(w) => w.clone(),
-        None if arch == Architecture::SqueezeNet1_1 => assets().join("models/squeezenet1_1.safetensors"),
-        None => return Err(format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name())),
+        None => bundled_weights(arch)
+            .ok_or_else(|| format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name()))?,
     };
     let model = ZooModel::load(arch, &weights, &device).map_err(|e| format!("{}: {e}", weights.display()))?;
     let classes_file = args

@@ -45,6 +45,7 @@
 
 #![warn(missing_docs)]
 
+mod backend;
 pub mod canonizer;
 pub mod composite;
 pub mod error;
@@ -60,6 +61,7 @@ pub mod viz;
 pub mod walk;
 pub mod zoo;
 
+pub use backend::device_by_name;
 pub use composite::{Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};
 pub use layers::{LayerType, LinearLayer, Relevance};

@@ -40,6 +40,14 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// The rule sets the zoo (and the `explain` example) offer by name.
 pub const RULE_NAMES: [&str; 6] = ["rap", "lrp-a1b0", "lrp-a2b1", "lrp-eps", "epsilon-plus", "epsilon-gamma-box"];
 
+/// The weights bundled with the crate in its source tree (`assets/models`): ImageNet SqueezeNet 1.1
+/// (torchvision's `squeezenet1_1`, safetensors); `None` for the other architectures. The file is
+/// not in the published package.
+pub fn bundled_weights(architecture: Architecture) -> Option<std::path::PathBuf> {
+    (architecture == Architecture::SqueezeNet1_1)
+        .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/squeezenet1_1.safetensors"))
+}
+
 /// Random parameters for every tensor a network description expects, deterministic in `seed`:
 /// He-normal weights of convolutions and linear layers (`N(0, 2/fan_in)`), biases `N(0, 0.01²)`.
 /// BatchNorm is the identity (γ = 1, β = 0, mean 0, variance 1) unless `random_batch_norm`, which

@@ -1,0 +1,26 @@
+//! Choosing a Burn device by name, as command-line tools do.
+
+use crate::error::{AttribError, Result};
+use burn::tensor::Device;
+
+/// The device called `name`: `cpu` (or `flex`) for Burn's flex CPU backend, `wgpu` for the GPU
+/// backend when the crate is built with the `wgpu` feature.
+///
+/// ```
+/// let cpu = rap_attrib::device_by_name("cpu")?;
+/// assert!(rap_attrib::device_by_name("tpu").is_err());
+/// # let _ = cpu;
+/// # Ok::<(), rap_attrib::AttribError>(())
+/// ```
+pub fn device_by_name(name: &str) -> Result<Device> {
+    match name {
+        "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => {
+            Err(AttribError::InvalidParameter("this build has no wgpu support; rebuild with `--features wgpu`".into()))
+        }
+        other => Err(AttribError::InvalidParameter(format!("unknown device `{other}`; expected cpu or wgpu"))),
+    }
+}
