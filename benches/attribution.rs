@@ -1,22 +1,30 @@
-//! Attribution speed as ratios to the forward pass, in one run, on one backend.
+//! Attribution speed in seconds and as ratios to our own forward pass, in one run, on one
+//! backend, ready to be read next to `../shared/bench/peers.py` (PyTorch, Zennit, Captum) run
+//! right after on the same machine.
 //!
 //! ```sh
 //! cargo bench --bench attribution                              # CPU (flex)
 //! RAP_BENCH_DEVICE=wgpu cargo bench --features wgpu --bench attribution
-//! RAP_BENCH_MODELS=squeezenet1_1 RAP_BENCH_BATCHES=1,8 cargo bench --bench attribution
+//! RAP_BENCH_MODELS=vgg16,resnet50 RAP_BENCH_BATCHES=1 RAP_BENCH_RUNS=5 cargo bench --bench attribution
 //! ```
 //!
-//! Models: the bundled SqueezeNet 1.1 and VGG-16 / ResNet-50 with random weights, at 224²;
-//! batches from `RAP_BENCH_BATCHES` (default 1,8). For each model and batch it times the
-//! forward pass, RAP, LRP-α1β0, LRP-α2β1 and LRP-ε (criterion), then prints every time as a
-//! ratio to the forward time of the same model, batch and backend, the images per second, and
-//! the peak host memory of one RAP explanation (a counting allocator; device memory is not
-//! counted on a GPU).
+//! Models: the bundled SqueezeNet 1.1 and VGG-16 / ResNet-50 with random weights (seed 1), at
+//! 224² with a seeded random input; batches from `RAP_BENCH_BATCHES` (default 1,8). Jobs: the
+//! forward pass, RAP, LRP-α1β0, LRP-α2β1, LRP-ε, LRP-ε+ (Zennit's EpsilonPlus) and the plain
+//! gradient. Each job is one explainer built once and called repeatedly, as an application
+//! would: the first call (which prepares the kept weights and, on a GPU, tunes kernels) is
+//! reported on its own, the steady state as the median of `RAP_BENCH_RUNS` further calls
+//! (default 5; `RAP_BENCH_JOBS` picks jobs by name, `RAP_BENCH_CACHE=0` turns the explainers'
+//! weight cache off), each read back to the host so GPU work is complete. Criterion's statistics
+//! come first unless `RAP_BENCH_CRITERION=0`. The last table gives the peak host memory of one
+//! RAP call after the first and what the explainer keeps between calls (a counting allocator;
+//! device memory is not counted on a GPU).
 
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
+use rap_attrib::gradients::{GradientExplainer, GradientMethod};
 use rap_attrib::zoo::{Architecture, ZooConfig, ZooModel, bundled_weights};
-use rap_attrib::{Composite, Explainer, Target};
+use rap_attrib::{AttributionMethod, Explainer, Target};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -59,28 +67,63 @@ fn model(arch: Architecture, device: &Device) -> ZooModel {
     }
 }
 
-fn rules(m: &ZooModel) -> Vec<(&'static str, Option<Composite>)> {
-    vec![
-        ("forward", None),
-        ("rap", Some(m.composite("rap").unwrap())),
-        ("lrp_a1b0", Some(m.composite("lrp-a1b0").unwrap())),
-        ("lrp_a2b1", Some(m.composite("lrp-a2b1").unwrap())),
-        ("lrp_eps", Some(m.composite("lrp-eps").unwrap())),
-    ]
+/// The jobs: a name, the zoo composite (or the gradient, or `None` for the forward pass).
+const JOBS: [(&str, &str); 7] = [
+    ("forward", ""),
+    ("RAP", "rap"),
+    ("LRP-α1β0", "lrp-a1b0"),
+    ("LRP-α2β1", "lrp-a2b1"),
+    ("LRP-ε", "lrp-eps"),
+    ("LRP-ε+", "epsilon-plus"),
+    ("gradient", "gradient"),
+];
+
+/// One job, built once: an explainer kept across calls, as an application keeps it.
+enum Job<'m> {
+    Forward(Explainer<'m, ZooModel>),
+    Method(Box<dyn AttributionMethod + 'm>),
 }
 
-/// Runs one job to completion (reads the result back, so GPU work is finished).
-fn job(m: &ZooModel, composite: &Option<Composite>, x: &Tensor<4>) {
-    match composite {
-        None => {
-            let logits = Explainer::new(m, Composite::rap()).forward(x.clone()).unwrap();
-            let _ = logits.into_data();
-        }
-        Some(c) => {
-            let e = Explainer::new(m, c.clone()).explain(x.clone(), Target::Predicted).unwrap();
-            let _ = e.relevance.into_data();
+impl<'m> Job<'m> {
+    fn new(m: &'m ZooModel, composite: &str) -> Self {
+        match composite {
+            "" => Job::Forward(Explainer::new(m, m.composite("rap").expect("preset"))),
+            "gradient" => Job::Method(Box::new(GradientExplainer::new(m, GradientMethod::Gradient))),
+            name => {
+                // `RAP_BENCH_CACHE=0`: prepare the weights on every call (the effect of the cache).
+                let keep = std::env::var("RAP_BENCH_CACHE").map(|v| v != "0").unwrap_or(true);
+                let e = Explainer::new(m, m.composite(name).expect("preset")).with_weight_cache(keep);
+                Job::Method(Box::new(e))
+            }
         }
     }
+
+    /// Runs once to completion (reads the result back, so GPU work is finished).
+    fn run(&self, x: &Tensor<4>) {
+        match self {
+            Job::Forward(e) => {
+                let _ = e.forward(x.clone()).expect("forward").into_data();
+            }
+            Job::Method(m) => {
+                let _ = m.attribute(x.clone(), Target::Predicted).expect("explain").relevance.into_data();
+            }
+        }
+    }
+}
+
+fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    std::env::var(var)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap_or_else(|e| panic!("{var}: cannot read `{s}`: {e:?}")))
+        .collect()
+}
+
+fn seconds(t: f64) -> String {
+    if t < 1.0 { format!("{:.1} ms", t * 1e3) } else { format!("{t:.2} s") }
 }
 
 fn main() {
@@ -88,74 +131,83 @@ fn main() {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this binary without it,
     // as a smoke test: one small model, batch 1, one timed run per job.
     let full = std::env::args().any(|a| a == "--bench");
-    let default_models = if full { "squeezenet1_1,resnet50,vgg16" } else { "squeezenet1_1" };
-    let default_batches = if full { "1,8" } else { "1" };
-    let runs = if full { 5 } else { 1 };
-    let models: Vec<Architecture> = std::env::var("RAP_BENCH_MODELS")
-        .unwrap_or_else(|_| default_models.into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("model name"))
-        .collect();
-    let batches: Vec<usize> = std::env::var("RAP_BENCH_BATCHES")
-        .unwrap_or_else(|_| default_batches.into())
-        .split(',')
-        .map(|s| s.trim().parse().expect("batch size"))
-        .collect();
+    let models: Vec<Architecture> =
+        list("RAP_BENCH_MODELS", if full { "squeezenet1_1,resnet50,vgg16" } else { "squeezenet1_1" });
+    let batches: Vec<usize> = list("RAP_BENCH_BATCHES", if full { "1,8" } else { "1" });
+    let runs: usize = if full { list("RAP_BENCH_RUNS", "5")[0] } else { 1 };
+    // `RAP_BENCH_JOBS=RAP,LRP-ε+` runs only these (and the forward pass the ratios need).
+    let jobs: Vec<String> = std::env::var("RAP_BENCH_JOBS").map(|v| list("RAP_BENCH_JOBS", &v)).unwrap_or_default();
+    let use_criterion = full && std::env::var("RAP_BENCH_CRITERION").map(|v| v != "0").unwrap_or(true);
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))
         .configure_from_args();
-    let mut table = Vec::new();
+    let mut rows = Vec::new();
     for arch in models {
         let m = model(arch, &device);
         for &b in &batches {
+            Device::seed(&device, 7);
             let x = Tensor::<4>::random([b, 3, 224, 224], Distribution::Normal(0.0, 1.0), &device);
             let mut group = c.benchmark_group(format!("{}/b{b}", arch.name()));
-            let mut medians = Vec::new();
-            for (name, composite) in rules(&m) {
-                job(&m, &composite, &x);
-                group.bench_function(BenchmarkId::from_parameter(name), |bencher| {
-                    bencher.iter(|| job(&m, &composite, &x));
-                });
-                // Our own median of 5 runs for the ratio table (criterion's report has the rest).
+            let mut cells = Vec::new();
+            for (name, composite) in JOBS {
+                if !jobs.is_empty() && !jobs.iter().any(|j| j == name) && name != "forward" {
+                    continue;
+                }
+                let job = Job::new(&m, composite);
+                let t = Instant::now();
+                job.run(&x);
+                let first = t.elapsed().as_secs_f64();
+                if use_criterion {
+                    group.bench_function(BenchmarkId::from_parameter(name), |bencher| bencher.iter(|| job.run(&x)));
+                }
                 let mut times: Vec<f64> = (0..runs)
                     .map(|_| {
                         let t = Instant::now();
-                        job(&m, &composite, &x);
+                        job.run(&x);
                         t.elapsed().as_secs_f64()
                     })
                     .collect();
                 times.sort_by(f64::total_cmp);
-                medians.push((name, times[runs / 2]));
+                cells.push((name, first, times[runs / 2]));
             }
             group.finish();
+            let start = CURRENT.load(Ordering::Relaxed);
+            let rap = Job::new(&m, "rap");
+            rap.run(&x);
             let before = CURRENT.load(Ordering::Relaxed);
+            let kept = before.saturating_sub(start);
             PEAK.store(before, Ordering::Relaxed);
-            job(&m, &rules(&m)[1].1, &x);
+            rap.run(&x);
             let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
-            table.push((arch.name(), b, medians, peak));
+            rows.push((arch.name(), b, cells, (peak, kept)));
         }
     }
-    c.final_summary();
-    println!(
-        "\n{:<14} {:>3} {:>10} {:>12} {:>12} {:>12} {:>12} {:>9} {:>10}",
-        "model", "B", "forward", "RAP", "α1β0", "α2β1", "ε", "RAP img/s", "RAP peak"
-    );
-    for (name, b, med, peak) in &table {
-        let fwd = med[0].1;
-        let cell = |i: usize| format!("{:.3}s {:>4.1}×", med[i].1, med[i].1 / fwd);
-        println!(
-            "{:<14} {:>3} {:>9.3}s {:>12} {:>12} {:>12} {:>12} {:>9.2} {:>8.0}MB",
-            name,
-            b,
-            fwd,
-            cell(1),
-            cell(2),
-            cell(3),
-            cell(4),
-            *b as f64 / med[1].1,
-            *peak as f64 / 1e6
-        );
+    if use_criterion {
+        c.final_summary();
+    }
+    let header: Vec<&str> = rows.first().map(|r| r.2.iter().map(|c| c.0).collect()).unwrap_or_default();
+    println!("\nSteady state (median of {runs} calls after the first), and the ratio to our forward pass:\n");
+    println!("| model | B | {} |", header.join(" | "));
+    println!("|---|---|{}", "---|".repeat(header.len()));
+    for (name, b, cells, _) in &rows {
+        let fwd = cells[0].2;
+        let row: Vec<String> = cells.iter().map(|(_, _, t)| format!("{} ({:.1}×)", seconds(*t), t / fwd)).collect();
+        println!("| {name} | {b} | {} |", row.join(" | "));
+    }
+    println!("\nFirst call of each explainer (weights prepared; on a GPU, kernels tuned):\n");
+    println!("| model | B | {} |", header.join(" | "));
+    println!("|---|---|{}", "---|".repeat(header.len()));
+    for (name, b, cells, _) in &rows {
+        let row: Vec<String> = cells.iter().map(|(_, first, _)| seconds(*first)).collect();
+        println!("| {name} | {b} | {} |", row.join(" | "));
+    }
+    println!("\n| model | B | RAP img/s | RAP peak host memory of a call | weights kept by the RAP explainer |");
+    println!("|---|---|---|---|---|");
+    for (name, b, cells, (peak, kept)) in &rows {
+        let rap = cells.iter().find(|c| c.0 == "RAP").map_or(f64::NAN, |c| c.2);
+        let mb = |v: &usize| *v as f64 / 1e6;
+        println!("| {name} | {b} | {:.2} | {:.0} MB | {:.0} MB |", *b as f64 / rap, mb(peak), mb(kept));
     }
 }

@@ -119,6 +119,9 @@ fn run(args: Args) -> Result<(), String> {
         "none" => None,
         rule => Some((rule.to_string(), model.composite(rule).map_err(|e| e.to_string())?)),
     };
+    // One explainer per composite for all photos: it keeps each layer's prepared weights.
+    let main_explainer = Explainer::new(&model, main);
+    let second_explainer = second.as_ref().map(|(_, c)| Explainer::new(&model, c.clone()));
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let bar = (images.len() > 1).then(|| {
         let b = ProgressBar::new(images.len() as u64);
@@ -132,7 +135,7 @@ fn run(args: Args) -> Result<(), String> {
             Some(t) => Target::Classes(vec![t]),
             None => Target::Predicted,
         };
-        let e = Explainer::new(&model, main.clone()).explain(x.clone(), target.clone()).map_err(|e| e.to_string())?;
+        let e = main_explainer.explain(x.clone(), target.clone()).map_err(|e| e.to_string())?;
         let logits = to_vec(&e.logits);
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
@@ -153,8 +156,8 @@ fn run(args: Args) -> Result<(), String> {
             logits[t]
         ));
         let mut maps: Vec<Tensor<4>> = vec![e.relevance.clone()];
-        if let Some((_, c)) = &second {
-            let e2 = Explainer::new(&model, c.clone()).explain(x, target).map_err(|e| e.to_string())?;
+        if let Some(explainer) = &second_explainer {
+            let e2 = explainer.explain(x, target).map_err(|e| e.to_string())?;
             maps.push(e2.relevance);
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");

@@ -4,7 +4,8 @@ use crate::error::{AttribError, Result};
 use burn::tensor::Device;
 
 /// The device called `name`: `cpu` (or `flex`) for Burn's flex CPU backend, `wgpu` for the GPU
-/// backend when the crate is built with the `wgpu` feature.
+/// backend when the crate is built with the `wgpu` feature (WGSL shaders), `vulkan` for wgpu's
+/// SPIR-V path with the `vulkan` feature (tensor-core kernels on NVIDIA and AMD cards).
 ///
 /// ```
 /// let cpu = rap_attrib::device_by_name("cpu")?;
@@ -21,6 +22,12 @@ pub fn device_by_name(name: &str) -> Result<Device> {
         "wgpu" => {
             Err(AttribError::InvalidParameter("this build has no wgpu support; rebuild with `--features wgpu`".into()))
         }
-        other => Err(AttribError::InvalidParameter(format!("unknown device `{other}`; expected cpu or wgpu"))),
+        #[cfg(feature = "vulkan")]
+        "vulkan" => Ok(Device::vulkan(burn::tensor::DeviceKind::default())),
+        #[cfg(not(feature = "vulkan"))]
+        "vulkan" => Err(AttribError::InvalidParameter(
+            "this build has no SPIR-V Vulkan support; rebuild with `--features vulkan`".into(),
+        )),
+        other => Err(AttribError::InvalidParameter(format!("unknown device `{other}`; expected cpu, wgpu or vulkan"))),
     }
 }

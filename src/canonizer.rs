@@ -103,7 +103,12 @@ pub fn merge_batch_norm(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
         };
         let merged = MergedLinear { inner: prev, weight, bias };
         let bn_out = bn.output;
+        let identity = match (&tracer.ops[p].identity, &bn.identity) {
+            (Some((layer, _)), Some((norm, _))) => Some((*layer, *norm)),
+            _ => None,
+        };
         tracer.ops[p].layer = LayerRef::Owned(Box::new(merged));
+        tracer.ops[p].identity = identity;
         tracer.ops[p].output = bn_out;
         tracer.values[src_node] = None;
         tracer.ops.remove(k);

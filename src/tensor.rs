@@ -7,9 +7,9 @@ use burn::tensor::{Bool, Tensor, TensorData};
 
 /// Safe division `a / b` where `b != 0`, else `0` (the reference code's `sd`).
 pub fn safe_div<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
+    // The quotients at b = 0 (±inf or NaN) are replaced, so no second pass over b is needed.
     let zero = b.clone().equal_elem(0.0);
-    let denom = b.mask_fill(zero.clone(), 1.0);
-    a.div(denom).mask_fill(zero, 0.0)
+    a.div(b).mask_fill(zero, 0.0)
 }
 
 /// `x⁺ = max(x, 0)`.
@@ -76,10 +76,18 @@ pub fn any_positive(x: &Tensor<4>) -> bool {
     any4(x.clone().greater_elem(0.0))
 }
 
-/// Whether all elements are finite. Checked on the host values, which is exact on every
-/// backend (see [`any_negative`] for why no device-wide reduction is used).
+/// Whether all elements are finite. Reduced on the device axis by axis, so only one boolean
+/// is read back; a tensor with an axis longer than 65,536 is checked on the host values instead
+/// (see [`any_negative`]: burn 0.22.1's wgpu reduction of one long axis can drop elements).
 pub fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
-    to_vec(x).iter().all(|v| v.is_finite())
+    if x.dims().iter().any(|&n| n > 65_536) {
+        return to_vec(x).iter().all(|v| v.is_finite());
+    }
+    let mut bad = x.clone().is_finite().bool_not();
+    for d in (0..D).rev() {
+        bad = bad.any_dim(d);
+    }
+    !bad.into_scalar::<bool>()
 }
 
 /// The tensor's values as a `Vec<f32>` (row-major).

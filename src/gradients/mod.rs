@@ -243,14 +243,26 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
     pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
         self.method.check()?;
         let x = prepare(&input)?;
-        let logits = run_model(self.model, x.clone())?;
-        let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
-        let relevance = match &self.method {
-            GradientMethod::Gradient => input_gradient(self.model, x, &seed)?,
-            GradientMethod::InputTimesGradient => input_gradient(self.model, x.clone(), &seed)? * x,
-            GradientMethod::GuidedBackprop => layer_walk(self.model, x, seed.clone(), true)?,
-            GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, &seed, ig)?,
-            GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, &seed, sg)?,
+        let (logits, seed, targets, relevance) = match &self.method {
+            // One forward pass on the autodiff device gives the logits and the graph.
+            GradientMethod::Gradient | GradientMethod::InputTimesGradient => {
+                let (logits, seed, targets, g) = gradient_at_target(self.model, x.clone(), target)?;
+                let g = if matches!(self.method, GradientMethod::Gradient) { g } else { g * x };
+                (logits, seed, targets, g)
+            }
+            method => {
+                let logits = run_model(self.model, x.clone())?;
+                let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
+                let relevance = match method {
+                    GradientMethod::GuidedBackprop => layer_walk(self.model, x, seed.clone(), true)?,
+                    GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, &seed, ig)?,
+                    GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, &seed, sg)?,
+                    GradientMethod::Gradient | GradientMethod::InputTimesGradient => {
+                        input_gradient(self.model, x, &seed)?
+                    }
+                };
+                (logits, seed, targets, relevance)
+            }
         };
         if !all_finite(&relevance) {
             return Err(AttribError::NonFinite { what: format!("the {} attribution", self.method.name()) });
@@ -386,6 +398,33 @@ pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tenso
     let score = (y.reshape([b, k]) * seed.clone()).sum();
     let grads = score.backward();
     Ok(xa.grad(&grads).unwrap_or_else(|| x.zeros_like()))
+}
+
+/// The logits, the seed and targets resolved from them, and `∂⟨seed, f(x)⟩/∂x`, from one
+/// forward pass on Burn's autodiff and one backward pass.
+fn gradient_at_target<M: Explain + ?Sized>(
+    model: &M,
+    x: Tensor<4>,
+    target: Target,
+) -> Result<(Tensor<2>, Tensor<2>, Vec<usize>, Tensor<4>)> {
+    let xa = x.clone().autodiff().require_grad();
+    let (mut tracer, node) = Tracer::new(xa.clone());
+    let out = model.trace(&mut tracer, node)?;
+    let y = tracer.value(out)?.clone();
+    drop(tracer);
+    let [b, k, h, w] = y.dims();
+    if h != 1 || w != 1 {
+        return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
+    }
+    let y = y.reshape([b, k]);
+    let logits = y.clone().inner();
+    if !all_finite(&logits) {
+        return Err(AttribError::NonFinite { what: "the network output".into() });
+    }
+    let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
+    let grads = (y * seed.clone()).sum().backward();
+    let g = xa.grad(&grads).unwrap_or_else(|| x.zeros_like());
+    Ok((logits, seed, targets, g))
 }
 
 /// The traced graph walked backwards, each layer's vector–Jacobian product by autodiff; with

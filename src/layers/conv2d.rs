@@ -1,6 +1,6 @@
 //! [`burn::nn::conv::Conv2d`]: 2-D convolution with stride, padding, dilation and groups.
 
-use super::{LayerType, LinearLayer, Relevance, expect_inputs, shape_error};
+use super::{LayerType, LinearLayer, Relevance, WeightStack, expect_inputs, shape_error};
 use crate::error::Result;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -47,21 +47,74 @@ impl LinearLayer for Conv2d {
 
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
         let padding = conv_padding(self);
-        if let Some(x) = transpose_as_conv(y.clone(), weight, self.stride, padding, self.dilation, self.groups) {
+        if routes_adjoint(&y.device())
+            && let Some(x) = transpose_as_conv(y.clone(), weight, self.stride, padding, self.dilation, self.groups)
+        {
             return x;
         }
-        let [_, _, oh, ow] = y.dims();
-        // Size a plain transposed convolution would give, and the remainder it misses.
-        let mut out_pad = [0usize; 2];
-        for d in 0..2 {
-            let full =
-                (if d == 0 { oh } else { ow } - 1) * self.stride[d] + self.dilation[d] * (self.kernel_size[d] - 1) + 1;
-            let base = full - 2 * padding[d];
-            out_pad[d] = x_shape[2 + d] - base;
-        }
-        let options = ConvTransposeOptions::new(self.stride, padding, out_pad, self.dilation, self.groups);
+        let options = transpose_options(self, &y, x_shape);
         conv_transpose2d(y, weight.clone(), None, options)
     }
+
+    fn stack(&self, parts: Vec<Tensor<4>>) -> WeightStack {
+        let route = parts.first().is_some_and(|p| routes_adjoint(&p.device()));
+        stack_conv(self, parts, route)
+    }
+
+    fn forward_stack(&self, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
+        let Some(w) = stack.fused_forward() else {
+            return stack.parts().iter().map(|w| self.forward_with(x.clone(), w, None)).collect();
+        };
+        let options = ConvOptions::new(self.stride, conv_padding(self), self.dilation, self.groups);
+        split_per_group(conv2d(x, w.clone(), None, options), self.groups, stack.len())
+    }
+
+    fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
+        let (Some(w), true) = (stack.fused_forward(), ys.len() == stack.len() && !ys.is_empty()) else {
+            return ys
+                .into_iter()
+                .zip(stack.parts())
+                .map(|(y, w)| self.transpose_with(y, w, x_shape))
+                .reduce(|a, b| a + b)
+                .unwrap_or_else(|| Tensor::zeros(x_shape, &self.weight.device()));
+        };
+        let options = transpose_options(self, &ys[0], x_shape);
+        let y = cat_per_group(ys, self.groups);
+        match stack.fused_transpose() {
+            Some(kernel) => {
+                let [_, _, kh, kw] = w.dims();
+                let padding = conv_padding(self);
+                let pad = [self.dilation[0] * (kh - 1) - padding[0], self.dilation[1] * (kw - 1) - padding[1]];
+                conv2d(y, kernel.clone(), None, ConvOptions::new([1, 1], pad, self.dilation, self.groups))
+            }
+            None => conv_transpose2d(y, w.clone(), None, options),
+        }
+    }
+}
+
+/// Whether the adjoint of a stride-1 convolution runs as a forward convolution on `device`:
+/// everywhere but on flex, whose transposed convolution is as fast as its convolution or faster
+/// (measured with `benches/conv_paths.rs`: 29 against 45 ms for VGG-16's 512-channel 28² layer),
+/// while ndarray's is a scalar loop and the GPU backends tune their convolution.
+fn routes_adjoint(device: &burn::tensor::Device) -> bool {
+    *device != burn::tensor::Device::flex()
+}
+
+/// [`LinearLayer::stack`] for a convolution, with or without the forward-convolution kernel of
+/// the adjoint (`route`).
+fn stack_conv(conv: &Conv2d, parts: Vec<Tensor<4>>, route: bool) -> WeightStack {
+    if parts.len() < 2 || parts.iter().any(|p| p.dims() != parts[0].dims()) {
+        return WeightStack::new(parts);
+    }
+    let g = conv.groups;
+    let forward = stack_per_group(&parts, g, 0);
+    let padding = conv_padding(conv);
+    let routed: Option<Vec<Tensor<4>>> = match route {
+        true => parts.iter().map(|w| routed_kernel(w, conv.stride, padding, conv.dilation, g)).collect(),
+        false => None,
+    };
+    let transpose = routed.map(|kernels| stack_per_group(&kernels, g, 1));
+    WeightStack::fused(parts, Some(forward), transpose)
 }
 
 /// The adjoint of a stride-1 convolution as a forward convolution: the kernel transposed
@@ -77,21 +130,88 @@ pub fn transpose_as_conv(
     dilation: [usize; 2],
     groups: usize,
 ) -> Option<Tensor<4>> {
+    let kernel = routed_kernel(weight, stride, padding, dilation, groups)?;
+    let [_, _, kh, kw] = weight.dims();
+    let pad = [dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1]];
+    Some(conv2d(y, kernel, None, ConvOptions::new([1, 1], pad, dilation, groups)))
+}
+
+/// The kernel of [`transpose_as_conv`]: each group's kernel transposed and flipped,
+/// `[g·in_g, out_g, kh, kw]`, or `None` where the identity does not apply.
+fn routed_kernel(
+    weight: &Tensor<4>,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Option<Tensor<4>> {
     let [out, in_g, kh, kw] = weight.dims();
     let k = [kh, kw];
     if stride != [1, 1] || (0..2).any(|d| padding[d] > dilation[d] * (k[d] - 1)) {
         return None;
     }
     let out_g = out / groups;
-    let w = weight
-        .clone()
-        .reshape([groups * out_g, in_g * kh * kw])
-        .reshape([groups, out_g, in_g, kh * kw])
-        .swap_dims(1, 2)
-        .reshape([groups * in_g, out_g, kh, kw])
-        .flip([2, 3]);
-    let pad = [dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1]];
-    Some(conv2d(y, w, None, ConvOptions::new([1, 1], pad, dilation, groups)))
+    Some(
+        weight
+            .clone()
+            .reshape([groups * out_g, in_g * kh * kw])
+            .reshape([groups, out_g, in_g, kh * kw])
+            .swap_dims(1, 2)
+            .reshape([groups * in_g, out_g, kh, kw])
+            .flip([2, 3]),
+    )
+}
+
+/// The options of the transposed convolution of `conv` that takes `y` (`[.., H', W']`) back to
+/// an input of `x_shape`, with the output padding that a plain transposed convolution misses.
+fn transpose_options(conv: &Conv2d, y: &Tensor<4>, x_shape: [usize; 4]) -> ConvTransposeOptions<2> {
+    let padding = conv_padding(conv);
+    let [_, _, oh, ow] = y.dims();
+    let mut out_pad = [0usize; 2];
+    for d in 0..2 {
+        let full = ([oh, ow][d] - 1) * conv.stride[d] + conv.dilation[d] * (conv.kernel_size[d] - 1) + 1;
+        out_pad[d] = x_shape[2 + d] - (full - 2 * padding[d]);
+    }
+    ConvTransposeOptions::new(conv.stride, padding, out_pad, conv.dilation, conv.groups)
+}
+
+/// Stacks same-shaped kernels group by group along `dim`: 0 for forward kernels
+/// `[out, c, kh, kw]`, giving `[k·out, c, kh, kw]` where group `i` holds group `i` of every part
+/// in turn; 1 for adjoint kernels `[g·c, out/g, kh, kw]`, giving `[g·c, k·out/g, kh, kw]` (a
+/// plain concatenation: the second axis is already per group).
+fn stack_per_group(parts: &[Tensor<4>], groups: usize, dim: usize) -> Tensor<4> {
+    if groups == 1 || dim == 1 {
+        return Tensor::cat(parts.to_vec(), dim);
+    }
+    let [out, c, kh, kw] = parts[0].dims();
+    let grouped = parts.iter().map(|p| p.clone().reshape([groups, out / groups, c * kh * kw])).collect();
+    Tensor::<3>::cat(grouped, 1).reshape([parts.len() * out, c, kh, kw])
+}
+
+/// Splits `[B, k·C, H, W]` from a kernel stacked by [`stack_per_group`] (dim 0) into its `k`
+/// parts `[B, C, H, W]`.
+fn split_per_group(y: Tensor<4>, groups: usize, k: usize) -> Vec<Tensor<4>> {
+    if groups == 1 {
+        return y.chunk(k, 1);
+    }
+    let [b, kc, h, w] = y.dims();
+    let per = kc / (groups * k);
+    y.reshape([b, groups, k * per, h * w])
+        .chunk(k, 2)
+        .into_iter()
+        .map(|part| part.reshape([b, groups * per, h, w]))
+        .collect()
+}
+
+/// The inverse of [`split_per_group`]: `k` tensors `[B, C, H, W]` to `[B, k·C, H, W]`.
+fn cat_per_group(ys: Vec<Tensor<4>>, groups: usize) -> Tensor<4> {
+    if groups == 1 {
+        return Tensor::cat(ys, 1);
+    }
+    let k = ys.len();
+    let [b, c, h, w] = ys[0].dims();
+    let grouped = ys.into_iter().map(|y| y.reshape([b, groups, c / groups, h * w])).collect();
+    Tensor::cat(grouped, 2).reshape([b, k * c, h, w])
 }
 
 impl Relevance for Conv2d {
@@ -160,5 +280,57 @@ mod tests {
             }
         }
         assert_eq!(checked, 26, "every applicable configuration is checked");
+    }
+
+    #[test]
+    fn stacked_products_equal_the_products_one_by_one() {
+        use burn::nn::conv::Conv2dConfig;
+        let device = Device::flex();
+        let mut checked = [0usize; 2];
+        for k in 1..=3 {
+            for s in 1..=2 {
+                for p in 0..=2 {
+                    for d in 1..=2 {
+                        for g in [1, 2, 3] {
+                            let (cin, cout, h) = (2 * g, 3 * g, 9);
+                            let conv = Conv2dConfig::new([cin, cout], [k, k])
+                                .with_stride([s, s])
+                                .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                                .with_dilation([d, d])
+                                .with_groups(g)
+                                .init(&device);
+                            let parts: Vec<Tensor<4>> = (0..3)
+                                .map(|_| Tensor::random([cout, cin / g, k, k], Distribution::Normal(0.0, 1.0), &device))
+                                .collect();
+                            let stack = stack_conv(&conv, parts.clone(), true);
+                            let x = Tensor::<4>::random([2, cin, h, h], Distribution::Normal(0.0, 1.0), &device);
+                            let shape = x.dims();
+                            let stacked = conv.forward_stack(x.clone(), &stack);
+                            assert_eq!(stacked.len(), 3);
+                            let mut ys = Vec::new();
+                            for (w, got) in parts.iter().zip(stacked) {
+                                let want = conv.forward_with(x.clone(), w, None);
+                                let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
+                                assert!(diff < 1e-4, "forward k{k} s{s} p{p} d{d} g{g}: {diff}");
+                                ys.push(Tensor::<4>::random(want.dims(), Distribution::Normal(0.0, 1.0), &device));
+                            }
+                            let want = ys
+                                .iter()
+                                .zip(&parts)
+                                .map(|(y, w)| conv.transpose_with(y.clone(), w, shape))
+                                .reduce(|a, b| a + b)
+                                .unwrap();
+                            let got = conv.transpose_stack(ys, &stack, shape);
+                            assert_eq!(got.dims(), shape);
+                            let diff = (got - want).abs().max().into_scalar::<f32>();
+                            assert!(diff < 1e-4, "adjoint k{k} s{s} p{p} d{d} g{g}: {diff}");
+                            checked[usize::from(stack.fused_transpose().is_some())] += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Both adjoint routes (transposed convolution, forward convolution) are covered.
+        assert!(checked[0] > 20 && checked[1] > 20, "{checked:?}");
     }
 }

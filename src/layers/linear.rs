@@ -56,7 +56,14 @@ impl Relevance for Linear {
         if dims[1] != d_in || dims[2] != 1 || dims[3] != 1 {
             return Err(shape_error(name, format!("[batch, {d_in}] features"), dims));
         }
-        Ok(self.forward_with(x.clone(), &LinearLayer::weight(self), LinearLayer::bias(self)))
+        // Burn's own `[in, out]` weight: no transposed copy of it per forward pass.
+        let [b, _, _, _] = dims;
+        let mut y = x.clone().reshape([b, d_in]).matmul(self.weight.val());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze::<2>();
+        }
+        let [_, d_out] = y.dims();
+        Ok(y.reshape([b, d_out, 1, 1]))
     }
 
     fn as_linear(&self) -> Option<&dyn LinearLayer> {

@@ -30,6 +30,7 @@ use crate::error::{AttribError, Result};
 use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
 use std::fmt;
+use std::sync::Arc;
 
 /// The kind of a layer, used by composites to pick rules by type and by error messages.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -90,6 +91,88 @@ pub trait LinearLayer {
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4>;
     /// The adjoint of `x ↦ W ⋆ x` (no bias), evaluated at `y`, for an input of shape `x_shape`.
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4>;
+
+    /// Prepares several weights of this layer for [`forward_stack`](LinearLayer::forward_stack)
+    /// and [`transpose_stack`](LinearLayer::transpose_stack). The default keeps them apart (one
+    /// product per weight); Conv2d stacks them along its output channels so that all products
+    /// are one convolution.
+    fn stack(&self, parts: Vec<Tensor<4>>) -> WeightStack {
+        WeightStack::new(parts)
+    }
+
+    /// `[W₁ ⋆ x, W₂ ⋆ x, …]` (no bias) for the weights of `stack`, in their order.
+    fn forward_stack(&self, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
+        stack.parts().iter().map(|w| self.forward_with(x.clone(), w, None)).collect()
+    }
+
+    /// `Σₖ Wₖᵀ yₖ`: the adjoints of the weights of `stack` at `ys` (one per weight), summed,
+    /// for an input of shape `x_shape`.
+    fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
+        ys.into_iter()
+            .zip(stack.parts())
+            .map(|(y, w)| self.transpose_with(y, w, x_shape))
+            .reduce(|a, b| a + b)
+            .unwrap_or_else(|| Tensor::zeros(x_shape, &self.weight().device()))
+    }
+
+    /// The signed parts `[W⁺, |W⁻|]` of the weight, stacked by [`stack`](LinearLayer::stack).
+    ///
+    /// The explainer keeps them per layer for as long as it lives (see
+    /// [`Explainer::with_weight_cache`](crate::Explainer::with_weight_cache)), so rules that
+    /// split the weight by sign pay for the split once per model, not once per call.
+    fn signed_weights(&self) -> Arc<WeightStack> {
+        let w = self.weight();
+        Arc::new(self.stack(vec![w.clone().clamp_min(0.0), w.clamp_max(0.0).neg()]))
+    }
+}
+
+/// Weights of one layer prepared for products in one call (built by [`LinearLayer::stack`]).
+///
+/// It holds the weights themselves and, where the layer has one, a fused form of them (Conv2d:
+/// the weights stacked along the output channels of each group, and for stride-1 convolutions
+/// the stacked kernel of the adjoint as a forward convolution).
+#[derive(Debug, Clone)]
+pub struct WeightStack {
+    parts: Vec<Tensor<4>>,
+    forward: Option<Tensor<4>>,
+    transpose: Option<Tensor<4>>,
+}
+
+impl WeightStack {
+    /// The weights kept apart: one product per weight.
+    pub fn new(parts: Vec<Tensor<4>>) -> Self {
+        Self { parts, forward: None, transpose: None }
+    }
+
+    /// The weights with a layer's fused forms for the forward products and for the adjoint.
+    pub fn fused(parts: Vec<Tensor<4>>, forward: Option<Tensor<4>>, transpose: Option<Tensor<4>>) -> Self {
+        Self { parts, forward, transpose }
+    }
+
+    /// The weights, in order.
+    pub fn parts(&self) -> &[Tensor<4>] {
+        &self.parts
+    }
+
+    /// The number of weights.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether the stack holds no weight.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The layer's fused form for the forward products, if it made one.
+    pub fn fused_forward(&self) -> Option<&Tensor<4>> {
+        self.forward.as_ref()
+    }
+
+    /// The layer's fused form for the adjoint, if it made one.
+    pub fn fused_transpose(&self) -> Option<&Tensor<4>> {
+        self.transpose.as_ref()
+    }
 }
 
 /// Relevance propagation through one layer type.

@@ -2,8 +2,8 @@
 
 use super::{Rule, RuleContext, share};
 use crate::error::{AttribError, Result};
-use crate::layers::LinearLayer;
-use crate::tensor::{any_negative, neg, pos};
+use crate::layers::{LinearLayer, WeightStack};
+use crate::tensor::{neg, pos, safe_div};
 use burn::tensor::Tensor;
 
 /// LRP-αβ with `α − β = 1`, exactly as the RAP authors' reference computes it:
@@ -16,8 +16,10 @@ use burn::tensor::Tensor;
 ///
 /// No bias and no ε; `sd` is the safe divide. The x⁺ and x⁻ parts are normalised separately
 /// (unlike Zennit, which pools them), so an input of mixed sign returns up to twice the
-/// relevance. The x⁻ terms are skipped when the input has no negative entry (known from the
-/// graph after a ReLU, else checked on the device).
+/// relevance. The x⁻ terms are skipped when the graph shows the input non-negative (after a
+/// ReLU); otherwise they are computed (zero where `x` has no negative entry), never by reading
+/// the sign back from the device. Both parts of a sign branch are one product over the stacked
+/// `[W⁺; |W⁻|]` and one adjoint over the stacked shares.
 ///
 /// Conservation: for `x ≥ 0`, `Σ R_in = α Σ_j R_j 1[z⁺_j ≠ 0] − β Σ_j R_j 1[z⁻_j ≠ 0]`, which is
 /// `Σ R` where every `z⁺_j` and `z⁻_j` is nonzero.
@@ -42,29 +44,49 @@ impl AlphaBeta {
     }
 }
 
+impl AlphaBeta {
+    /// `u ⊙ Σ (α·act − β·inh)` for one sign branch `u ≥ 0` of the input: `u = x⁺` weighs the
+    /// activating part through `W⁺` and the inhibiting part through `|W⁻|`; `u = |x⁻|` the other
+    /// way round (the signs of `x⁻` and `W⁻` cancel in each term).
+    fn branch(
+        &self,
+        layer: &dyn LinearLayer,
+        u: Tensor<4>,
+        r: &Tensor<4>,
+        signed: &WeightStack,
+        flip: bool,
+    ) -> Tensor<4> {
+        let shape = u.dims();
+        let (w_act, w_inh) = if flip { (1, 0) } else { (0, 1) };
+        if self.beta == 0.0 {
+            let w = &signed.parts()[w_act];
+            return share(layer, u, w, r.clone());
+        }
+        let mut parts = layer.forward_stack(u.clone(), signed).into_iter();
+        let (Some(a), Some(n)) = (parts.next(), parts.next()) else {
+            return u.zeros_like();
+        };
+        let z = [a, n];
+        let act = safe_div(r.clone(), z[w_act].clone()).mul_scalar(self.alpha);
+        let inh = safe_div(r.clone(), z[w_inh].clone()).mul_scalar(-self.beta);
+        let shares = if flip { vec![inh, act] } else { vec![act, inh] };
+        u * layer.transpose_stack(shares, signed, shape)
+    }
+}
+
 impl Rule for AlphaBeta {
     fn name(&self) -> String {
         format!("LRP-α{}β{}", self.alpha, self.beta)
     }
 
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
-        let w = layer.weight();
-        let (wp, wn) = (pos(w.clone()), neg(w));
-        let xp = pos(x.clone());
-        let has_neg = !ctx.input_nonnegative && any_negative(x);
-        let xn = neg(x.clone());
-        let mut act = share(layer, xp.clone(), &wp, r.clone());
-        if has_neg {
-            act = act + share(layer, xn.clone(), &wn, r.clone());
+        // [W⁺, |W⁻|], kept by the explainer between calls.
+        let signed = layer.signed_weights();
+        let out = self.branch(layer, pos(x.clone()), &r, &signed, false);
+        if ctx.input_nonnegative {
+            return Ok(out);
         }
-        let mut out = act.mul_scalar(self.alpha);
-        if self.beta != 0.0 {
-            let mut inh = share(layer, xp, &wn, r.clone());
-            if has_neg {
-                inh = inh + share(layer, xn, &wp, r);
-            }
-            out = out - inh.mul_scalar(self.beta);
-        }
-        Ok(out)
+        // The x⁻ branch without reading the sign back: an all-zero branch adds 0.
+        Ok(out + self.branch(layer, neg(x.clone()).neg(), &r, &signed, true))
     }
 }

@@ -3,7 +3,7 @@
 use super::{Rule, RuleContext};
 use crate::error::Result;
 use crate::layers::{LayerType, LinearLayer};
-use crate::tensor::{any_negative, any_positive, neg, pos, safe_div, sample_nonzero, sample_sum};
+use crate::tensor::{neg, pos, safe_div, sample_sum};
 use burn::tensor::Tensor;
 
 /// Relative Attributing Propagation, numerically identical to the authors' reference code
@@ -51,9 +51,9 @@ impl Default for Rap {
 
 /// Per-sample uniform shift of Eq. 8–9: `K = C − sd(ΣC − ΣR, #{C≠0}) · 1[C≠0]`.
 fn shift(c: Tensor<4>, r_sum: Tensor<4>) -> Tensor<4> {
-    let count = sample_nonzero(c.clone());
-    let psi = safe_div(sample_sum(c.clone()) - r_sum, count);
     let mask = c.clone().not_equal_elem(0.0).float();
+    let count = sample_sum(mask.clone());
+    let psi = safe_div(sample_sum(c.clone()) - r_sum, count);
     c - mask * psi
 }
 
@@ -66,14 +66,19 @@ impl Rap {
     pub fn output_step(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>) -> Tensor<4> {
         let shape = x.dims();
         let w = layer.weight();
-        let (wp, wn) = (pos(w.clone()), neg(w.clone()));
-        let (xp, xn) = (pos(x.clone()), neg(x.clone()));
-        let f = |x: &Tensor<4>, w: &Tensor<4>| layer.forward_with(x.clone(), w, None);
-        let t = |y: Tensor<4>, w: &Tensor<4>| layer.transpose_with(y, w, shape);
-        let a = f(&xp, &wp);
-        let b = f(&xp, &wn);
-        let p = a.clone() + f(&xn, &wn);
-        let n = b.clone() + f(&xn, &wp);
+        // [W⁺, |W⁻|], kept by the explainer between calls; with `W⁻ = −|W⁻|` and
+        // `x⁻ = −|x⁻|`, every product of the reference is one of these four, up to its sign.
+        let signed = layer.signed_weights();
+        let (xp, xn) = (pos(x.clone()), neg(x.clone()).neg());
+        let mut on_xp = layer.forward_stack(xp.clone(), &signed).into_iter();
+        let mut on_xn = layer.forward_stack(xn, &signed).into_iter();
+        let (Some(a), Some(b_abs), Some(xn_wp), Some(xn_wn)) = (on_xp.next(), on_xp.next(), on_xn.next(), on_xn.next())
+        else {
+            return x.zeros_like();
+        };
+        let b = b_abs.neg(); // x⁺·W⁻
+        let p = a.clone() + xn_wn; // x⁺·W⁺ + x⁻·W⁻
+        let n = b.clone() - xn_wp; // x⁺·W⁻ + x⁻·W⁺
         let z = p.clone() + n.clone();
         let bias = match layer.bias() {
             Some(bias) => {
@@ -84,7 +89,9 @@ impl Rap {
         };
         let c1 = r.clone() * safe_div(bias.clone() * safe_div(p, z.clone()), a);
         let c2 = r.clone() * safe_div(bias * safe_div(n, z), b);
-        let rt = x.clone() * t(r, &w) + xp.clone() * t(c1, &wp) + xp * t(c2, &wn);
+        // x⁺ ⊙ (W⁺ᵀc₁ + W⁻ᵀc₂) = x⁺ ⊙ (W⁺ᵀc₁ + |W⁻|ᵀ(−c₂)), one adjoint for both.
+        let rt = x.clone() * layer.transpose_with(r, &w, shape)
+            + xp * layer.transpose_stack(vec![c1, c2.neg()], &signed, shape);
         let abs = rt.clone().abs();
         let scale = safe_div(sample_sum(rt), sample_sum(abs.clone()));
         abs * scale
@@ -96,8 +103,9 @@ impl Rap {
     ///
     /// - `x`: the layer input; `r`: the layer output's shape; result: `x`'s shape
     ///
-    /// With `nonnegative` (the input is known to be ≥ 0) the x⁻ branch is skipped without
-    /// reading the input's sign back from the device.
+    /// With `nonnegative` (the input is known to be ≥ 0) the x⁻ branch is skipped; otherwise
+    /// both branches run (an empty one contributes 0), so the sign is never read back from the
+    /// device.
     pub fn middle_step(
         &self,
         layer: &dyn LinearLayer,
@@ -106,42 +114,33 @@ impl Rap {
         linear: bool,
         nonnegative: bool,
     ) -> Tensor<4> {
-        let w = layer.weight();
-        let (wp, wn_abs) = (pos(w.clone()), neg(w).neg());
+        // [W⁺, |W⁻|], kept by the explainer between calls; one product for both parts.
+        let signed = layer.signed_weights();
         let r_sum = sample_sum(r.clone());
         let branch = |u: Tensor<4>| -> Tensor<4> {
             let shape = u.dims();
-            let a = layer.forward_with(u.clone(), &wp, None);
-            let n = layer.forward_with(u.clone(), &wn_abs, None);
-            let an = a.clone() + n.clone();
-            let live = an.clone().not_equal_elem(0.0).float();
-            let nu = safe_div(r.clone() * safe_div(n.clone(), an), n.clone());
-            let c = if linear {
-                let s_pos = safe_div(r.clone() * live, a);
-                u.clone() * (layer.transpose_with(s_pos, &wp, shape) + layer.transpose_with(nu, &wn_abs, shape))
-            } else {
-                let s_pos = safe_div(pos(r.clone()) * live.clone(), a);
-                let s_neg = safe_div(neg(r.clone()) * live, n);
-                u.clone() * (layer.transpose_with(s_pos, &wp, shape) + layer.transpose_with(s_neg + nu, &wn_abs, shape))
+            let mut an_parts = layer.forward_stack(u.clone(), &signed).into_iter();
+            let (Some(a), Some(n)) = (an_parts.next(), an_parts.next()) else {
+                return u.zeros_like();
             };
-            shift(c, r_sum.clone())
+            // With u ≥ 0 and both parts ≥ 0, A ≠ 0 or N ≠ 0 implies A + N ≠ 0, so the
+            // reference's `· 1[A + N ≠ 0]` factors are implied by the safe divides, and its
+            // ν = sd(R·sd(N, A+N), N) is R/(A+N) where N ≠ 0 (equal up to rounding).
+            let n_zero = n.clone().equal_elem(0.0);
+            let nu = r.clone() / (a.clone() + n.clone());
+            let shares = if linear {
+                vec![safe_div(r.clone(), a), nu.mask_fill(n_zero, 0.0)]
+            } else {
+                vec![safe_div(pos(r.clone()), a), (neg(r.clone()) / n + nu).mask_fill(n_zero, 0.0)]
+            };
+            shift(u * layer.transpose_stack(shares, &signed, shape), r_sum.clone())
         };
         if nonnegative {
             // An all-zero input gives C = 0, Γ = 0 and K = 0 here too.
             return branch(x.clone());
         }
-        let mut out: Option<Tensor<4>> = None;
-        if any_positive(x) {
-            out = Some(branch(pos(x.clone())));
-        }
-        if any_negative(x) {
-            let k = branch(neg(x.clone()).neg());
-            out = Some(match out {
-                Some(o) => o + k,
-                None => k,
-            });
-        }
-        out.unwrap_or_else(|| x.zeros_like())
+        // Both branches without reading the sign back: an empty branch gives K = 0.
+        branch(pos(x.clone())) + branch(neg(x.clone()).neg())
     }
 }
 

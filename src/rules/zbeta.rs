@@ -3,7 +3,7 @@
 use super::{Rule, RuleContext, Stabilizer};
 use crate::error::{AttribError, Result};
 use crate::layers::LinearLayer;
-use crate::tensor::{neg, pos, sample_max, sample_min};
+use crate::tensor::{sample_max, sample_min};
 use burn::tensor::{Tensor, TensorData};
 
 /// Where the lowest and highest admissible input values of [`ZBeta`] come from.
@@ -96,15 +96,15 @@ impl Rule for ZBeta {
         let (l, h) = self.bound_tensors(x, ctx)?;
         let shape = x.dims();
         let w = layer.weight();
-        let (wp, wn) = (pos(w.clone()), neg(w.clone()));
+        // [W⁺, |W⁻|], kept by the explainer between calls; `−h·W⁻ = h·|W⁻|`.
+        let signed = layer.signed_weights();
+        let (wp, wn) = (&signed.parts()[0], &signed.parts()[1]);
         let ones = x.ones_like();
         let (low, high) = (ones.clone() * l.clone(), ones * h.clone());
-        let z = layer.forward_with(x.clone(), &w, None)
-            - layer.forward_with(low, &wp, None)
-            - layer.forward_with(high, &wn, None);
+        let z = layer.forward_with(x.clone(), &w, None) - layer.forward_with(low, wp, None)
+            + layer.forward_with(high, wn, None);
         let s = self.stabilizer.divide(r, z);
-        Ok(x.clone() * layer.transpose_with(s.clone(), &w, shape)
-            - l * layer.transpose_with(s.clone(), &wp, shape)
-            - h * layer.transpose_with(s, &wn, shape))
+        Ok(x.clone() * layer.transpose_with(s.clone(), &w, shape) - l * layer.transpose_with(s.clone(), wp, shape)
+            + h * layer.transpose_with(s, wn, shape))
     }
 }

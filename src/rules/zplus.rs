@@ -1,6 +1,6 @@
 //! Z⁺.
 
-use super::{Rule, RuleContext, Stabilizer};
+use super::{Rule, RuleContext, Stabilizer, z_step};
 use crate::error::Result;
 use crate::layers::LinearLayer;
 use crate::tensor::{neg, pos};
@@ -18,13 +18,18 @@ impl Rule for ZPlus {
         "Z+".into()
     }
 
-    fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, _: &RuleContext) -> Result<Tensor<4>> {
-        let w = layer.weight();
-        let (wp, wn) = (pos(w.clone()), neg(w));
-        let (xp, xn) = (pos(x.clone()), neg(x.clone()));
+    fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
+        // [W⁺, |W⁻|], kept by the explainer between calls; `x⁻w⁻ = |x⁻|·|w⁻|`.
+        let signed = layer.signed_weights();
+        let (wp, wn) = (&signed.parts()[0], &signed.parts()[1]);
+        let xp = pos(x.clone());
+        if ctx.input_nonnegative {
+            return Ok(z_step(layer, xp, wp, None, r, Stabilizer::Safe));
+        }
+        let xn = neg(x.clone()).neg();
         let shape = x.dims();
-        let z = layer.forward_with(xp.clone(), &wp, None) + layer.forward_with(xn.clone(), &wn, None);
+        let z = layer.forward_with(xp.clone(), wp, None) + layer.forward_with(xn.clone(), wn, None);
         let s = Stabilizer::Safe.divide(r, z);
-        Ok(xp * layer.transpose_with(s.clone(), &wp, shape) + xn * layer.transpose_with(s, &wn, shape))
+        Ok(xp * layer.transpose_with(s.clone(), wp, shape) + xn * layer.transpose_with(s, wn, shape))
     }
 }

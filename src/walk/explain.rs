@@ -1,5 +1,6 @@
 //! The backward walk.
 
+use super::cache::{CachedLinear, WeightCache};
 use super::trace::{Node, Tracer};
 use crate::composite::{Composite, InitialRelevance};
 use crate::error::{AttribError, Result};
@@ -170,12 +171,34 @@ pub struct Explainer<'a, M: Explain + ?Sized> {
     model: &'a M,
     composite: Composite,
     record: bool,
+    cache: Option<WeightCache>,
 }
 
 impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
     /// An explainer for `model` using `composite`.
+    ///
+    /// The explainer keeps each linear layer's weight and its signed parts `[W⁺, |W⁻|]` after
+    /// the first call (see [`with_weight_cache`](Explainer::with_weight_cache)), so explain many
+    /// inputs with one explainer rather than building one per call.
     pub fn new(model: &'a M, composite: Composite) -> Self {
-        Self { model, composite, record: false }
+        Self { model, composite, record: false, cache: Some(WeightCache::default()) }
+    }
+
+    /// Whether to keep each linear layer's weight and signed parts between calls (default:
+    /// on). The model is borrowed immutably while the explainer lives, so kept weights cannot go
+    /// stale. Memory: up to about twice the size of the model's weights (three times for Linear
+    /// layers, whose rule-facing layout is a transposed copy) on the model's device; turn it off
+    /// where that does not fit, and every call then prepares the weights anew.
+    pub fn with_weight_cache(mut self, keep: bool) -> Self {
+        self.cache = if keep { Some(WeightCache::default()) } else { None };
+        self
+    }
+
+    /// Forgets the weights kept so far (they are made again on the next call).
+    pub fn clear_weight_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     /// Keep the relevance at every layer (the paper's Fig. 4) and at marked nodes.
@@ -263,7 +286,18 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
                 .collect::<Result<Vec<_>>>()?;
             let output = tracer.values[op.output].take().ok_or(AttribError::UnknownNode(op.output))?;
             let r_out = if self.record { Some(r.clone()) } else { None };
-            let rels = layer.relevance(&inputs, &output, r, rule.as_deref(), &ctx)?;
+            let rels = match (layer.as_linear(), rule.as_deref(), inputs.as_slice()) {
+                // Linear layers go to their rule with the weights this explainer keeps.
+                (Some(linear), Some(rule), [x]) => {
+                    let entry = match &self.cache {
+                        Some(cache) => cache.entry(&op.name, op.identity),
+                        None => Default::default(),
+                    };
+                    let cached = CachedLinear { inner: linear, cache: &entry };
+                    vec![rule.relevance(&cached, x, r, &ctx)?]
+                }
+                _ => layer.relevance(&inputs, &output, r, rule.as_deref(), &ctx)?,
+            };
             if rels.len() != inputs.len() || rels.iter().zip(&inputs).any(|(r, x)| r.dims() != x.dims()) {
                 return Err(AttribError::UnsupportedLayer {
                     layer: op.name.clone(),

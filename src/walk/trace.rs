@@ -37,6 +37,15 @@ pub(crate) struct Op<'m> {
     pub(crate) inputs: Vec<usize>,
     pub(crate) labels: Vec<String>,
     pub(crate) output: usize,
+    /// Where the layer lives, for the explainer's weight cache: the addresses of the borrowed
+    /// layer(s) it stands for (a merged layer: the layer and its BatchNorm). `None` for layers
+    /// the trace owns, which may differ from one call to the next.
+    pub(crate) identity: Option<(usize, usize)>,
+}
+
+/// The address of a borrowed layer (its identity while the model is borrowed).
+pub(crate) fn address(layer: &dyn Relevance) -> usize {
+    (layer as *const dyn Relevance).cast::<()>() as usize
 }
 
 /// Records a forward pass: every layer application, its inputs and its output.
@@ -87,6 +96,10 @@ impl<'m> Tracer<'m> {
     fn push(&mut self, name: &str, layer: LayerRef<'m>, inputs: &[Node], labels: Vec<String>) -> Result<Node> {
         let values = inputs.iter().map(|n| self.value(*n).cloned()).collect::<Result<Vec<_>>>()?;
         let out = layer.get().forward(name, &values)?;
+        let identity = match &layer {
+            LayerRef::Borrowed(l) => Some((address(*l), 0)),
+            LayerRef::Owned(_) => None,
+        };
         self.values.push(Some(out));
         let output = self.values.len() - 1;
         self.ops.push(Op {
@@ -95,6 +108,7 @@ impl<'m> Tracer<'m> {
             inputs: inputs.iter().map(|n| n.0).collect(),
             labels,
             output,
+            identity,
         });
         Ok(Node(output))
     }

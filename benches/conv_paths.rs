@@ -1,0 +1,87 @@
+//! Which way of computing a large convolution is fastest on this backend: Burn's `conv2d`,
+//! unfold + matrix product, and for the adjoint Burn's `conv_transpose2d` against the forward
+//! convolution with the flipped kernel (what the rules use for stride 1). The shapes are the
+//! 3×3 convolutions of VGG-16 at 224² and the stacked `[W⁺; |W⁻|]` kernels the rules run.
+//!
+//! ```sh
+//! cargo bench --bench conv_paths                                   # CPU (flex)
+//! RAP_BENCH_DEVICE=wgpu cargo bench --features wgpu --bench conv_paths
+//! ```
+//!
+//! Prints, per layer, the median time of each path (of `RAP_BENCH_RUNS` calls after one warm-up,
+//! default 5, each read back) and the rate in GFLOP/s (2·MACs).
+
+use rap_attrib::burn::tensor::module::{conv_transpose2d, conv2d, unfold4d};
+use rap_attrib::burn::tensor::ops::{ConvOptions, ConvTransposeOptions, UnfoldOptions};
+use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
+use rap_attrib::layers::transpose_as_conv;
+use std::time::Instant;
+
+fn device() -> Device {
+    rap_attrib::device_by_name(&std::env::var("RAP_BENCH_DEVICE").unwrap_or_default())
+        .unwrap_or_else(|_| Device::flex())
+}
+
+fn median(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[runs / 2]
+}
+
+fn main() {
+    let device = device();
+    let full = std::env::args().any(|a| a == "--bench");
+    let runs: usize =
+        if full { std::env::var("RAP_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5) } else { 1 };
+    // (input channels, output channels, size): VGG-16's 3×3 convolutions, one per stage (the
+    // smoke run under `cargo test` takes the smallest only).
+    let all = [(3, 64, 224), (64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14)];
+    let layers: &[(usize, usize, usize)] = if full { &all } else { &all[5..] };
+    println!(
+        "| layer (Cin→Cout, H) | out ch | conv2d | unfold + matmul | conv_transpose2d | adjoint as conv | GFLOP/s (conv2d) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &(cin, cout, h) in layers {
+        for stack in [1, 2] {
+            let co = cout * stack;
+            let x = Tensor::<4>::random([1, cin, h, h], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<4>::random([co, cin, 3, 3], Distribution::Normal(0.0, 0.1), &device);
+            let y = Tensor::<4>::random([1, co, h, h], Distribution::Normal(0.0, 1.0), &device);
+            let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+            let conv = median(runs, || {
+                let _ = conv2d(x.clone(), w.clone(), None, opts.clone()).into_data();
+            });
+            let unfold = median(runs, || {
+                let cols = unfold4d(x.clone(), [3, 3], UnfoldOptions::new([1, 1], [1, 1], [1, 1]));
+                let w2: Tensor<2> = w.clone().reshape([co, cin * 9]);
+                let out = w2.unsqueeze::<3>().matmul(cols).reshape([1, co, h, h]);
+                let _ = out.into_data();
+            });
+            let topts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
+            let transposed = median(runs, || {
+                let _ = conv_transpose2d(y.clone(), w.clone(), None, topts.clone()).into_data();
+            });
+            let routed = median(runs, || {
+                let _ = transpose_as_conv(y.clone(), &w, [1, 1], [1, 1], [1, 1], 1).map(|t| t.into_data());
+            });
+            let gflop = 2.0 * (cin * co * 9 * h * h) as f64 / 1e9;
+            let ms = |t: f64| format!("{:.1} ms", t * 1e3);
+            println!(
+                "| {cin}→{cout}{} , {h}² | {co} | {} | {} | {} | {} | {:.0} |",
+                if stack == 2 { " ×2 stacked" } else { "" },
+                ms(conv),
+                ms(unfold),
+                ms(transposed),
+                ms(routed),
+                gflop / conv
+            );
+        }
+    }
+}

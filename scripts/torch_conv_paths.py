@@ -1,0 +1,50 @@
+#!/usr/bin/env python3
+"""PyTorch's time for the convolutions of benches/conv_paths.rs (VGG-16's 3x3 layers at 224^2,
+batch 1, single and with the output channels doubled as the rules' stacked [W+; |W-|] kernels),
+forward and transposed, so the two tables can be read side by side on one machine.
+
+Usage: python3 scripts/torch_conv_paths.py [--threads 2] [--device cpu|cuda] [--reps 5]
+"""
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+p = argparse.ArgumentParser()
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--device", default="cpu")
+p.add_argument("--reps", type=int, default=5)
+a = p.parse_args()
+torch.set_num_threads(a.threads)
+dev = torch.device(a.device)
+
+
+def median(f):
+    f()
+    ts = []
+    for _ in range(a.reps):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        f()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        ts.append(time.perf_counter() - t)
+    return sorted(ts)[len(ts) // 2]
+
+
+print("| layer (Cin->Cout, H) | out ch | torch conv2d | torch conv_transpose2d | GFLOP/s (conv2d) |")
+print("|---|---|---|---|---|")
+with torch.no_grad():
+    for cin, cout, h in [(3, 64, 224), (64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14)]:
+        for stack in (1, 2):
+            co = cout * stack
+            x = torch.randn(1, cin, h, h, device=dev)
+            w = torch.randn(co, cin, 3, 3, device=dev) * 0.1
+            y = torch.randn(1, co, h, h, device=dev)
+            conv = median(lambda: F.conv2d(x, w, padding=1))
+            tconv = median(lambda: F.conv_transpose2d(y, w, padding=1))
+            gflop = 2.0 * cin * co * 9 * h * h / 1e9
+            tag = " x2 stacked" if stack == 2 else ""
+            print(f"| {cin}->{cout}{tag}, {h}^2 | {co} | {conv*1e3:.1f} ms | {tconv*1e3:.1f} ms | {gflop/conv:.0f} |")

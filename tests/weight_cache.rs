@@ -1,0 +1,138 @@
+//! The explainer's weight cache: signed weights are made once per layer and reused across calls,
+//! and the results are the same with the cache, without it, and from a fresh explainer.
+
+mod common;
+
+use rap_attrib::burn::nn::conv::{Conv2d, Conv2dConfig};
+use rap_attrib::burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
+use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
+use rap_attrib::layers::{LayerType, LinearLayer, Relevance, WeightStack};
+use rap_attrib::{Composite, Explain, Explainer, Node, Result, Target, Tracer};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A Linear layer that counts how often its signed weights are made.
+struct Counted {
+    inner: Linear,
+    signed: AtomicUsize,
+}
+
+impl LinearLayer for Counted {
+    fn weight(&self) -> Tensor<4> {
+        LinearLayer::weight(&self.inner)
+    }
+    fn bias(&self) -> Option<Tensor<1>> {
+        LinearLayer::bias(&self.inner)
+    }
+    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+        self.inner.forward_with(x, weight, bias)
+    }
+    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
+        self.inner.transpose_with(y, weight, x_shape)
+    }
+    fn signed_weights(&self) -> Arc<WeightStack> {
+        self.signed.fetch_add(1, Ordering::SeqCst);
+        let w = self.weight();
+        Arc::new(self.stack(vec![w.clone().clamp_min(0.0), w.clamp_max(0.0).neg()]))
+    }
+}
+
+impl Relevance for Counted {
+    fn layer_type(&self) -> LayerType {
+        LayerType::Linear
+    }
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        Relevance::forward(&self.inner, name, inputs)
+    }
+    fn as_linear(&self) -> Option<&dyn LinearLayer> {
+        Some(self)
+    }
+}
+
+/// conv → BatchNorm → ReLU → conv (stride 2) → ReLU → flatten → counted Linear.
+struct Net {
+    conv1: Conv2d,
+    bn: BatchNorm,
+    relu: Relu,
+    conv2: Conv2d,
+    fc: Counted,
+}
+
+impl Net {
+    fn new(device: &Device) -> Self {
+        Net {
+            conv1: Conv2dConfig::new([3, 6], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1)).init(device),
+            bn: BatchNormConfig::new(6).init(device),
+            relu: Relu::new(),
+            conv2: Conv2dConfig::new([6, 4], [3, 3]).with_stride([2, 2]).init(device),
+            fc: Counted { inner: LinearConfig::new(4 * 3 * 3, 5).init(device), signed: AtomicUsize::new(0) },
+        }
+    }
+}
+
+impl Explain for Net {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+        let x = t.layer("conv1", &self.conv1, x)?;
+        let x = t.layer("bn", &self.bn, x)?;
+        let x = t.layer("relu1", &self.relu, x)?;
+        let x = t.layer("conv2", &self.conv2, x)?;
+        let x = t.layer("relu2", &self.relu, x)?;
+        let x = t.flatten("flatten", x)?;
+        t.layer("fc", &self.fc, x)
+    }
+}
+
+fn max_diff(a: &Tensor<4>, b: &Tensor<4>) -> f32 {
+    (a.clone() - b.clone()).abs().max().into_scalar::<f32>()
+}
+
+fn presets() -> Vec<(&'static str, Composite)> {
+    vec![
+        ("rap", Composite::rap()),
+        ("lrp-a2b1", Composite::lrp_alpha_beta(2.0, 1.0).unwrap()),
+        ("lrp-a1b0", Composite::lrp_alpha_beta(1.0, 0.0).unwrap()),
+        ("epsilon-plus (BatchNorm merged)", Composite::epsilon_plus()),
+    ]
+}
+
+#[test]
+fn signed_weights_are_made_once_per_explainer_and_reused_across_calls() {
+    let device = common::device();
+    let net = Net::new(&device);
+    let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    let explainer = Explainer::new(&net, Composite::rap());
+    for _ in 0..3 {
+        explainer.explain(x.clone(), Target::Predicted).unwrap();
+    }
+    assert_eq!(net.fc.signed.load(Ordering::SeqCst), 1, "kept after the first call");
+    explainer.clear_weight_cache();
+    explainer.explain(x.clone(), Target::Predicted).unwrap();
+    assert_eq!(net.fc.signed.load(Ordering::SeqCst), 2, "made again after clearing");
+
+    let uncached = Explainer::new(&net, Composite::rap()).with_weight_cache(false);
+    for _ in 0..3 {
+        uncached.explain(x.clone(), Target::Predicted).unwrap();
+    }
+    assert_eq!(net.fc.signed.load(Ordering::SeqCst), 5, "made on every call without the cache");
+}
+
+#[test]
+fn kept_weights_give_the_numbers_of_a_fresh_explainer() {
+    let device = common::device();
+    let net = Net::new(&device);
+    let a = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    let b = Tensor::<4>::random([3, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    for (name, composite) in presets() {
+        let kept = Explainer::new(&net, composite.clone());
+        // Warm the cache on another input (and batch size) first.
+        kept.explain(b.clone(), Target::Predicted).unwrap();
+        let warm = kept.explain(a.clone(), Target::Predicted).unwrap().relevance;
+        let fresh = Explainer::new(&net, composite.clone()).explain(a.clone(), Target::Predicted).unwrap().relevance;
+        let off = Explainer::new(&net, composite).with_weight_cache(false);
+        let off = off.explain(a.clone(), Target::Predicted).unwrap().relevance;
+        let scale = fresh.clone().abs().max().into_scalar::<f32>().max(1e-12);
+        assert_eq!(max_diff(&warm, &fresh), 0.0, "{name}: kept weights change the result");
+        assert_eq!(max_diff(&off, &fresh), 0.0, "{name}: the cache switch changes the result");
+        assert!(scale > 1e-6, "{name}: the relevance is not all zero");
+    }
+}
