@@ -20,6 +20,9 @@
 //! RAP call after the first and what the explainer keeps between calls (a counting allocator;
 //! device memory is not counted on a GPU).
 
+mod common;
+
+use common::device;
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod};
@@ -51,12 +54,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static ALLOC: Counting = Counting;
-
-/// The device of `RAP_BENCH_DEVICE` (`wgpu` with the `wgpu` feature), flex otherwise.
-fn device() -> Device {
-    rap_attrib::device_by_name(&std::env::var("RAP_BENCH_DEVICE").unwrap_or_default())
-        .unwrap_or_else(|_| Device::flex())
-}
 
 fn model(arch: Architecture, device: &Device) -> ZooModel {
     match arch {

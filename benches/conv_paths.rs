@@ -11,16 +11,14 @@
 //! Prints, per layer, the median time of each path (of `RAP_BENCH_RUNS` calls after one warm-up,
 //! default 5, each read back) and the rate in GFLOP/s (2·MACs).
 
+mod common;
+
+use common::device;
 use rap_attrib::burn::tensor::module::{conv_transpose2d, conv2d, unfold4d};
 use rap_attrib::burn::tensor::ops::{ConvOptions, ConvTransposeOptions, UnfoldOptions};
-use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
+use rap_attrib::burn::tensor::{Distribution, Tensor};
 use rap_attrib::layers::transpose_as_conv;
 use std::time::Instant;
-
-fn device() -> Device {
-    rap_attrib::device_by_name(&std::env::var("RAP_BENCH_DEVICE").unwrap_or_default())
-        .unwrap_or_else(|_| Device::flex())
-}
 
 fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     f();

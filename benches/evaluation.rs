@@ -11,8 +11,11 @@
 //! `cargo test --all-targets` (no `--bench` argument) it runs once as a smoke test with 2
 //! perturbation steps and 4 integrated-gradients steps.
 
+mod common;
+
+use common::device;
 use criterion::{BenchmarkId, Criterion};
-use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::evaluation::{Dataset, EvaluationConfig, evaluate};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod, IntegratedGradients};
 use rap_attrib::imaging::load_imagenet;
@@ -23,12 +26,6 @@ use rap_attrib::metrics::{
 use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
 use rap_attrib::{AttributionMethod, Explainer, Target};
 use std::time::{Duration, Instant};
-
-/// The device of `RAP_BENCH_DEVICE` (`wgpu` with the `wgpu` feature), flex otherwise.
-fn device() -> Device {
-    rap_attrib::device_by_name(&std::env::var("RAP_BENCH_DEVICE").unwrap_or_default())
-        .unwrap_or_else(|_| Device::flex())
-}
 
 fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut t: Vec<f64> = (0..runs)

@@ -6,7 +6,9 @@
 # Build the bench binaries here first (the GPU machine needs no Rust toolchain):
 #   cargo build --release --features wgpu --bench attribution     # -> target/release/deps/attribution-*
 #   cargo build --release --features vulkan --bench attribution   # optional, a second binary
-# and pass them as WGPU_BENCH / VULKAN_BENCH. Peers need torch + torchvision on the machine and
+#   cargo build --release --features wgpu --bench conv_paths       # optional: convolution paths
+# and pass them as WGPU_BENCH / VULKAN_BENCH / CONV_BENCH (the last is run at each of CubeCL's
+# autotune levels, CUBECL_AUTOTUNE_LEVEL=minimal|balanced|extensive|full). Peers need torch + torchvision on the machine and
 # the zennit/captum/click wheels in PEER_WHEELS (see ../shared/bench/README.md); the authors' RAP
 # modules are looked up in RAP_AUTHORS_DIR.
 set -uo pipefail
@@ -25,6 +27,12 @@ for kind in wgpu vulkan; do
   RAP_BENCH_DEVICE="$kind" RAP_BENCH_MODELS="$MODELS" RAP_BENCH_BATCHES="$BATCHES" RAP_BENCH_RUNS=10 \
     RAP_BENCH_CRITERION=0 "$bin" --bench 2>&1 | tee "$OUT/ours-$kind.txt" | grep -E '^\||^(Steady|First)'
 done
+if [ -n "${CONV_BENCH:-}" ] && [ -x "$CONV_BENCH" ]; then
+  for level in minimal balanced extensive full; do
+    echo "== convolution paths on wgpu, autotune $level"
+    CUBECL_AUTOTUNE_LEVEL=$level RAP_BENCH_DEVICE=wgpu "$CONV_BENCH" --bench 2>&1 | tee "$OUT/conv-$level.txt" | grep -E '^\|'
+  done
+fi
 echo "== peers"
 if [ -n "${PEER_WHEELS:-}" ]; then
   python3 -m pip install -q --no-index --no-deps --target /tmp/site "$PEER_WHEELS"/*.whl

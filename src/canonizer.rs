@@ -7,6 +7,7 @@
 
 use crate::error::{AttribError, Result};
 use crate::layers::{LayerType, LinearLayer, Relevance};
+use crate::walk::cache::WeightCache;
 use crate::walk::{LayerRef, Node, Tracer};
 use burn::tensor::Tensor;
 
@@ -61,6 +62,12 @@ impl Relevance for MergedLinear<'_> {
 /// layer. The merged layer keeps the Linear/Conv2d's name and produces the BatchNorm's output
 /// node; the BatchNorm disappears from the trace.
 pub fn merge_batch_norm(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
+    merge_batch_norm_kept(tracer, out, None)
+}
+
+/// [`merge_batch_norm`] with the explainer's weight cache: the merged weight and bias of a layer
+/// the model lends are made once and kept.
+pub(crate) fn merge_batch_norm_kept(tracer: &mut Tracer<'_>, out: Node, cache: Option<&WeightCache>) -> Result<()> {
     let _ = out;
     let mut k = 0;
     while k < tracer.ops.len() {
@@ -92,21 +99,43 @@ pub fn merge_batch_norm(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
                 reason: "cannot merge: a layer is not linear".into(),
             });
         };
-        let scale = bn_lin.weight(); // [C, 1, 1, 1]
-        let [c, _, _, _] = scale.dims();
-        let shift = bn_lin.bias().expect("BatchNorm has a shift");
-        let weight = lin.weight() * scale.clone();
-        let scale1: Tensor<1> = scale.reshape([c]);
-        let bias = match lin.bias() {
-            Some(b) => b * scale1 + shift,
-            None => shift,
-        };
-        let merged = MergedLinear { inner: prev, weight, bias };
-        let bn_out = bn.output;
         let identity = match (&tracer.ops[p].identity, &bn.identity) {
             (Some((layer, _)), Some((norm, _))) => Some((*layer, *norm)),
             _ => None,
         };
+        let merge = || {
+            let scale = bn_lin.weight(); // [C, 1, 1, 1]
+            let [c, _, _, _] = scale.dims();
+            let shift = bn_lin.bias().ok_or_else(|| AttribError::UnsupportedLayer {
+                layer: bn.name.clone(),
+                layer_type: "BatchNorm".into(),
+                reason: "cannot merge: the layer has no shift".into(),
+            })?;
+            let weight = lin.weight() * scale.clone();
+            let scale1: Tensor<1> = scale.reshape([c]);
+            let bias = match lin.bias() {
+                Some(b) => b * scale1 + shift,
+                None => shift,
+            };
+            Ok::<_, AttribError>((weight, bias))
+        };
+        // An explainer keeps the merged weights of the layers the model lends (by identity).
+        let (weight, bias) = match (cache, identity) {
+            (Some(cache), Some(_)) => {
+                let entry = cache.entry(&tracer.ops[p].name, identity);
+                match entry.kept() {
+                    Some((weight, Some(bias))) => (weight, bias),
+                    _ => {
+                        let (weight, bias) = merge()?;
+                        entry.keep(weight.clone(), Some(bias.clone()));
+                        (weight, bias)
+                    }
+                }
+            }
+            _ => merge()?,
+        };
+        let merged = MergedLinear { inner: prev, weight, bias };
+        let bn_out = bn.output;
         tracer.ops[p].layer = LayerRef::Owned(Box::new(merged));
         tracer.ops[p].identity = identity;
         tracer.ops[p].output = bn_out;

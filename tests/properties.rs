@@ -18,6 +18,7 @@ use rap_attrib::spec::SpecNetwork;
 use rap_attrib::tensor::{neg, pos, sample_max, sample_min, sample_sums, to_vec};
 use rap_attrib::{Composite, Explainer, InitialRelevance, LinearLayer, Selector, Target};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Relative tolerance of every conservation check: `|got − expected| ≤ TOL · scale`, where the
 /// scale is the larger of `|expected|` and the per-sample `Σ|R|` at the layer's output (float32
@@ -183,6 +184,34 @@ fn expected_linear(
     })
 }
 
+/// Per sample, how many of RAP's two input branches (`x⁺`, `|x⁻|`) propagate a nonzero `C`
+/// (Eq. 7–9 of the paper as the reference computes them, with the safe divide).
+fn rap_live_branches(layer: &dyn LinearLayer, x: &Tensor<4>, r: &Tensor<4>, layer_type: &LayerType) -> Vec<usize> {
+    let sd = rap_attrib::tensor::safe_div::<4>;
+    let w = layer.weight();
+    let (wp, wn) = (pos(w.clone()), neg(w).neg());
+    let shape = x.dims();
+    let mut live = vec![0usize; shape[0]];
+    for u in [pos(x.clone()), neg(x.clone()).neg()] {
+        let a = layer.forward_with(u.clone(), &wp, None);
+        let n = layer.forward_with(u.clone(), &wn, None);
+        let an = a.clone() + n.clone();
+        let mask = nz(an.clone());
+        let nu = sd(r.clone() * sd(n.clone(), an), n.clone());
+        let c = if *layer_type == LayerType::Linear {
+            u * (layer.transpose_with(sd(r.clone() * mask, a), &wp, shape) + layer.transpose_with(nu, &wn, shape))
+        } else {
+            let s1 = sd(pos(r.clone()) * mask.clone(), a);
+            let s2 = sd(neg(r.clone()) * mask, n) + nu;
+            u * (layer.transpose_with(s1, &wp, shape) + layer.transpose_with(s2, &wn, shape))
+        };
+        for (k, v) in live.iter_mut().zip(abs_sums(c)) {
+            *k += usize::from(v > 0.0);
+        }
+    }
+    live
+}
+
 /// Checks every recorded layer of one explanation against its rule's conservation identity.
 fn output_layer(net: &RandomNet) -> String {
     let layers = net.spec["layers"].as_array().unwrap();
@@ -237,25 +266,13 @@ fn check_layers(
                     match expected_linear(rule, layer, x, r, is_output, &l.layer_type) {
                         Some(e) => Some(e),
                         None => {
-                            // Middle layer: each branch (x⁺, x⁻) whose propagated C is not all
-                            // zero conserves ΣR exactly, so the sum is k·ΣR with k ≤ the number of
-                            // branches with a nonzero input.
+                            // Middle layer: each branch u ∈ {x⁺, |x⁻|} whose propagated
+                            // C = u ⊙ (W⁺ᵀs₁ + |W⁻|ᵀs₂) is not all zero conserves ΣR exactly (the
+                            // shift), an all-zero C gives 0. Which branches are live is derived
+                            // here from Eq. 7–9 written out anew, not from the result.
                             let s = sums(r.clone());
-                            let has_pos = sums(pos(x.clone()));
-                            let has_neg = sums(neg(x.clone()));
-                            let mut e = Vec::new();
-                            for i in 0..s.len() {
-                                let branches = usize::from(has_pos[i] > 0.0) + usize::from(has_neg[i] < 0.0);
-                                let k = (0..=branches)
-                                    .min_by(|a, b| {
-                                        let da = (got[i] - *a as f32 * s[i]).abs();
-                                        let db = (got[i] - *b as f32 * s[i]).abs();
-                                        da.total_cmp(&db)
-                                    })
-                                    .unwrap_or(0);
-                                e.push(k as f32 * s[i]);
-                            }
-                            Some(e)
+                            let live = rap_live_branches(layer, x, r, &l.layer_type);
+                            Some(s.iter().zip(&live).map(|(s, k)| *k as f32 * s).collect())
                         }
                     }
                 } else {
@@ -554,6 +571,9 @@ fn transposed_operators_are_adjoints() {
     println!("adjoint cases run: {}", RUNS.load(std::sync::atomic::Ordering::Relaxed));
 }
 
+static MERGED: AtomicUsize = AtomicUsize::new(0);
+static NO_BN: AtomicUsize = AtomicUsize::new(0);
+
 #[test]
 fn merging_batch_norm_keeps_the_forward_output() {
     let device = device();
@@ -566,8 +586,25 @@ fn merging_batch_norm_keeps_the_forward_output() {
             let plain = Explainer::new(&built, Composite::epsilon(1e-6).unwrap());
             let (tracer, out) = plain.trace(&x).unwrap();
             let reference = rap_attrib::canonizer::replay(&tracer, out).unwrap();
+            let bn_names: Vec<String> = tracer
+                .layer_names()
+                .into_iter()
+                .filter(|n| {
+                    net.spec["layers"].as_array().unwrap().iter().any(|l| l["name"] == *n && l["type"] == "BatchNorm2d")
+                })
+                .map(String::from)
+                .collect();
             let merged = Explainer::new(&built, Composite::epsilon(1e-6).unwrap().with_merged_batch_norm(true));
             let (tracer, out) = merged.trace(&x).unwrap();
+            let left: Vec<&str> =
+                tracer.layer_names().into_iter().filter(|n| bn_names.iter().any(|b| b == n)).collect();
+            if bn_names.is_empty() {
+                NO_BN.fetch_add(1, Ordering::Relaxed);
+            } else {
+                // The generator puts every BatchNorm right after a convolution: all must be merged.
+                prop_assert!(left.is_empty(), "BatchNorm {left:?} not merged [{}]", net.summary);
+                MERGED.fetch_add(bn_names.len(), Ordering::Relaxed);
+            }
             let again = rap_attrib::canonizer::replay(&tracer, out).unwrap();
             let (a, b) = (to_vec(&reference), to_vec(&again));
             let max = a.iter().fold(1f32, |m, v| m.max(v.abs()));
@@ -577,4 +614,10 @@ fn merging_batch_norm_keeps_the_forward_output() {
             Ok(())
         })
         .unwrap();
+    let (merged, without) = (MERGED.load(Ordering::Relaxed), NO_BN.load(Ordering::Relaxed));
+    println!("BatchNorm layers merged: {merged}; networks without one: {without}");
+    assert!(
+        merged > 0 && without * 4 < cases() as usize,
+        "too few BatchNorm layers drawn: {merged} merged, {without} nets without"
+    );
 }

@@ -136,3 +136,75 @@ fn kept_weights_give_the_numbers_of_a_fresh_explainer() {
         assert!(scale > 1e-6, "{name}: the relevance is not all zero");
     }
 }
+
+#[test]
+fn an_explainer_with_kept_weights_can_be_shared_between_threads() {
+    fn shareable<T: Send + Sync>(_: &T) {}
+    let device = common::device();
+    let net = Net::new(&device);
+    let explainer = Explainer::new(&net, Composite::rap());
+    shareable(&explainer);
+    let x = Tensor::<4>::random([1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    let want = explainer.explain(x.clone(), Target::Predicted).unwrap().relevance;
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            (0..2).map(|_| s.spawn(|| explainer.explain(x.clone(), Target::Predicted).unwrap().relevance)).collect();
+        for h in handles {
+            assert_eq!(max_diff(&h.join().unwrap(), &want), 0.0);
+        }
+    });
+}
+
+/// A layer whose `signed_weights` breaks the contract (one weight instead of two).
+struct Broken(Linear);
+
+impl LinearLayer for Broken {
+    fn weight(&self) -> Tensor<4> {
+        LinearLayer::weight(&self.0)
+    }
+    fn bias(&self) -> Option<Tensor<1>> {
+        LinearLayer::bias(&self.0)
+    }
+    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+        self.0.forward_with(x, weight, bias)
+    }
+    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
+        self.0.transpose_with(y, weight, x_shape)
+    }
+    fn signed_weights(&self) -> Arc<WeightStack> {
+        Arc::new(WeightStack::new(vec![self.weight()]))
+    }
+}
+
+impl Relevance for Broken {
+    fn layer_type(&self) -> LayerType {
+        LayerType::Linear
+    }
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        Relevance::forward(&self.0, name, inputs)
+    }
+    fn as_linear(&self) -> Option<&dyn LinearLayer> {
+        Some(self)
+    }
+}
+
+struct BrokenNet(Broken);
+
+impl Explain for BrokenNet {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+        t.layer("odd", &self.0, x)
+    }
+}
+
+#[test]
+fn a_layer_whose_signed_weights_are_not_a_pair_is_an_error_naming_it() {
+    let device = common::device();
+    let net = BrokenNet(Broken(LinearConfig::new(4, 3).init(&device)));
+    let x = Tensor::<2>::from_data([[0.5, -1.0, 0.2, 0.9]], &device);
+    let zplus = Composite::new().with(rap_attrib::Selector::Any, rap_attrib::rules::ZPlus);
+    for composite in [Composite::rap(), Composite::lrp_alpha_beta(2.0, 1.0).unwrap(), zplus] {
+        let err = Explainer::new(&net, composite).explain(x.clone(), Target::Predicted).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("odd") && text.contains("signed_weights"), "{text}");
+    }
+}

@@ -395,7 +395,7 @@ pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tenso
         return Err(AttribError::OutputRelevanceShape { got: seed.dims().to_vec(), expected: vec![b, k] });
     }
     drop(tracer);
-    let score = (y.reshape([b, k]) * seed.clone()).sum();
+    let score = (y.reshape([b, k]) * seed.clone()).sum_dim(1).sum();
     let grads = score.backward();
     Ok(xa.grad(&grads).unwrap_or_else(|| x.zeros_like()))
 }
@@ -422,7 +422,7 @@ fn gradient_at_target<M: Explain + ?Sized>(
         return Err(AttribError::NonFinite { what: "the network output".into() });
     }
     let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
-    let grads = (y * seed.clone()).sum().backward();
+    let grads = (y * seed.clone()).sum_dim(1).sum().backward();
     let g = xa.grad(&grads).unwrap_or_else(|| x.zeros_like());
     Ok((logits, seed, targets, g))
 }
@@ -453,7 +453,9 @@ fn vjp_walk(tracer: &Tracer, out: crate::Node, seed: Tensor<4>, guided: bool) ->
         } else {
             let tracked: Vec<Tensor<4>> = inputs.iter().map(|t| t.clone().autodiff().require_grad()).collect();
             let y = layer.forward(&op.name, &tracked)?;
-            let grads = (y * g).sum().backward();
+            // Reduced axis by axis: burn 0.22.1's wgpu reduction over one long axis drops
+            // elements, and with fusion on it also corrupts this sum's gradient (seen on Mesa).
+            let grads = crate::tensor::sample_sum(y * g).sum().backward();
             tracked.iter().zip(&inputs).map(|(t, x)| t.grad(&grads).unwrap_or_else(|| x.zeros_like())).collect()
         };
         for (&i, gi) in op.inputs.iter().zip(grads_in) {

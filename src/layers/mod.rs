@@ -200,7 +200,9 @@ pub trait Relevance {
     ///
     /// `rule` is the composite's rule for this layer; it is `Some` exactly when
     /// [`as_linear`](Relevance::as_linear) is `Some`. The default implementation hands linear
-    /// layers to the rule and refuses everything else.
+    /// layers to the rule and refuses everything else. The explainer's walk calls this method
+    /// for layers without a linear view only: a linear layer of one input goes straight to its
+    /// rule, seen through the explainer's weight cache.
     fn relevance(
         &self,
         inputs: &[Tensor<4>],

@@ -1,6 +1,6 @@
 //! LRP-αβ.
 
-use super::{Rule, RuleContext, share};
+use super::{Rule, RuleContext, share, signed_weights, stack_error};
 use crate::error::{AttribError, Result};
 use crate::layers::{LinearLayer, WeightStack};
 use crate::tensor::{neg, pos, safe_div};
@@ -53,24 +53,23 @@ impl AlphaBeta {
         layer: &dyn LinearLayer,
         u: Tensor<4>,
         r: &Tensor<4>,
-        signed: &WeightStack,
+        (signed, w_pos, w_neg): (&WeightStack, &Tensor<4>, &Tensor<4>),
         flip: bool,
-    ) -> Tensor<4> {
+        ctx: &RuleContext,
+    ) -> Result<Tensor<4>> {
         let shape = u.dims();
-        let (w_act, w_inh) = if flip { (1, 0) } else { (0, 1) };
         if self.beta == 0.0 {
-            let w = &signed.parts()[w_act];
-            return share(layer, u, w, r.clone());
+            return Ok(share(layer, u, if flip { w_neg } else { w_pos }, r.clone()));
         }
         let mut parts = layer.forward_stack(u.clone(), signed).into_iter();
         let (Some(a), Some(n)) = (parts.next(), parts.next()) else {
-            return u.zeros_like();
+            return Err(stack_error(ctx));
         };
-        let z = [a, n];
-        let act = safe_div(r.clone(), z[w_act].clone()).mul_scalar(self.alpha);
-        let inh = safe_div(r.clone(), z[w_inh].clone()).mul_scalar(-self.beta);
+        let (z_act, z_inh) = if flip { (n, a) } else { (a, n) };
+        let act = safe_div(r.clone(), z_act).mul_scalar(self.alpha);
+        let inh = safe_div(r.clone(), z_inh).mul_scalar(-self.beta);
         let shares = if flip { vec![inh, act] } else { vec![act, inh] };
-        u * layer.transpose_stack(shares, signed, shape)
+        Ok(u * layer.transpose_stack(shares, signed, shape))
     }
 }
 
@@ -81,12 +80,13 @@ impl Rule for AlphaBeta {
 
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
         // [W⁺, |W⁻|], kept by the explainer between calls.
-        let signed = layer.signed_weights();
-        let out = self.branch(layer, pos(x.clone()), &r, &signed, false);
+        let (signed, wp, wn) = signed_weights(layer, ctx)?;
+        let weights = (signed.as_ref(), &wp, &wn);
+        let out = self.branch(layer, pos(x.clone()), &r, weights, false, ctx)?;
         if ctx.input_nonnegative {
             return Ok(out);
         }
         // The x⁻ branch without reading the sign back: an all-zero branch adds 0.
-        Ok(out + self.branch(layer, neg(x.clone()).neg(), &r, &signed, true))
+        Ok(out + self.branch(layer, neg(x.clone()).neg(), &r, weights, true, ctx)?)
     }
 }

@@ -43,8 +43,8 @@ pub use rap::Rap;
 pub use zbeta::{Bounds, ZBeta};
 pub use zplus::ZPlus;
 
-use crate::error::Result;
-use crate::layers::{LayerType, LinearLayer};
+use crate::error::{AttribError, Result};
+use crate::layers::{LayerType, LinearLayer, WeightStack};
 use crate::tensor::{safe_div, stabilize};
 use burn::tensor::Tensor;
 use std::fmt::Debug;
@@ -118,6 +118,40 @@ pub fn z_step(
     let z = layer.forward_with(x.clone(), weight, bias);
     let s = stabilizer.divide(r, z);
     x * layer.transpose_with(s, weight, shape)
+}
+
+/// The layer's signed weights `[W⁺, |W⁻|]` ([`LinearLayer::signed_weights`]) and the two
+/// weights, checked to be two weights of the layer's shape (a layer of the user's may override
+/// the method).
+pub fn signed_weights(
+    layer: &dyn LinearLayer,
+    ctx: &RuleContext,
+) -> Result<(std::sync::Arc<WeightStack>, Tensor<4>, Tensor<4>)> {
+    let signed = layer.signed_weights();
+    let dims = layer.weight().dims();
+    match signed.parts() {
+        [wp, wn] if wp.dims() == dims && wn.dims() == dims => {
+            let (wp, wn) = (wp.clone(), wn.clone());
+            Ok((signed, wp, wn))
+        }
+        parts => Err(AttribError::UnsupportedLayer {
+            layer: ctx.name.to_string(),
+            layer_type: ctx.layer_type.to_string(),
+            reason: format!(
+                "its signed_weights() gave {} weight(s); expected [W⁺, |W⁻|], each of the weight's shape {dims:?}",
+                parts.len()
+            ),
+        }),
+    }
+}
+
+/// The error for a layer whose stacked products do not give one result per weight.
+pub(crate) fn stack_error(ctx: &RuleContext) -> AttribError {
+    AttribError::UnsupportedLayer {
+        layer: ctx.name.to_string(),
+        layer_type: ctx.layer_type.to_string(),
+        reason: "its forward_stack() did not give one product per weight of [W⁺, |W⁻|]".into(),
+    }
 }
 
 /// The part `x ⊙ Wᵀ sd(R, W ⋆ x)` that several rules add up; zero when `x` is all zero.

@@ -1,8 +1,8 @@
 //! RAP: Relative Attributing Propagation (Nam, Gur, Choi, Wolf, Lee, AAAI 2020).
 
-use super::{Rule, RuleContext};
+use super::{Rule, RuleContext, signed_weights, stack_error};
 use crate::error::Result;
-use crate::layers::{LayerType, LinearLayer};
+use crate::layers::{LayerType, LinearLayer, WeightStack};
 use crate::tensor::{neg, pos, safe_div, sample_sum};
 use burn::tensor::Tensor;
 
@@ -63,18 +63,35 @@ impl Rap {
     /// # Shapes
     ///
     /// - `x`: `[B, in, 1, 1]`; `r`: `[B, out, 1, 1]`; result: `[B, in, 1, 1]`
-    pub fn output_step(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>) -> Tensor<4> {
+    pub fn output_step(
+        &self,
+        layer: &dyn LinearLayer,
+        x: &Tensor<4>,
+        r: Tensor<4>,
+        ctx: &RuleContext,
+    ) -> Result<Tensor<4>> {
+        let (signed, _, _) = signed_weights(layer, ctx)?;
+        self.output_step_with(layer, &signed, x, r, ctx)
+    }
+
+    fn output_step_with(
+        &self,
+        layer: &dyn LinearLayer,
+        signed: &WeightStack,
+        x: &Tensor<4>,
+        r: Tensor<4>,
+        ctx: &RuleContext,
+    ) -> Result<Tensor<4>> {
         let shape = x.dims();
         let w = layer.weight();
         // [W⁺, |W⁻|], kept by the explainer between calls; with `W⁻ = −|W⁻|` and
         // `x⁻ = −|x⁻|`, every product of the reference is one of these four, up to its sign.
-        let signed = layer.signed_weights();
         let (xp, xn) = (pos(x.clone()), neg(x.clone()).neg());
-        let mut on_xp = layer.forward_stack(xp.clone(), &signed).into_iter();
-        let mut on_xn = layer.forward_stack(xn, &signed).into_iter();
+        let mut on_xp = layer.forward_stack(xp.clone(), signed).into_iter();
+        let mut on_xn = layer.forward_stack(xn, signed).into_iter();
         let (Some(a), Some(b_abs), Some(xn_wp), Some(xn_wn)) = (on_xp.next(), on_xp.next(), on_xn.next(), on_xn.next())
         else {
-            return x.zeros_like();
+            return Err(stack_error(ctx));
         };
         let b = b_abs.neg(); // x⁺·W⁻
         let p = a.clone() + xn_wn; // x⁺·W⁺ + x⁻·W⁻
@@ -91,10 +108,10 @@ impl Rap {
         let c2 = r.clone() * safe_div(bias * safe_div(n, z), b);
         // x⁺ ⊙ (W⁺ᵀc₁ + W⁻ᵀc₂) = x⁺ ⊙ (W⁺ᵀc₁ + |W⁻|ᵀ(−c₂)), one adjoint for both.
         let rt = x.clone() * layer.transpose_with(r, &w, shape)
-            + xp * layer.transpose_stack(vec![c1, c2.neg()], &signed, shape);
+            + xp * layer.transpose_stack(vec![c1, c2.neg()], signed, shape);
         let abs = rt.clone().abs();
         let scale = safe_div(sample_sum(rt), sample_sum(abs.clone()));
-        abs * scale
+        Ok(abs * scale)
     }
 
     /// Eq. 7 to 9 for one middle layer: both input branches, each shifted to conserve `ΣR`.
@@ -103,7 +120,7 @@ impl Rap {
     ///
     /// - `x`: the layer input; `r`: the layer output's shape; result: `x`'s shape
     ///
-    /// With `nonnegative` (the input is known to be ≥ 0) the x⁻ branch is skipped; otherwise
+    /// With `ctx.input_nonnegative` (the graph shows the input ≥ 0) the x⁻ branch is skipped; otherwise
     /// both branches run (an empty one contributes 0), so the sign is never read back from the
     /// device.
     pub fn middle_step(
@@ -111,17 +128,28 @@ impl Rap {
         layer: &dyn LinearLayer,
         x: &Tensor<4>,
         r: Tensor<4>,
-        linear: bool,
-        nonnegative: bool,
-    ) -> Tensor<4> {
+        ctx: &RuleContext,
+    ) -> Result<Tensor<4>> {
+        let (signed, _, _) = signed_weights(layer, ctx)?;
+        self.middle_step_with(layer, &signed, x, r, ctx)
+    }
+
+    fn middle_step_with(
+        &self,
+        layer: &dyn LinearLayer,
+        signed: &WeightStack,
+        x: &Tensor<4>,
+        r: Tensor<4>,
+        ctx: &RuleContext,
+    ) -> Result<Tensor<4>> {
+        let linear = ctx.layer_type == LayerType::Linear;
         // [W⁺, |W⁻|], kept by the explainer between calls; one product for both parts.
-        let signed = layer.signed_weights();
         let r_sum = sample_sum(r.clone());
-        let branch = |u: Tensor<4>| -> Tensor<4> {
+        let branch = |u: Tensor<4>| -> Result<Tensor<4>> {
             let shape = u.dims();
-            let mut an_parts = layer.forward_stack(u.clone(), &signed).into_iter();
+            let mut an_parts = layer.forward_stack(u.clone(), signed).into_iter();
             let (Some(a), Some(n)) = (an_parts.next(), an_parts.next()) else {
-                return u.zeros_like();
+                return Err(stack_error(ctx));
             };
             // With u ≥ 0 and both parts ≥ 0, A ≠ 0 or N ≠ 0 implies A + N ≠ 0, so the
             // reference's `· 1[A + N ≠ 0]` factors are implied by the safe divides, and its
@@ -133,14 +161,14 @@ impl Rap {
             } else {
                 vec![safe_div(pos(r.clone()), a), (neg(r.clone()) / n + nu).mask_fill(n_zero, 0.0)]
             };
-            shift(u * layer.transpose_stack(shares, &signed, shape), r_sum.clone())
+            Ok(shift(u * layer.transpose_stack(shares, signed, shape), r_sum.clone()))
         };
-        if nonnegative {
+        if ctx.input_nonnegative {
             // An all-zero input gives C = 0, Γ = 0 and K = 0 here too.
             return branch(x.clone());
         }
         // Both branches without reading the sign back: an empty branch gives K = 0.
-        branch(pos(x.clone())) + branch(neg(x.clone()).neg())
+        Ok(branch(pos(x.clone()))? + branch(neg(x.clone()).neg())?)
     }
 }
 
@@ -150,13 +178,13 @@ impl Rule for Rap {
     }
 
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
-        let linear = ctx.layer_type == LayerType::Linear;
         if ctx.layer_type == LayerType::BatchNorm {
             return Ok(r.mask_fill(x.clone().equal_elem(0.0), 0.0));
         }
-        if self.output_layer_step && ctx.is_output_layer && linear {
-            return Ok(self.output_step(layer, x, r));
+        let (signed, _, _) = signed_weights(layer, ctx)?;
+        if self.output_layer_step && ctx.is_output_layer && ctx.layer_type == LayerType::Linear {
+            return self.output_step_with(layer, &signed, x, r, ctx);
         }
-        Ok(self.middle_step(layer, x, r, linear, ctx.input_nonnegative))
+        self.middle_step_with(layer, &signed, x, r, ctx)
     }
 }

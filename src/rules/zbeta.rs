@@ -1,6 +1,6 @@
 //! Z^β (the bounded input rule).
 
-use super::{Rule, RuleContext, Stabilizer};
+use super::{Rule, RuleContext, Stabilizer, signed_weights};
 use crate::error::{AttribError, Result};
 use crate::layers::LinearLayer;
 use crate::tensor::{sample_max, sample_min};
@@ -97,8 +97,8 @@ impl Rule for ZBeta {
         let shape = x.dims();
         let w = layer.weight();
         // [W⁺, |W⁻|], kept by the explainer between calls; `−h·W⁻ = h·|W⁻|`.
-        let signed = layer.signed_weights();
-        let (wp, wn) = (&signed.parts()[0], &signed.parts()[1]);
+        let (_, wp, wn) = signed_weights(layer, ctx)?;
+        let (wp, wn) = (&wp, &wn);
         let ones = x.ones_like();
         let (low, high) = (ones.clone() * l.clone(), ones * h.clone());
         let z = layer.forward_with(x.clone(), &w, None) - layer.forward_with(low, wp, None)

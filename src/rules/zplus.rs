@@ -1,6 +1,6 @@
 //! Z⁺.
 
-use super::{Rule, RuleContext, Stabilizer, z_step};
+use super::{Rule, RuleContext, Stabilizer, signed_weights, z_step};
 use crate::error::Result;
 use crate::layers::LinearLayer;
 use crate::tensor::{neg, pos};
@@ -20,8 +20,8 @@ impl Rule for ZPlus {
 
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
         // [W⁺, |W⁻|], kept by the explainer between calls; `x⁻w⁻ = |x⁻|·|w⁻|`.
-        let signed = layer.signed_weights();
-        let (wp, wn) = (&signed.parts()[0], &signed.parts()[1]);
+        let (_, wp, wn) = signed_weights(layer, ctx)?;
+        let (wp, wn) = (&wp, &wn);
         let xp = pos(x.clone());
         if ctx.input_nonnegative {
             return Ok(z_step(layer, xp, wp, None, r, Stabilizer::Safe));

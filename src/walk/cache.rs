@@ -14,6 +14,19 @@ pub(crate) struct LayerCache {
     signed: OnceLock<Arc<WeightStack>>,
 }
 
+impl LayerCache {
+    /// The kept weight and bias, if both were made.
+    pub(crate) fn kept(&self) -> Option<(Tensor<4>, Option<Tensor<1>>)> {
+        Some((self.weight.get()?.clone(), self.bias.get()?.clone()))
+    }
+
+    /// Keeps a weight and bias made elsewhere (a canonizer's); what is kept already stays.
+    pub(crate) fn keep(&self, weight: Tensor<4>, bias: Option<Tensor<1>>) {
+        let _ = self.weight.set(weight);
+        let _ = self.bias.set(bias);
+    }
+}
+
 /// The weight cache of an explainer: one [`LayerCache`] per (layer name, layer identity).
 ///
 /// A layer's identity is the address of the layer the model lends to the trace (for a merged

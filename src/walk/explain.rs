@@ -218,7 +218,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         let (mut tracer, node) = Tracer::new(x);
         let out = self.model.trace(&mut tracer, node)?;
         if self.composite.merge_batch_norm {
-            crate::canonizer::merge_batch_norm(&mut tracer, out)?;
+            crate::canonizer::merge_batch_norm_kept(&mut tracer, out, self.cache.as_ref())?;
         }
         Ok((tracer, out))
     }

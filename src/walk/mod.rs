@@ -1,7 +1,7 @@
 //! The network walk: record the forward pass ([`Tracer`]), then send relevance backwards
 //! through it layer by layer ([`Explainer`]).
 
-mod cache;
+pub(crate) mod cache;
 pub(crate) mod explain;
 mod trace;
 

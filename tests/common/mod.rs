@@ -354,14 +354,21 @@ pub fn tensor2(values: Vec<f32>, shape: [usize; 2], device: &Device) -> Tensor<2
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-/// The device the tests run on: flex, or wgpu when `RAP_TEST_DEVICE=wgpu` and built with the
-/// `wgpu` feature.
+/// The device the tests run on: `RAP_TEST_DEVICE` = `flex`/`cpu` (the default when unset),
+/// `wgpu` (with the `wgpu` feature) or `ndarray` (with the `ndarray` feature). Any other value,
+/// or a device whose feature is not built, stops the test: a silent CPU run would pass for a
+/// backend that was never tested.
 pub fn device() -> Device {
     match std::env::var("RAP_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("flex") | Ok("cpu") => Device::flex(),
         #[cfg(feature = "wgpu")]
         Ok("wgpu") => Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default()),
         #[cfg(feature = "ndarray")]
         Ok("ndarray") => Device::ndarray(),
-        _ => Device::flex(),
+        Ok(other) => panic!(
+            "RAP_TEST_DEVICE={other}: not a device of this build (flex, cpu{}{})",
+            if cfg!(feature = "wgpu") { ", wgpu" } else { "" },
+            if cfg!(feature = "ndarray") { ", ndarray" } else { "" }
+        ),
     }
 }

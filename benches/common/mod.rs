@@ -1,0 +1,15 @@
+//! What the benches share.
+
+use rap_attrib::burn::tensor::Device;
+
+/// The device named by `RAP_BENCH_DEVICE` (`cpu`/`flex`, `wgpu`, `vulkan` with their features);
+/// flex when unset. A name this build cannot run stops the bench instead of timing the CPU in
+/// its place.
+pub fn device() -> Device {
+    match std::env::var("RAP_BENCH_DEVICE") {
+        Ok(name) if !name.is_empty() => {
+            rap_attrib::device_by_name(&name).unwrap_or_else(|e| panic!("RAP_BENCH_DEVICE: {e}"))
+        }
+        _ => Device::flex(),
+    }
+}
