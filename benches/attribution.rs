@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::device;
+use common::{device, median};
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod};
@@ -159,15 +159,7 @@ fn main() {
                 if use_criterion {
                     group.bench_function(BenchmarkId::from_parameter(name), |bencher| bencher.iter(|| job.run(&x)));
                 }
-                let mut times: Vec<f64> = (0..runs)
-                    .map(|_| {
-                        let t = Instant::now();
-                        job.run(&x);
-                        t.elapsed().as_secs_f64()
-                    })
-                    .collect();
-                times.sort_by(f64::total_cmp);
-                cells.push((name, first, times[runs / 2]));
+                cells.push((name, first, median(runs, || job.run(&x))));
             }
             group.finish();
             let start = CURRENT.load(Ordering::Relaxed);

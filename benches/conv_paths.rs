@@ -13,24 +13,16 @@
 
 mod common;
 
-use common::device;
+use common::{device, median};
 use rap_attrib::burn::tensor::module::{conv_transpose2d, conv2d, unfold4d};
 use rap_attrib::burn::tensor::ops::{ConvOptions, ConvTransposeOptions, UnfoldOptions};
 use rap_attrib::burn::tensor::{Distribution, Tensor};
 use rap_attrib::layers::transpose_as_conv;
-use std::time::Instant;
 
-fn median(runs: usize, mut f: impl FnMut()) -> f64 {
+/// One warm-up call, then the median of `runs`.
+fn timed(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[runs / 2]
+    median(runs, f)
 }
 
 fn main() {
@@ -53,20 +45,20 @@ fn main() {
             let w = Tensor::<4>::random([co, cin, 3, 3], Distribution::Normal(0.0, 0.1), &device);
             let y = Tensor::<4>::random([1, co, h, h], Distribution::Normal(0.0, 1.0), &device);
             let opts = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
-            let conv = median(runs, || {
+            let conv = timed(runs, || {
                 let _ = conv2d(x.clone(), w.clone(), None, opts.clone()).into_data();
             });
-            let unfold = median(runs, || {
+            let unfold = timed(runs, || {
                 let cols = unfold4d(x.clone(), [3, 3], UnfoldOptions::new([1, 1], [1, 1], [1, 1]));
                 let w2: Tensor<2> = w.clone().reshape([co, cin * 9]);
                 let out = w2.unsqueeze::<3>().matmul(cols).reshape([1, co, h, h]);
                 let _ = out.into_data();
             });
             let topts = ConvTransposeOptions::new([1, 1], [1, 1], [0, 0], [1, 1], 1);
-            let transposed = median(runs, || {
+            let transposed = timed(runs, || {
                 let _ = conv_transpose2d(y.clone(), w.clone(), None, topts.clone()).into_data();
             });
-            let routed = median(runs, || {
+            let routed = timed(runs, || {
                 let _ = transpose_as_conv(y.clone(), &w, [1, 1], [1, 1], [1, 1], 1).map(|t| t.into_data());
             });
             let gflop = 2.0 * (cin * co * 9 * h * h) as f64 / 1e9;

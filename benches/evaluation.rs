@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::device;
+use common::{device, median};
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::evaluation::{Dataset, EvaluationConfig, evaluate};
@@ -25,19 +25,7 @@ use rap_attrib::metrics::{
 };
 use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
 use rap_attrib::{AttributionMethod, Explainer, Target};
-use std::time::{Duration, Instant};
-
-fn median(runs: usize, mut f: impl FnMut()) -> f64 {
-    let mut t: Vec<f64> = (0..runs)
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[runs / 2]
-}
+use std::time::Duration;
 
 fn main() {
     let device = device();

@@ -13,3 +13,16 @@ pub fn device() -> Device {
         _ => Device::flex(),
     }
 }
+
+/// The median time in seconds of `runs` calls of `f`.
+pub fn median(runs: usize, mut f: impl FnMut()) -> f64 {
+    let mut t: Vec<f64> = (0..runs.max(1))
+        .map(|_| {
+            let s = std::time::Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}

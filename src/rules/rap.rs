@@ -2,7 +2,7 @@
 
 use super::{Rule, RuleContext, signed_weights, stack_error};
 use crate::error::Result;
-use crate::layers::{LayerType, LinearLayer, WeightStack};
+use crate::layers::{LayerType, LinearLayer};
 use crate::tensor::{neg, pos, safe_div, sample_sum};
 use burn::tensor::Tensor;
 
@@ -71,17 +71,7 @@ impl Rap {
         ctx: &RuleContext,
     ) -> Result<Tensor<4>> {
         let (signed, _, _) = signed_weights(layer, ctx)?;
-        self.output_step_with(layer, &signed, x, r, ctx)
-    }
-
-    fn output_step_with(
-        &self,
-        layer: &dyn LinearLayer,
-        signed: &WeightStack,
-        x: &Tensor<4>,
-        r: Tensor<4>,
-        ctx: &RuleContext,
-    ) -> Result<Tensor<4>> {
+        let signed = signed.as_ref();
         let shape = x.dims();
         let w = layer.weight();
         // [W⁺, |W⁻|], kept by the explainer between calls; with `W⁻ = −|W⁻|` and
@@ -131,17 +121,7 @@ impl Rap {
         ctx: &RuleContext,
     ) -> Result<Tensor<4>> {
         let (signed, _, _) = signed_weights(layer, ctx)?;
-        self.middle_step_with(layer, &signed, x, r, ctx)
-    }
-
-    fn middle_step_with(
-        &self,
-        layer: &dyn LinearLayer,
-        signed: &WeightStack,
-        x: &Tensor<4>,
-        r: Tensor<4>,
-        ctx: &RuleContext,
-    ) -> Result<Tensor<4>> {
+        let signed = signed.as_ref();
         let linear = ctx.layer_type == LayerType::Linear;
         // [W⁺, |W⁻|], kept by the explainer between calls; one product for both parts.
         let r_sum = sample_sum(r.clone());
@@ -181,10 +161,9 @@ impl Rule for Rap {
         if ctx.layer_type == LayerType::BatchNorm {
             return Ok(r.mask_fill(x.clone().equal_elem(0.0), 0.0));
         }
-        let (signed, _, _) = signed_weights(layer, ctx)?;
         if self.output_layer_step && ctx.is_output_layer && ctx.layer_type == LayerType::Linear {
-            return self.output_step_with(layer, &signed, x, r, ctx);
+            return self.output_step(layer, x, r, ctx);
         }
-        self.middle_step_with(layer, &signed, x, r, ctx)
+        self.middle_step(layer, x, r, ctx)
     }
 }
