@@ -1,6 +1,8 @@
 //! [`burn::nn::conv::Conv2d`]: 2-D convolution with stride, padding, dilation and groups.
 
-use super::{LayerType, LinearLayer, Relevance, WeightStack, expect_inputs, shape_error};
+use super::{
+    LayerType, LinearLayer, Relevance, WeightStack, expect_inputs, forward_apart, shape_error, transpose_apart,
+};
 use crate::error::Result;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
@@ -63,7 +65,7 @@ impl LinearLayer for Conv2d {
 
     fn forward_stack(&self, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
         let Some(w) = stack.fused_forward() else {
-            return stack.parts().iter().map(|w| self.forward_with(x.clone(), w, None)).collect();
+            return forward_apart(self, x, stack);
         };
         let options = ConvOptions::new(self.stride, conv_padding(self), self.dilation, self.groups);
         split_per_group(conv2d(x, w.clone(), None, options), self.groups, stack.len())
@@ -71,21 +73,14 @@ impl LinearLayer for Conv2d {
 
     fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
         let (Some(w), true) = (stack.fused_forward(), ys.len() == stack.len() && !ys.is_empty()) else {
-            return ys
-                .into_iter()
-                .zip(stack.parts())
-                .map(|(y, w)| self.transpose_with(y, w, x_shape))
-                .reduce(|a, b| a + b)
-                .unwrap_or_else(|| Tensor::zeros(x_shape, &self.weight.device()));
+            return transpose_apart(self, ys, stack, x_shape);
         };
         let options = transpose_options(self, &ys[0], x_shape);
         let y = cat_per_group(ys, self.groups);
         match stack.fused_transpose() {
             Some(kernel) => {
                 let [_, _, kh, kw] = w.dims();
-                let padding = conv_padding(self);
-                let pad = [self.dilation[0] * (kh - 1) - padding[0], self.dilation[1] * (kw - 1) - padding[1]];
-                conv2d(y, kernel.clone(), None, ConvOptions::new([1, 1], pad, self.dilation, self.groups))
+                adjoint_as_conv(y, kernel.clone(), [kh, kw], conv_padding(self), self.dilation, self.groups)
             }
             None => conv_transpose2d(y, w.clone(), None, options),
         }
@@ -132,8 +127,21 @@ pub fn transpose_as_conv(
 ) -> Option<Tensor<4>> {
     let kernel = routed_kernel(weight, stride, padding, dilation, groups)?;
     let [_, _, kh, kw] = weight.dims();
-    let pad = [dilation[0] * (kh - 1) - padding[0], dilation[1] * (kw - 1) - padding[1]];
-    Some(conv2d(y, kernel, None, ConvOptions::new([1, 1], pad, dilation, groups)))
+    Some(adjoint_as_conv(y, kernel, [kh, kw], padding, dilation, groups))
+}
+
+/// The forward convolution with a [`routed_kernel`] (or a stack of them) of a `k`-sized kernel:
+/// stride 1, padding `dilation·(k−1) − padding`.
+fn adjoint_as_conv(
+    y: Tensor<4>,
+    kernel: Tensor<4>,
+    k: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+) -> Tensor<4> {
+    let pad = [dilation[0] * (k[0] - 1) - padding[0], dilation[1] * (k[1] - 1) - padding[1]];
+    conv2d(y, kernel, None, ConvOptions::new([1, 1], pad, dilation, groups))
 }
 
 /// The kernel of [`transpose_as_conv`]: each group's kernel transposed and flipped,

@@ -102,17 +102,13 @@ pub trait LinearLayer {
 
     /// `[W₁ ⋆ x, W₂ ⋆ x, …]` (no bias) for the weights of `stack`, in their order.
     fn forward_stack(&self, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
-        stack.parts().iter().map(|w| self.forward_with(x.clone(), w, None)).collect()
+        forward_apart(self, x, stack)
     }
 
     /// `Σₖ Wₖᵀ yₖ`: the adjoints of the weights of `stack` at `ys` (one per weight), summed,
     /// for an input of shape `x_shape`.
     fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
-        ys.into_iter()
-            .zip(stack.parts())
-            .map(|(y, w)| self.transpose_with(y, w, x_shape))
-            .reduce(|a, b| a + b)
-            .unwrap_or_else(|| Tensor::zeros(x_shape, &self.weight().device()))
+        transpose_apart(self, ys, stack, x_shape)
     }
 
     /// The signed parts `[W⁺, |W⁻|]` of the weight, stacked by [`stack`](LinearLayer::stack).
@@ -124,6 +120,26 @@ pub trait LinearLayer {
         let w = self.weight();
         Arc::new(self.stack(vec![w.clone().clamp_min(0.0), w.clamp_max(0.0).neg()]))
     }
+}
+
+/// [`LinearLayer::forward_stack`] one product per weight (the default, and a layer's fallback).
+pub(crate) fn forward_apart<L: LinearLayer + ?Sized>(layer: &L, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
+    stack.parts().iter().map(|w| layer.forward_with(x.clone(), w, None)).collect()
+}
+
+/// [`LinearLayer::transpose_stack`] one adjoint per weight, summed (the default, and a layer's
+/// fallback).
+pub(crate) fn transpose_apart<L: LinearLayer + ?Sized>(
+    layer: &L,
+    ys: Vec<Tensor<4>>,
+    stack: &WeightStack,
+    x_shape: [usize; 4],
+) -> Tensor<4> {
+    ys.into_iter()
+        .zip(stack.parts())
+        .map(|(y, w)| layer.transpose_with(y, w, x_shape))
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Tensor::zeros(x_shape, &layer.weight().device()))
 }
 
 /// Weights of one layer prepared for products in one call (built by [`LinearLayer::stack`]).
