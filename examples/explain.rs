@@ -37,8 +37,9 @@ struct Args {
     /// Image files (PNG/JPEG) or directories of them [default: the bundled chelsea.png].
     #[arg(long, num_args = 1..)]
     image: Vec<PathBuf>,
-    /// Rule set for the main heatmap: rap, lrp-a1b0, lrp-a2b1, lrp-eps, epsilon-plus or
-    /// epsilon-gamma-box.
+    /// Rule set for the main heatmap: rap, lrp-a1b0, lrp-a2b1, lrp-eps, or Zennit's
+    /// epsilon-plus, epsilon-plus-flat, epsilon-gamma-box, epsilon-alpha2-beta1,
+    /// epsilon-alpha2-beta1-flat.
     #[arg(long, default_value = "rap")]
     rule: String,
     /// Second rule set shown next to it in the panel ("none" for no second heatmap).

@@ -3,7 +3,9 @@
 //! [`merge_batch_norm`] folds an eval-mode BatchNorm into the Linear or Conv2d right before it
 //! (Zennit's `SequentialMergeBatchNorm`): `W' = ŵ·W`, `b' = ŵ·b + (β − μŵ)` with
 //! `ŵ = γ/√(var + ε)` per output channel. The network computes the same function; rules then see
-//! one affine layer instead of two.
+//! one affine layer instead of two. The BatchNorm stays in the trace under its own name as an
+//! identity that passes relevance unchanged (as Zennit keeps the module, reset), so that its
+//! relevance can still be recorded and asked for by name.
 
 use crate::error::{AttribError, Result};
 use crate::layers::{LayerType, LinearLayer, Relevance};
@@ -58,17 +60,65 @@ impl Relevance for MergedLinear<'_> {
     }
 }
 
+/// What a BatchNorm becomes once merged into the layer before it: the identity (or, as Zennit
+/// leaves it, the division by `√(1 + ε)`), without a linear view (no rule applies to it),
+/// passing relevance unchanged.
+struct MergedBatchNorm {
+    /// `1/√(1 + ε)` for Zennit's merge, `None` for the exact one.
+    scale: Option<f64>,
+}
+
+impl Relevance for MergedBatchNorm {
+    fn layer_type(&self) -> LayerType {
+        LayerType::BatchNorm
+    }
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        crate::layers::expect_inputs(name, inputs, 1)?;
+        Ok(match self.scale {
+            Some(s) => inputs[0].clone().mul_scalar(s),
+            None => inputs[0].clone(),
+        })
+    }
+    fn relevance(
+        &self,
+        _inputs: &[Tensor<4>],
+        _output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn crate::rules::Rule>,
+        _ctx: &crate::rules::RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        Ok(vec![r])
+    }
+}
+
 /// Folds every BatchNorm whose input comes from a Linear/Conv2d used by nothing else into that
-/// layer. The merged layer keeps the Linear/Conv2d's name and produces the BatchNorm's output
-/// node; the BatchNorm disappears from the trace.
+/// layer. The merged layer keeps the Linear/Conv2d's name; the BatchNorm stays in the trace
+/// under its name as an identity (no rule applies to it, relevance passes unchanged).
 pub fn merge_batch_norm(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
-    merge_batch_norm_kept(tracer, out, None)
+    merge_batch_norm_kept(tracer, out, None, false).map(|_| ())
+}
+
+/// [`merge_batch_norm`] as Zennit 0.5.1's `SequentialMergeBatchNorm` does it: every merged
+/// BatchNorm keeps dividing by `√(1 + ε)` ([`BatchNormMerge::Zennit`](crate::BatchNormMerge)),
+/// and the recorded values are computed again through the canonized network.
+pub fn merge_batch_norm_zennit(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
+    match merge_batch_norm_kept(tracer, out, None, true)? {
+        Some(first) => recompute(tracer, first),
+        None => Ok(()),
+    }
 }
 
 /// [`merge_batch_norm`] with the explainer's weight cache: the merged weight and bias of a layer
-/// the model lends are made once and kept.
-pub(crate) fn merge_batch_norm_kept(tracer: &mut Tracer<'_>, out: Node, cache: Option<&WeightCache>) -> Result<()> {
+/// the model lends are made once and kept. Returns the index of the first op it changed, if
+/// it merged anything.
+pub(crate) fn merge_batch_norm_kept(
+    tracer: &mut Tracer<'_>,
+    out: Node,
+    cache: Option<&WeightCache>,
+    zennit: bool,
+) -> Result<Option<usize>> {
     let _ = out;
+    let mut first: Option<usize> = None;
     let mut k = 0;
     while k < tracer.ops.len() {
         let bn = &tracer.ops[k];
@@ -134,13 +184,44 @@ pub(crate) fn merge_batch_norm_kept(tracer: &mut Tracer<'_>, out: Node, cache: O
             }
             _ => merge()?,
         };
+        let scale = match (zennit, bn.layer.get().normalization_epsilon()) {
+            (false, _) => None,
+            (true, Some(eps)) => Some(1.0 / (1.0 + eps).sqrt()),
+            (true, None) => {
+                return Err(AttribError::UnsupportedLayer {
+                    layer: bn.name.clone(),
+                    layer_type: "BatchNorm".into(),
+                    reason: "Zennit's merge needs the layer's ε (Relevance::normalization_epsilon)".into(),
+                });
+            }
+        };
         let merged = MergedLinear { inner: prev, weight, bias };
         let bn_out = bn.output;
         tracer.ops[p].layer = LayerRef::Owned(Box::new(merged));
         tracer.ops[p].identity = identity;
-        tracer.ops[p].output = bn_out;
-        tracer.values[src_node] = None;
-        tracer.ops.remove(k);
+        // The merged layer's output is the BatchNorm's output (up to rounding).
+        tracer.values[src_node] = tracer.values[bn_out].clone();
+        tracer.ops[k].layer = LayerRef::Owned(Box::new(MergedBatchNorm { scale }));
+        tracer.ops[k].identity = None;
+        first = Some(first.map_or(p, |f| f.min(p)));
+        k += 1;
+    }
+    Ok(first)
+}
+
+/// Runs the recorded graph forward again from op `from` on and keeps every value (after a
+/// canonizer that changes the function from that op on, such as Zennit's BatchNorm merge).
+pub(crate) fn recompute(tracer: &mut Tracer<'_>, from: usize) -> Result<()> {
+    for k in from..tracer.ops.len() {
+        let op = &tracer.ops[k];
+        let inputs = op
+            .inputs
+            .iter()
+            .map(|&i| tracer.values[i].clone().ok_or(AttribError::UnknownNode(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let y = op.layer.get().forward(&op.name, &inputs)?;
+        let o = op.output;
+        tracer.values[o] = Some(y);
     }
     Ok(())
 }

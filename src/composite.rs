@@ -9,13 +9,13 @@
 //! use rap_attrib::{Composite, Selector, LayerType, rules::{Epsilon, ZPlus}};
 //!
 //! let composite = Composite::new()
-//!     .with(Selector::Type(LayerType::Conv2d), ZPlus)
+//!     .with(Selector::Type(LayerType::Conv2d), ZPlus::zennit())
 //!     .with(Selector::Any, Epsilon::default());
 //! assert_eq!(composite.len(), 2);
 //! ```
 
 use crate::layers::LayerType;
-use crate::rules::{AlphaBeta, Bounds, Epsilon, Gamma, Pass, Rap, Rule, RuleContext, ZBeta, ZPlus};
+use crate::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, Rap, Rule, RuleContext, Sharing, ZBeta, ZPlus};
 use std::sync::Arc;
 
 /// Which layers a composite entry applies to.
@@ -71,8 +71,29 @@ pub struct Composite {
     pub input_layers: Vec<String>,
     /// Names of the output layers; empty means "by position in the graph".
     pub output_layers: Vec<String>,
-    /// Merge eval-mode BatchNorm into the preceding Linear/Conv2d before propagating.
-    pub merge_batch_norm: bool,
+    batch_norm: BatchNormMerge,
+    sharing: Sharing,
+}
+
+/// Whether and how BatchNorm is merged into the Linear or Conv2d before it (the canonizer,
+/// [`merge_batch_norm`](crate::canonizer::merge_batch_norm)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BatchNormMerge {
+    /// BatchNorm stays a layer of its own, and the composite's rule for it applies.
+    #[default]
+    Off,
+    /// Folded exactly: `W' = ŵ·W`, `b' = ŵ·(b − μ) + β` with `ŵ = γ/√(var + ε)`; the merged
+    /// network computes the same function. The BatchNorm stays in the trace as an identity that
+    /// passes relevance unchanged.
+    Exact,
+    /// Folded as Zennit 0.5.1's `SequentialMergeBatchNorm` does: the same fold, but Zennit keeps
+    /// the BatchNorm module with its statistics reset (mean 0, variance 1, γ 1, β 0) and its
+    /// `ε`, so every merged BatchNorm still divides by `√(1 + ε)`. The forward pass is run again
+    /// through this canonized network from the first merged layer on (up to one forward more;
+    /// nothing more for a network without BatchNorm), and relevance passes the BatchNorm
+    /// unchanged. The explanation's logits stay the model's own.
+    Zennit,
 }
 
 impl Default for Composite {
@@ -89,7 +110,8 @@ impl Composite {
             initial: InitialRelevance::Logit,
             input_layers: Vec::new(),
             output_layers: Vec::new(),
-            merge_batch_norm: false,
+            batch_norm: BatchNormMerge::Off,
+            sharing: Sharing::SafeDivide,
         }
     }
 
@@ -123,10 +145,34 @@ impl Composite {
         self
     }
 
-    /// Merges BatchNorm into the preceding Linear/Conv2d (Zennit's SequentialMergeBatchNorm).
+    /// Merges BatchNorm exactly into the preceding Linear/Conv2d ([`BatchNormMerge::Exact`]) or
+    /// not at all ([`BatchNormMerge::Off`]).
     pub fn with_merged_batch_norm(mut self, merge: bool) -> Self {
-        self.merge_batch_norm = merge;
+        self.batch_norm = if merge { BatchNormMerge::Exact } else { BatchNormMerge::Off };
         self
+    }
+
+    /// Sets whether and how BatchNorm is merged.
+    pub fn with_batch_norm_merge(mut self, merge: BatchNormMerge) -> Self {
+        self.batch_norm = merge;
+        self
+    }
+
+    /// Whether and how BatchNorm is merged.
+    pub fn batch_norm_merge(&self) -> BatchNormMerge {
+        self.batch_norm
+    }
+
+    /// How layers without weights (pooling, the residual sum) share relevance: the authors'
+    /// safe divide (the default) or Zennit's Norm rule. See [`Sharing`].
+    pub fn with_sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = sharing;
+        self
+    }
+
+    /// How layers without weights share relevance.
+    pub fn sharing(&self) -> Sharing {
+        self.sharing
     }
 
     /// Number of entries.
@@ -174,23 +220,67 @@ impl Composite {
             .with(Selector::Any, Epsilon::new(epsilon)?))
     }
 
-    /// Zennit's EpsilonPlus: Z⁺ on convolutions, LRP-ε (1e-6) on dense layers, BatchNorm merged.
-    pub fn epsilon_plus() -> Self {
-        Self::new()
-            .with_merged_batch_norm(true)
-            .with(Selector::Type(LayerType::BatchNorm), Pass::default())
-            .with(Selector::Type(LayerType::Conv2d), ZPlus)
+    /// What every Zennit preset shares: one-hot start (Zennit's `Gradient` attributor with a
+    /// one-hot output), BatchNorm merged into the layer before it (`SequentialMergeBatchNorm`,
+    /// and the residual sum of `ResNetCanonizer`), Pass on BatchNorm, Zennit's Norm rule on
+    /// average pools and the residual sum, LRP-ε (1e-6) on every Linear.
+    fn zennit(first: Option<(bool, Arc<dyn Rule>)>, conv: impl Rule + 'static) -> Self {
+        let mut c = Self::new()
+            .with_initial(InitialRelevance::OneHot)
+            .with_batch_norm_merge(BatchNormMerge::Zennit)
+            .with_sharing(Sharing::Norm(1e-6));
+        if let Some((linear_too, rule)) = first {
+            c = c.with_shared(Self::input_conv(), rule.clone());
+            if linear_too {
+                c = c.with_shared(Selector::All(vec![Selector::InputLayer, Selector::Type(LayerType::Linear)]), rule);
+            }
+        }
+        c.with(Selector::Type(LayerType::BatchNorm), Pass::default())
+            .with(Selector::Type(LayerType::Conv2d), conv)
             .with(Selector::Any, Epsilon::default())
     }
 
-    /// Zennit's EpsilonGammaBox: Z^β with the box `[low, high]` at the input layer, LRP-γ (0.25)
-    /// on convolutions, LRP-ε (1e-6) on dense layers, BatchNorm merged.
-    pub fn epsilon_gamma_box(bounds: Bounds) -> Self {
-        Self::new()
-            .with_merged_batch_norm(true)
-            .with(Selector::InputLayer, ZBeta::new(bounds))
-            .with(Selector::Type(LayerType::BatchNorm), Pass::default())
-            .with(Selector::Type(LayerType::Conv2d), Gamma::default())
-            .with(Selector::Any, Epsilon::default())
+    /// Zennit 0.5.1's `EpsilonPlusFlat`: Flat on the input layer (a Conv2d or a Linear), Z⁺
+    /// (with `b⁺`) on every other Conv2d, LRP-ε (1e-6) on every other Linear; see
+    /// [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
+    ///
+    /// Reproduces Zennit's numbers (`../shared/golden_zennit`, `cargo test --test golden`).
+    pub fn zennit_epsilon_plus_flat() -> Self {
+        Self::zennit(Some((true, Arc::new(Flat::zennit()))), ZPlus::zennit())
+    }
+
+    /// Zennit 0.5.1's `EpsilonPlus`: Z⁺ (with `b⁺`, stabiliser `1e-6`) on every Conv2d, LRP-ε
+    /// (1e-6) on every Linear, no special input layer.
+    ///
+    /// All Zennit presets start from the one-hot target (not the logit), merge BatchNorm into
+    /// the layer before it as Zennit does ([`BatchNormMerge::Zennit`]) and then pass relevance
+    /// through it unchanged, apply Zennit's Norm
+    /// rule ([`Sharing::Norm`]) to average pools and the residual sum, and leave max pooling,
+    /// concatenation, flattening and dropout to the gradient. Zennit chooses its "first layer"
+    /// by module registration order; here it is the layer that receives the network input
+    /// (the same layer in sequential networks and torchvision's models).
+    pub fn zennit_epsilon_plus() -> Self {
+        Self::zennit(None, ZPlus::zennit())
+    }
+
+    /// Zennit 0.5.1's `EpsilonGammaBox(low, high)`: ZBox (Z^β with `bounds`, stabiliser `1e-6`)
+    /// on a Conv2d input layer only (a Linear input layer gets LRP-ε), generalised LRP-γ
+    /// (γ = 0.25) on every other Conv2d, LRP-ε (1e-6) on every Linear; see
+    /// [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
+    pub fn zennit_epsilon_gamma_box(bounds: Bounds) -> Self {
+        Self::zennit(Some((false, Arc::new(ZBeta::zennit(bounds)))), Gamma::default())
+    }
+
+    /// Zennit 0.5.1's `EpsilonAlpha2Beta1`: Zennit's LRP-α2β1 (pooled signs, bias shares,
+    /// stabiliser `1e-6`) on every Conv2d, LRP-ε (1e-6) on every Linear, no special input
+    /// layer; see [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
+    pub fn zennit_epsilon_alpha2_beta1() -> Self {
+        Self::zennit(None, AlphaBeta::zennit_alpha2_beta1())
+    }
+
+    /// Zennit 0.5.1's `EpsilonAlpha2Beta1Flat`: as [`Composite::zennit_epsilon_alpha2_beta1`]
+    /// with Flat on the input layer (a Conv2d or a Linear).
+    pub fn zennit_epsilon_alpha2_beta1_flat() -> Self {
+        Self::zennit(Some((true, Arc::new(Flat::zennit()))), AlphaBeta::zennit_alpha2_beta1())
     }
 }

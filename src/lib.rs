@@ -2,7 +2,10 @@
 //!
 //! Explanations for [Burn](https://burn.dev) networks by relevance propagation: Relative
 //! Attributing Propagation (RAP; Nam, Gur, Choi, Wolf, Lee, AAAI 2020) and the layer-wise
-//! relevance propagation family (LRP-0, LRP-ε, LRP-αβ, Z^β, Z⁺, LRP-γ, Flat).
+//! relevance propagation family (LRP-0, LRP-ε, LRP-αβ, Z^β, Z⁺, LRP-γ, Flat). Presets reproduce
+//! the RAP authors' code ([`Composite::rap`], [`Composite::lrp_alpha_beta`]) and Zennit 0.5.1's
+//! composites ([`Composite::zennit_epsilon_plus_flat`] and its siblings), each to its golden
+//! numbers.
 //!
 //! ```
 //! use burn::nn::{Linear, LinearConfig, Relu};
@@ -62,7 +65,7 @@ pub mod walk;
 pub mod zoo;
 
 pub use backend::device_by_name;
-pub use composite::{Composite, InitialRelevance, Selector};
+pub use composite::{BatchNormMerge, Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};
 pub use layers::{LayerType, LinearLayer, Relevance};
 pub use rules::{Rule, RuleContext};

@@ -91,7 +91,7 @@ fn presets() -> Vec<(&'static str, Composite)> {
         ("rap", Composite::rap()),
         ("lrp-a2b1", Composite::lrp_alpha_beta(2.0, 1.0).unwrap()),
         ("lrp-a1b0", Composite::lrp_alpha_beta(1.0, 0.0).unwrap()),
-        ("epsilon-plus (BatchNorm merged)", Composite::epsilon_plus()),
+        ("epsilon-plus (BatchNorm merged)", Composite::zennit_epsilon_plus()),
     ]
 }
 
@@ -201,7 +201,7 @@ fn a_layer_whose_signed_weights_are_not_a_pair_is_an_error_naming_it() {
     let device = common::device();
     let net = BrokenNet(Broken(LinearConfig::new(4, 3).init(&device)));
     let x = Tensor::<2>::from_data([[0.5, -1.0, 0.2, 0.9]], &device);
-    let zplus = Composite::new().with(rap_attrib::Selector::Any, rap_attrib::rules::ZPlus);
+    let zplus = Composite::new().with(rap_attrib::Selector::Any, rap_attrib::rules::ZPlus::default());
     for composite in [Composite::rap(), Composite::lrp_alpha_beta(2.0, 1.0).unwrap(), zplus] {
         let err = Explainer::new(&net, composite).explain(x.clone(), Target::Predicted).unwrap_err();
         let text = err.to_string();

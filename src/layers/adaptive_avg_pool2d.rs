@@ -53,7 +53,7 @@ impl Relevance for AdaptiveAvgPool2d {
         output: &Tensor<4>,
         r: Tensor<4>,
         _rule: Option<&dyn Rule>,
-        _ctx: &RuleContext,
+        ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
         let x = &inputs[0];
         let [b, c, h, w] = x.dims();
@@ -61,6 +61,6 @@ impl Relevance for AdaptiveAvgPool2d {
         let device = x.device();
         let ph = pooling_matrix(oh, h, &device).transpose().reshape([1, 1, h, oh]).expand([b, c, h, oh]);
         let pw = pooling_matrix(ow, w, &device).reshape([1, 1, ow, w]).expand([b, c, ow, w]);
-        Ok(vec![z_rule_pool(x, output, r, |s| ph.matmul(s.matmul(pw)))])
+        Ok(vec![z_rule_pool(x, output, r, ctx.sharing, |s| ph.matmul(s.matmul(pw)))])
     }
 }

@@ -3,14 +3,15 @@
 use super::{LayerType, Relevance, expect_inputs, shape_error};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
-use crate::tensor::safe_div;
 use burn::tensor::Tensor;
 
 /// Elementwise sum of two branches (a residual connection).
 ///
 /// Relevance is split in proportion to each branch's contribution, as the RAP reference does:
-/// `R_a = a · sd(R, a + b)`, `R_b = b · sd(R, a + b)`. The two shares sum to `R` wherever
-/// `a + b ≠ 0`; where `a` and `b` have opposite signs a share can be negative or larger than `R`.
+/// `R_a = a · sd(R, a + b)`, `R_b = b · sd(R, a + b)`; under Zennit's Norm rule
+/// ([`Sharing::Norm`](crate::rules::Sharing)) the divide is `R ⊘ (a + b + e·sgn0(a + b))`. The
+/// two shares sum to `R` wherever `a + b ≠ 0` (up to the stabiliser); where `a` and `b` have
+/// opposite signs a share can be negative or larger than `R`.
 ///
 /// # Shapes
 ///
@@ -39,9 +40,9 @@ impl Relevance for Add {
         output: &Tensor<4>,
         r: Tensor<4>,
         _rule: Option<&dyn Rule>,
-        _ctx: &RuleContext,
+        ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
-        let s = safe_div(r, output.clone());
+        let s = ctx.sharing.divide(r, output.clone());
         Ok(vec![inputs[0].clone() * s.clone(), inputs[1].clone() * s])
     }
 }

@@ -12,7 +12,8 @@ use burn::tensor::ops::AvgPoolOptions;
 /// Average pooling (padding, `count_include_pad`, `ceil_mode`).
 ///
 /// Relevance is shared in proportion to each input's contribution:
-/// `Rᵢ = xᵢ Σ_{j ∋ i} Rⱼ / (|windowⱼ| Zⱼ)`, zero where `Zⱼ = 0`.
+/// `Rᵢ = xᵢ Σ_{j ∋ i} Rⱼ / (|windowⱼ| Zⱼ)`, zero where `Zⱼ = 0` (the reference's safe divide), or
+/// with Zennit's Norm stabiliser `Zⱼ + e·sgn0(Zⱼ)` ([`Sharing`](crate::rules::Sharing)).
 ///
 /// # Shapes
 ///
@@ -47,11 +48,11 @@ impl Relevance for AvgPool2d {
         output: &Tensor<4>,
         r: Tensor<4>,
         _rule: Option<&dyn Rule>,
-        _ctx: &RuleContext,
+        ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
         let x = &inputs[0];
         let padding = padding_of(&self.padding, self.kernel_size).expect("checked in forward");
-        Ok(vec![z_rule_pool(x, output, r, |s| {
+        Ok(vec![z_rule_pool(x, output, r, ctx.sharing, |s| {
             avg_pool2d_backward(
                 x.clone(),
                 s,

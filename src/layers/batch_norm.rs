@@ -70,4 +70,8 @@ impl Relevance for BatchNorm {
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
     }
+
+    fn normalization_epsilon(&self) -> Option<f64> {
+        Some(self.epsilon)
+    }
 }

@@ -22,9 +22,11 @@ fn options(pool: &MaxPool2d) -> Option<MaxPoolOptions<2>> {
 
 /// Max pooling (padding, dilation and `ceil_mode` supported).
 ///
-/// Relevance goes winner-take-all to the first maximum of each window (the z-rule of the
-/// reference, `x ⊙ ∇⟨Z, sd(R, Z)⟩`, which sends nothing where the maximum is exactly 0) and
-/// accumulates over overlapping windows.
+/// Relevance goes winner-take-all to the first maximum of each window and accumulates over
+/// overlapping windows. Under the reference's z-rule (`x ⊙ ∇⟨Z, sd(R, Z)⟩`,
+/// [`Sharing::SafeDivide`](crate::rules::Sharing)) a window whose maximum is exactly 0 sends
+/// nothing; under [`Sharing::Norm`](crate::rules::Sharing) (Zennit, which leaves max pooling to
+/// the plain gradient) it sends its relevance to its first element.
 ///
 /// # Shapes
 ///
@@ -55,14 +57,18 @@ impl Relevance for MaxPool2d {
         output: &Tensor<4>,
         r: Tensor<4>,
         _rule: Option<&dyn Rule>,
-        _ctx: &RuleContext,
+        ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
         let x = &inputs[0];
         let [b, c, h, w] = x.dims();
         let opts = options(self).expect("checked in forward");
         let (_, indices) = max_pool2d_with_indices(x.clone(), opts);
         let [_, _, oh, ow] = output.dims();
-        let r = r.mask_fill(output.clone().equal_elem(0.0), 0.0);
+        let r = if ctx.sharing.max_pool_passes_zero_windows() {
+            r
+        } else {
+            r.mask_fill(output.clone().equal_elem(0.0), 0.0)
+        };
         let rel = Tensor::<3>::zeros([b, c, h * w], &x.device()).scatter(
             2,
             indices.reshape([b, c, oh * ow]),
@@ -88,6 +94,7 @@ mod tests {
             is_input_layer: false,
             is_output_layer: false,
             input_nonnegative: false,
+            sharing: Default::default(),
         }
     }
 

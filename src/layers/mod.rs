@@ -3,7 +3,7 @@
 //! A layer's [`Relevance`] implementation knows how to run the layer forward on the engine's
 //! rank-4 activations and how to send relevance from its output back to its inputs. Layers with
 //! weights (Linear, Conv2d, BatchNorm) also expose themselves as a [`LinearLayer`] so that any
-//! [`Rule`](crate::rules::Rule) can work on them; layers without weights (pooling, ReLU, Add,
+//! [`Rule`] can work on them; layers without weights (pooling, ReLU, Add,
 //! Concat, Flatten, Dropout) carry their fixed propagation themselves.
 //!
 //! A new layer type is one file here implementing [`Relevance`] (and, if it is linear in its
@@ -212,6 +212,13 @@ pub trait Relevance {
         None
     }
 
+    /// For a normalisation layer (BatchNorm), the `ε` added to its variance; `None` for other
+    /// layers. The canonizer that reproduces Zennit's BatchNorm merge needs it
+    /// ([`BatchNormMerge::Zennit`](crate::BatchNormMerge::Zennit)).
+    fn normalization_epsilon(&self) -> Option<f64> {
+        None
+    }
+
     /// Sends relevance `r` (shaped like `output`) back to the inputs.
     ///
     /// `rule` is the composite's rule for this layer; it is `Some` exactly when
@@ -257,14 +264,16 @@ pub(crate) fn shape_error(name: &str, expected: impl Into<String>, got: [usize; 
     AttribError::Shape { layer: name.to_string(), expected: expected.into(), got: got.to_vec() }
 }
 
-/// The z-rule for a layer without weights: `R_in = x ⊙ Jᵀ sd(R, Z(x))`, where `Jᵀ` is the
-/// layer's adjoint (for the positively homogeneous pooling layers).
+/// The z-rule for a layer without weights: `R_in = x ⊙ Jᵀ (R ⊘ Z(x))`, where `Jᵀ` is the
+/// layer's adjoint (for the positively homogeneous pooling layers) and the division is made
+/// safe as `sharing` says (the reference's safe divide or Zennit's Norm stabiliser).
 pub(crate) fn z_rule_pool(
     x: &Tensor<4>,
     z: &Tensor<4>,
     r: Tensor<4>,
+    sharing: crate::rules::Sharing,
     adjoint: impl FnOnce(Tensor<4>) -> Tensor<4>,
 ) -> Tensor<4> {
-    let s = crate::tensor::safe_div(r, z.clone());
+    let s = sharing.divide(r, z.clone());
     x.clone() * adjoint(s)
 }

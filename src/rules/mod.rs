@@ -17,8 +17,8 @@
 //! | [`Epsilon`] | `epsilon.rs` | up to the absorbed part `Σ_j R_j ε/(z_j+ε)` and the bias share |
 //! | [`AlphaBeta`] | `alpha_beta.rs` | for `x ≥ 0`, no bias, when `z⁺_j ≠ 0` and `z⁻_j ≠ 0` |
 //! | [`ZBeta`] | `zbeta.rs` | where the bounded denominator is nonzero |
-//! | [`ZPlus`] | `zplus.rs` | where `z⁺_j ≠ 0` |
-//! | [`Gamma`] | `gamma.rs` | up to the absorbed and bias parts |
+//! | [`ZPlus`] | `zplus.rs` | where `z⁺_j ≠ 0`, up to the `b⁺` share (Zennit's form) |
+//! | [`Gamma`] | `gamma.rs` | up to the absorbed and bias parts (generalised: both output signs) |
 //! | [`Flat`] | `flat.rs` | where the receptive field is not empty |
 //! | [`Pass`] | `pass.rs` | always (identity), or up to the zero inputs |
 //! | [`Rap`] | `rap.rs` | see its docs |
@@ -64,6 +64,47 @@ pub struct RuleContext<'a> {
     /// possibly through pooling, dropout, flatten or concatenation of such values). Rules use
     /// it to skip the empty x⁻ branch without reading the sign back from the device.
     pub input_nonnegative: bool,
+    /// How layers without weights (pooling, the residual sum) share relevance, from the
+    /// composite ([`Composite::with_sharing`](crate::Composite::with_sharing)).
+    pub sharing: Sharing,
+}
+
+/// How layers without weights share relevance among their inputs.
+///
+/// The two references differ here: the RAP authors' code divides by the layer output with the
+/// safe divide (`0` where it is `0`) and drops the relevance of a max-pool window whose maximum
+/// is `0`; Zennit applies its *Norm* rule to average pools and the residual sum, with the
+/// stabiliser `z + e·sgn0(z)` (`sgn0(0) = +1`), and leaves max pooling to its plain gradient.
+///
+/// | layer | [`Sharing::SafeDivide`] (authors' code) | [`Sharing::Norm`] (Zennit 0.5.1) |
+/// |---|---|---|
+/// | AvgPool2d, AdaptiveAvgPool2d | `x ⊙ Jᵀ sd(R, z)` | `x ⊙ Jᵀ (R ⊘ (z + e·sgn0 z))` |
+/// | residual Add | `a ⊙ sd(R, a + b)`, `b ⊙ sd(R, a + b)` | `a ⊙ R ⊘ stab(a + b)`, `b ⊙ R ⊘ stab(a + b)` |
+/// | MaxPool2d | `R` to the first maximum, `0` where the maximum is `0` | `R` to the first maximum (gradient) |
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum Sharing {
+    /// The RAP reference's z-rule with the safe divide (the default).
+    #[default]
+    SafeDivide,
+    /// Zennit's Norm rule with stabiliser `e` (Zennit's default `e` is `1e-6`).
+    Norm(f64),
+}
+
+impl Sharing {
+    /// `r ⊘ z` made safe the way this setting says.
+    pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        match self {
+            Sharing::SafeDivide => safe_div(r, z),
+            Sharing::Norm(e) => r / stabilize(z, e),
+        }
+    }
+
+    /// Whether a max-pool window whose maximum is exactly `0` keeps its relevance (the plain
+    /// gradient) instead of dropping it (the reference's z-rule).
+    pub fn max_pool_passes_zero_windows(self) -> bool {
+        matches!(self, Sharing::Norm(_))
+    }
 }
 
 /// A propagation rule for linear layers.
@@ -94,6 +135,22 @@ pub enum Stabilizer {
 }
 
 impl Stabilizer {
+    /// The stabiliser itself, or an error naming `rule` and `field` unless its ε is finite and
+    /// positive.
+    pub fn checked(self, rule: &str, field: &str) -> Result<Self> {
+        let ok = match self {
+            Stabilizer::Safe => true,
+            Stabilizer::Epsilon(e) | Stabilizer::Add(e) => e.is_finite() && e > 0.0,
+        };
+        if ok {
+            Ok(self)
+        } else {
+            Err(AttribError::InvalidParameter(format!(
+                "{rule}: `{field}` = {self:?} is not allowed; Epsilon(ε) and Add(ε) need a finite ε > 0"
+            )))
+        }
+    }
+
     /// `r / stab(z)`.
     pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
         match self {
@@ -120,6 +177,12 @@ pub fn z_step(
     x * layer.transpose_with(s, weight, shape)
 }
 
+/// `z + b` with the bias `[C_out]` broadcast over the batch and the spatial positions.
+pub(crate) fn add_bias(z: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let [c] = bias.dims();
+    z + bias.reshape([1, c, 1, 1])
+}
+
 /// The layer's signed weights `[W⁺, |W⁻|]` ([`LinearLayer::signed_weights`]) and the two
 /// weights, checked to be two weights of the layer's shape (a layer of the user's may override
 /// the method).
@@ -142,6 +205,20 @@ pub fn signed_weights(
                 parts.len()
             ),
         }),
+    }
+}
+
+/// `(W⁺ ⋆ u, |W⁻| ⋆ u)` in one stacked product over the layer's signed weights.
+pub(crate) fn signed_products(
+    layer: &dyn LinearLayer,
+    u: Tensor<4>,
+    signed: &WeightStack,
+    ctx: &RuleContext,
+) -> Result<(Tensor<4>, Tensor<4>)> {
+    let mut parts = layer.forward_stack(u, signed).into_iter();
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(n)) => Ok((a, n)),
+        _ => Err(stack_error(ctx)),
     }
 }
 

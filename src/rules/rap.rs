@@ -1,6 +1,6 @@
 //! RAP: Relative Attributing Propagation (Nam, Gur, Choi, Wolf, Lee, AAAI 2020).
 
-use super::{Rule, RuleContext, signed_weights, stack_error};
+use super::{Rule, RuleContext, signed_products, signed_weights, stack_error};
 use crate::error::Result;
 use crate::layers::{LayerType, LinearLayer};
 use crate::tensor::{neg, pos, safe_div, sample_sum};
@@ -127,10 +127,7 @@ impl Rap {
         let r_sum = sample_sum(r.clone());
         let branch = |u: Tensor<4>| -> Result<Tensor<4>> {
             let shape = u.dims();
-            let mut an_parts = layer.forward_stack(u.clone(), signed).into_iter();
-            let (Some(a), Some(n)) = (an_parts.next(), an_parts.next()) else {
-                return Err(stack_error(ctx));
-            };
+            let (a, n) = signed_products(layer, u.clone(), signed, ctx)?;
             // With u ≥ 0 and both parts ≥ 0, A ≠ 0 or N ≠ 0 implies A + N ≠ 0, so the
             // reference's `· 1[A + N ≠ 0]` factors are implied by the safe divides, and its
             // ν = sd(R·sd(N, A+N), N) is R/(A+N) where N ≠ 0 (equal up to rounding).

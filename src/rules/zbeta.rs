@@ -35,15 +35,24 @@ impl Bounds {
 /// R_in = x ⊙ Wᵀ S − l ⊙ W⁺ᵀ S − h ⊙ W⁻ᵀ S
 /// ```
 ///
+/// It is computed in the equal form `Z = W⁺ ⋆ (x − l) + |W⁻| ⋆ (h − x)`,
+/// `R_in = (x − l) ⊙ W⁺ᵀ S + (h − x) ⊙ |W⁻|ᵀ S`: every term is non-negative, so an output whose
+/// receptive field sits at the bounds gets `Z = 0` exactly and its (stabilised) share adds
+/// exactly 0, where the three-term form would cancel large numbers; and it takes two products
+/// and two adjoints instead of three each.
+///
 /// Conservation: `Σ R_in = Σ_j R_j` wherever `Z_j ≠ 0` (`Z_j ≥ 0` always, since
-/// `l ≤ x ≤ h`). The stabiliser is the safe divide for RAP and `Z + 1e-9` for the reference's
-/// LRP ([`ZBeta::reference_lrp`]).
+/// `l ≤ x ≤ h`), up to the stabiliser.
+///
+/// | constructor | stabiliser | reproduces |
+/// |---|---|---|
+/// | [`ZBeta::default`] / [`ZBeta::new`] | safe divide | the authors' RAP input layer (per-sample bounds) |
+/// | [`ZBeta::reference_lrp`] | `Z + 1e-9` | the authors' LRP input layer |
+/// | [`ZBeta::zennit`] | `Z + 1e-6·sgn0(Z)` | Zennit 0.5.1's `ZBox` (whose bias terms cancel: `b − b⁺ − b⁻ = 0`) |
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZBeta {
-    /// The input bounds.
-    pub bounds: Bounds,
-    /// How `R / Z` is made safe.
-    pub stabilizer: Stabilizer,
+    bounds: Bounds,
+    stabilizer: Stabilizer,
 }
 
 impl Default for ZBeta {
@@ -61,6 +70,27 @@ impl ZBeta {
     /// The reference code's LRP variant: per-sample bounds, `R / (Z + 1e-9)`.
     pub fn reference_lrp() -> Self {
         Self { bounds: Bounds::PerSample, stabilizer: Stabilizer::Add(1e-9) }
+    }
+
+    /// Zennit 0.5.1's `ZBox(low, high)`: the given bounds, `R / (Z + 1e-6·sgn0(Z))`.
+    pub fn zennit(bounds: Bounds) -> Self {
+        Self { bounds, stabilizer: Stabilizer::Epsilon(1e-6) }
+    }
+
+    /// Sets the stabiliser; an error for a non-finite or non-positive ε.
+    pub fn with_stabilizer(mut self, stabilizer: Stabilizer) -> Result<Self> {
+        self.stabilizer = stabilizer.checked("ZBeta", "stabilizer")?;
+        Ok(self)
+    }
+
+    /// The input bounds.
+    pub fn bounds(&self) -> &Bounds {
+        &self.bounds
+    }
+
+    /// The stabiliser.
+    pub fn stabilizer(&self) -> Stabilizer {
+        self.stabilizer
     }
 
     fn bound_tensors(&self, x: &Tensor<4>, ctx: &RuleContext) -> Result<(Tensor<4>, Tensor<4>)> {
@@ -95,16 +125,13 @@ impl Rule for ZBeta {
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
         let (l, h) = self.bound_tensors(x, ctx)?;
         let shape = x.dims();
-        let w = layer.weight();
-        // [W⁺, |W⁻|], kept by the explainer between calls; `−h·W⁻ = h·|W⁻|`.
+        // [W⁺, |W⁻|], kept by the explainer between calls.
         let (_, wp, wn) = signed_weights(layer, ctx)?;
         let (wp, wn) = (&wp, &wn);
-        let ones = x.ones_like();
-        let (low, high) = (ones.clone() * l.clone(), ones * h.clone());
-        let z = layer.forward_with(x.clone(), &w, None) - layer.forward_with(low, wp, None)
-            + layer.forward_with(high, wn, None);
+        // x − l and h − x, zero-padded by the layer like x.
+        let (above, below) = (x.clone() - l, h - x.clone());
+        let z = layer.forward_with(above.clone(), wp, None) + layer.forward_with(below.clone(), wn, None);
         let s = self.stabilizer.divide(r, z);
-        Ok(x.clone() * layer.transpose_with(s.clone(), &w, shape) - l * layer.transpose_with(s.clone(), wp, shape)
-            + h * layer.transpose_with(s, wn, shape))
+        Ok(above * layer.transpose_with(s.clone(), wp, shape) + below * layer.transpose_with(s, wn, shape))
     }
 }

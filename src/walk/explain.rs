@@ -2,7 +2,7 @@
 
 use super::cache::{CachedLinear, WeightCache};
 use super::trace::{Node, Tracer};
-use crate::composite::{Composite, InitialRelevance};
+use crate::composite::{BatchNormMerge, Composite, InitialRelevance};
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
 use crate::rules::RuleContext;
@@ -214,25 +214,41 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
 
     /// Records the forward pass of `input` (after the composite's canonizers).
     pub fn trace<const D: usize>(&self, input: &Tensor<D>) -> Result<(Tracer<'a>, Node)> {
-        let x = prepare(input)?;
-        let (mut tracer, node) = Tracer::new(x);
-        let out = self.model.trace(&mut tracer, node)?;
-        if self.composite.merge_batch_norm {
-            crate::canonizer::merge_batch_norm_kept(&mut tracer, out, self.cache.as_ref())?;
-        }
+        let (tracer, out, _) = self.trace_with_logits(input)?;
         Ok((tracer, out))
     }
 
-    /// The network output for `input`, `[B, classes]`.
+    /// The trace after the canonizers, and the model's own logits (before them).
+    fn trace_with_logits<const D: usize>(&self, input: &Tensor<D>) -> Result<(Tracer<'a>, Node, Tensor<2>)> {
+        let x = prepare(input)?;
+        let (mut tracer, node) = Tracer::new(x);
+        let out = self.model.trace(&mut tracer, node)?;
+        let logits = logits_of(&tracer, out)?;
+        let cache = self.cache.as_ref();
+        match self.composite.batch_norm_merge() {
+            BatchNormMerge::Off => {}
+            BatchNormMerge::Exact => {
+                crate::canonizer::merge_batch_norm_kept(&mut tracer, out, cache, false)?;
+            }
+            BatchNormMerge::Zennit => {
+                // The forward runs again from the first merged layer on (not at all without BN).
+                if let Some(first) = crate::canonizer::merge_batch_norm_kept(&mut tracer, out, cache, true)? {
+                    crate::canonizer::recompute(&mut tracer, first)?;
+                }
+            }
+        }
+        Ok((tracer, out, logits))
+    }
+
+    /// The network output for `input`, `[B, classes]` (the model's own, before any canonizer).
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<2>> {
-        let (tracer, out) = self.trace(&input)?;
-        logits_of(&tracer, out)
+        let x = prepare(&input)?;
+        run_model(self.model, x)
     }
 
     /// Explains a batch.
     pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
-        let (mut tracer, out) = self.trace(&input)?;
-        let logits = logits_of(&tracer, out)?;
+        let (mut tracer, out, logits) = self.trace_with_logits(&input)?;
         let (initial, targets) = resolve_target(&logits, target, self.composite.initial)?;
         let (relevance, layers, marked) = self.walk(&mut tracer, out, initial.clone())?;
         if !all_finite(&relevance) {
@@ -271,6 +287,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
                 is_input_layer: roles.input[k],
                 is_output_layer: roles.output[k],
                 input_nonnegative: op.inputs.len() == 1 && roles.nonnegative[op.inputs[0]],
+                sharing: self.composite.sharing(),
             };
             let rule = match layer.as_linear() {
                 Some(_) => Some(self.composite.rule_for(&ctx).ok_or_else(|| AttribError::NoRule {

@@ -155,4 +155,11 @@ impl<'m> Tracer<'m> {
     pub fn layer_names(&self) -> Vec<&str> {
         self.ops.iter().map(|o| o.name.as_str()).collect()
     }
+
+    /// Names of the recorded layers that rules apply to (those with a
+    /// [`LinearLayer`](crate::layers::LinearLayer) view), in execution order. A BatchNorm merged
+    /// by the canonizer stays in the trace as an identity and is not among them.
+    pub fn linear_layer_names(&self) -> Vec<&str> {
+        self.ops.iter().filter(|o| o.layer.get().as_linear().is_some()).map(|o| o.name.as_str()).collect()
+    }
 }

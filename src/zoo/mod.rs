@@ -38,7 +38,17 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The rule sets the zoo (and the `explain` example) offer by name.
-pub const RULE_NAMES: [&str; 6] = ["rap", "lrp-a1b0", "lrp-a2b1", "lrp-eps", "epsilon-plus", "epsilon-gamma-box"];
+pub const RULE_NAMES: [&str; 9] = [
+    "rap",
+    "lrp-a1b0",
+    "lrp-a2b1",
+    "lrp-eps",
+    "epsilon-plus",
+    "epsilon-plus-flat",
+    "epsilon-gamma-box",
+    "epsilon-alpha2-beta1",
+    "epsilon-alpha2-beta1-flat",
+];
 
 /// The weights bundled with the crate in its source tree (`assets/models`): ImageNet SqueezeNet 1.1
 /// (torchvision's `squeezenet1_1`, safetensors); `None` for the other architectures. The file is
@@ -150,7 +160,10 @@ impl ZooModel {
     /// - `rap`: [`Composite::rap`]
     /// - `lrp-a1b0`, `lrp-a2b1`: [`Composite::lrp_alpha_beta`] (Z^β at the input)
     /// - `lrp-eps`: LRP-ε (1e-6) with Z^β on the ImageNet pixel box at the input
-    /// - `epsilon-plus`, `epsilon-gamma-box`: Zennit's presets
+    /// - `epsilon-plus`, `epsilon-plus-flat`, `epsilon-alpha2-beta1`, `epsilon-alpha2-beta1-flat`:
+    ///   Zennit 0.5.1's composites ([`Composite::zennit_epsilon_plus`] and its siblings)
+    /// - `epsilon-gamma-box`: [`Composite::zennit_epsilon_gamma_box`] on the ImageNet pixel box
+    ///   (the normalised 0 and 1 of each channel)
     pub fn composite(&self, rule: &str) -> Result<Composite> {
         let image_box = Bounds::normalized_unit_range(&IMAGENET_MEAN, &IMAGENET_STD);
         let c = match rule {
@@ -161,8 +174,11 @@ impl ZooModel {
                 .with(Selector::InputLayer, ZBeta::new(image_box))
                 .with(Selector::Type(LayerType::BatchNorm), Pass::default())
                 .with(Selector::Any, Epsilon::default()),
-            "epsilon-plus" => Composite::epsilon_plus(),
-            "epsilon-gamma-box" => Composite::epsilon_gamma_box(image_box),
+            "epsilon-plus" => Composite::zennit_epsilon_plus(),
+            "epsilon-plus-flat" => Composite::zennit_epsilon_plus_flat(),
+            "epsilon-gamma-box" => Composite::zennit_epsilon_gamma_box(image_box),
+            "epsilon-alpha2-beta1" => Composite::zennit_epsilon_alpha2_beta1(),
+            "epsilon-alpha2-beta1-flat" => Composite::zennit_epsilon_alpha2_beta1_flat(),
             other => {
                 return Err(AttribError::InvalidParameter(format!(
                     "unknown rule `{other}`; expected one of {}",
