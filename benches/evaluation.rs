@@ -38,8 +38,8 @@ fn main() {
     let data = Dataset::bundled_voc().expect("bundled VOC photo");
     let sample = &data.samples[0];
     let (_, x) = load_imagenet(&sample.image, 224, &device).expect("photo");
-    let boxes = [sample.box_region().unwrap().resize(224, 224)];
-    let mask = [sample.mask_region().unwrap().resize(224, 224)];
+    let boxes = [sample.box_region().unwrap().resize(224, 224).unwrap()];
+    let mask = [sample.mask_region().unwrap().resize(224, 224).unwrap()];
 
     let rap = Explainer::new(&model, model.composite("rap").unwrap());
     let a1b0 = Explainer::new(&model, model.composite("lrp-a1b0").unwrap());

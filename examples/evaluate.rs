@@ -26,6 +26,16 @@ use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
 use rap_attrib::{AttributionMethod, Explainer, viz};
 use std::path::PathBuf;
 
+/// Prints a line to stdout; a closed stdout (`… | head`) ends the program quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
@@ -229,13 +239,13 @@ fn run(args: Args) -> Result<(), String> {
         .map(|t| t.lines().map(String::from).collect())
         .unwrap_or_default();
     for (s, t) in report.samples.iter().zip(&report.targets) {
-        println!("{s}: explaining class {t} ({})", names.get(*t).map(String::as_str).unwrap_or("?"));
+        out!("{s}: explaining class {t} ({})", names.get(*t).map(String::as_str).unwrap_or("?"));
     }
-    println!("{report}");
+    out!("{report}");
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let curves = args.out.join("perturbation.png");
     plot(&report, &curves)?;
-    println!("wrote {}", curves.display());
+    out!("wrote {}", curves.display());
     // Heatmaps of every method for the first photo (kept by the evaluation), for a look at what
     // was scored.
     if let Some(sample) = dataset.samples.first() {
@@ -244,7 +254,7 @@ fn run(args: Args) -> Result<(), String> {
         let path = args.out.join(format!("heatmaps_{}.png", sample.name));
         viz::save_panel(&path, &photo, &refs, 0).map_err(|e| e.to_string())?;
         let order: Vec<&str> = methods.iter().map(|(n, _)| *n).collect();
-        println!("wrote {} (photo, then {})", path.display(), order.join(", "));
+        out!("wrote {} (photo, then {})", path.display(), order.join(", "));
     }
     Ok(())
 }

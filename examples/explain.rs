@@ -19,6 +19,16 @@ use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel, bundled_weights};
 use rap_attrib::{Explainer, Target, viz};
 use std::path::PathBuf;
 
+/// Prints a line to stdout; a closed stdout (`… | head`) ends the program quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn assets() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
 }
@@ -141,8 +151,8 @@ fn run(args: Args) -> Result<(), String> {
         let mut order: Vec<usize> = (0..logits.len()).collect();
         order.sort_by(|a, b| logits[*b].total_cmp(&logits[*a]));
         let report = |s: String| match &bar {
-            Some(b) => b.suspend(|| println!("{s}")),
-            None => println!("{s}"),
+            Some(b) => b.suspend(|| out!("{s}")),
+            None => out!("{s}"),
         };
         report(format!("{}:", path.display()));
         for (rank, &c) in order.iter().take(5).enumerate() {
@@ -150,6 +160,12 @@ fn run(args: Args) -> Result<(), String> {
         }
         let t = e.targets[0];
         let total = sample_sums(&e.relevance)[0];
+        if !e.vanished_samples().is_empty() {
+            report(format!(
+                "  warning: no relevance reached the input with {} (the map is all zero: every path was cut)",
+                args.rule
+            ));
+        }
         report(format!(
             "  explained class {t} ({}) with {}: relevance sum {total:.6} (target logit {:.5})",
             name_of(t),

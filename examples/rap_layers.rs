@@ -15,6 +15,16 @@ use rap_attrib::tensor::to_vec;
 use rap_attrib::{Composite, Explainer, Target};
 use std::path::PathBuf;
 
+/// Prints a line to stdout; a closed stdout (`… | head`) ends the program quietly.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shared = std::env::var("RAP_SHARED_DIR")
         .map(PathBuf::from)
@@ -27,10 +37,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let net = SpecNetwork::from_json(&sidecar, &params, "", &device)?;
     let x: Tensor<4> = tensors["input"].to_tensor("input", &device)?;
     let e = Explainer::new(&net, Composite::rap()).record_layers(true).explain(x, Target::Predicted)?;
-    println!("class {} (logit {:.3})", e.targets[0], e.conservation().target_logits[0]);
+    out!("class {} (logit {:.3})", e.targets[0], e.conservation().target_logits[0]);
     let out_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/rap_layers");
     std::fs::create_dir_all(&out_dir)?;
-    println!("{:<22} {:>9} {:>11} {:>11} {:>8}", "relevance at", "size", "Σ R⁺", "Σ R⁻", "R⁺ px");
+    out!("{:<22} {:>9} {:>11} {:>11} {:>8}", "relevance at", "size", "Σ R⁺", "Σ R⁻", "R⁺ px");
     let mut keys: Vec<String> = vec!["input".into()];
     keys.extend(["3", "4", "6", "7", "9", "10", "11", "12"].iter().map(|n| format!("features.{n}.output")));
     for key in keys {
@@ -42,15 +52,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let pos: f32 = v.iter().filter(|x| **x > 0.0).sum();
         let neg: f32 = v.iter().filter(|x| **x < 0.0).sum();
         let share = v.iter().filter(|x| **x > 0.0).count() as f32 / v.len() as f32;
-        println!("{key:<22} {:>9} {pos:>11.4} {neg:>11.4} {:>7.1}%", format!("{h}x{w}"), 100.0 * share);
+        out!("{key:<22} {:>9} {pos:>11.4} {neg:>11.4} {:>7.1}%", format!("{h}x{w}"), 100.0 * share);
         let csv: Vec<String> =
             v.chunks(w).map(|row| row.iter().map(|x| format!("{x:e}")).collect::<Vec<_>>().join(",")).collect();
         std::fs::write(out_dir.join(format!("{key}.csv")), csv.join("\n"))?;
     }
-    println!("maps written to {}", out_dir.display());
+    out!("maps written to {}", out_dir.display());
     let png = out_dir.join("heatmap_rap_chelsea.png");
     let [b, c, h, w] = e.relevance.dims();
     rap_attrib::viz::save_heatmap_png(&e.relevance.clone().reshape([b, c, h, w]), 0, &png)?;
-    println!("heatmap written to {}", png.display());
+    out!("heatmap written to {}", png.display());
     Ok(())
 }

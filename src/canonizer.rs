@@ -7,6 +7,9 @@
 //! identity that passes relevance unchanged (as Zennit keeps the module, reset), so that its
 //! relevance can still be recorded and asked for by name.
 
+// Indexing is checked by construction here: op and node indices come from the trace itself (positions found in `tracer.ops`, node indices it made).
+#![allow(clippy::indexing_slicing)]
+
 use crate::error::{AttribError, Result};
 use crate::layers::{LayerType, LinearLayer, Relevance};
 use crate::walk::cache::WeightCache;
@@ -17,6 +20,7 @@ use burn::tensor::Tensor;
 /// weight and bias.
 pub struct MergedLinear<'m> {
     inner: &'m dyn Relevance,
+    linear: &'m dyn LinearLayer,
     weight: Tensor<4>,
     bias: Tensor<1>,
 }
@@ -29,7 +33,7 @@ impl std::fmt::Debug for MergedLinear<'_> {
 
 impl<'m> MergedLinear<'m> {
     fn linear(&self) -> &dyn LinearLayer {
-        self.inner.as_linear().expect("merged layers are linear")
+        self.linear
     }
 }
 
@@ -73,10 +77,10 @@ impl Relevance for MergedBatchNorm {
         LayerType::BatchNorm
     }
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        crate::layers::expect_inputs(name, inputs, 1)?;
+        let [x] = crate::layers::inputs_n::<1>(name, inputs)?;
         Ok(match self.scale {
-            Some(s) => inputs[0].clone().mul_scalar(s),
-            None => inputs[0].clone(),
+            Some(s) => x.clone().mul_scalar(s),
+            None => x.clone(),
         })
     }
     fn relevance(
@@ -195,7 +199,7 @@ pub(crate) fn merge_batch_norm_kept(
                 });
             }
         };
-        let merged = MergedLinear { inner: prev, weight, bias };
+        let merged = MergedLinear { inner: prev, linear: lin, weight, bias };
         let bn_out = bn.output;
         tracer.ops[p].layer = LayerRef::Owned(Box::new(merged));
         tracer.ops[p].identity = identity;

@@ -185,6 +185,42 @@ impl Composite {
         self.entries.is_empty()
     }
 
+    /// Checks every layer name the composite gives (input and output layers, `Selector::Name`
+    /// and `Selector::NamePrefix`) against the names of a traced model; an unknown one is
+    /// [`AttribError::UnknownLayer`](crate::AttribError::UnknownLayer) listing the model's layers.
+    pub fn check_names(&self, layer_names: &[&str]) -> crate::Result<()> {
+        let unknown = |field: &str, name: &str| crate::AttribError::UnknownLayer {
+            field: field.to_string(),
+            name: name.to_string(),
+            known: layer_names.join(", "),
+        };
+        for (field, list) in [("input_layers", &self.input_layers), ("output_layers", &self.output_layers)] {
+            if let Some(n) = list.iter().find(|n| !layer_names.contains(&n.as_str())) {
+                return Err(unknown(field, n));
+            }
+        }
+        fn walk<'s>(s: &'s Selector, out: &mut Vec<&'s Selector>) {
+            match s {
+                Selector::All(all) => all.iter().for_each(|s| walk(s, out)),
+                other => out.push(other),
+            }
+        }
+        let mut leaves = Vec::new();
+        for (s, _) in &self.entries {
+            walk(s, &mut leaves);
+        }
+        for s in leaves {
+            match s {
+                Selector::Name(n) if !layer_names.contains(&n.as_str()) => return Err(unknown("Selector::Name", n)),
+                Selector::NamePrefix(p) if !layer_names.iter().any(|l| l.starts_with(p.as_str())) => {
+                    return Err(unknown("Selector::NamePrefix", p));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The rule of the first matching entry.
     pub fn rule_for(&self, ctx: &RuleContext) -> Option<Arc<dyn Rule>> {
         self.entries.iter().find(|(s, _)| s.matches(ctx)).map(|(_, r)| r.clone())
@@ -200,7 +236,7 @@ impl Composite {
         Self::new()
             .with_initial(InitialRelevance::OneHot)
             .with(Self::input_conv(), ZBeta::default())
-            .with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true })
+            .with(Selector::Type(LayerType::BatchNorm), Pass::masked())
             .with(Selector::Any, Rap::default())
     }
 
@@ -209,7 +245,7 @@ impl Composite {
     pub fn lrp_alpha_beta(alpha: f64, beta: f64) -> crate::Result<Self> {
         Ok(Self::new()
             .with(Self::input_conv(), ZBeta::reference_lrp())
-            .with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true })
+            .with(Selector::Type(LayerType::BatchNorm), Pass::masked())
             .with(Selector::Any, AlphaBeta::new(alpha, beta)?))
     }
 

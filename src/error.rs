@@ -89,6 +89,17 @@ pub enum AttribError {
     /// or inputs do not fit together; the message names which and what is expected.
     #[error("invalid parameter: {0}")]
     InvalidParameter(String),
+    /// A composite names a layer (an input or output layer, a `Selector::Name` or a
+    /// `Selector::NamePrefix`) that the traced model does not have.
+    #[error("{field} names layer `{name}`, which the model does not have; its layers are: {known}")]
+    UnknownLayer {
+        /// Where the name was given (`input_layers`, `output_layers`, `Selector::Name`, …).
+        field: String,
+        /// The name (or prefix) given.
+        name: String,
+        /// The model's layer names, comma-separated.
+        known: String,
+    },
     /// A node handle does not belong to this trace.
     #[error("unknown node {0} in the trace")]
     UnknownNode(usize),
@@ -98,6 +109,19 @@ pub enum AttribError {
     /// Weights are missing, extra or of the wrong shape.
     #[error("weights: {0}")]
     Weights(String),
+    /// Work that would allocate more than the budget ([`crate::limits`]) was refused before it
+    /// started.
+    #[error(
+        "{what} would hold {elements} elements, more than the budget of {limit} (see rap_attrib::limits::set_max_tensor_elements)"
+    )]
+    TooLarge {
+        /// What would have been allocated.
+        what: String,
+        /// The estimated number of elements (saturated at `u64::MAX`).
+        elements: u64,
+        /// The budget in force.
+        limit: u64,
+    },
     /// Reading a file failed.
     #[error("i/o error on {path}: {message}")]
     Io {

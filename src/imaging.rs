@@ -5,6 +5,9 @@
 //! horizontal pass rounded to 8 bits, then a vertical pass), so a photo prepared here is the
 //! tensor a torchvision pipeline with a plain Pillow resize (no crop) would feed the model.
 
+// Indexing is checked by construction here: the resize indexes the pixel buffers it allocates from the image's own size and Pillow's coefficient windows, which stay inside the source.
+#![allow(clippy::indexing_slicing)]
+
 use crate::error::{AttribError, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
@@ -12,13 +15,54 @@ use std::path::Path;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
+/// The largest width or height of an image this module decodes: 16,384 pixels.
+pub const MAX_IMAGE_SIDE: u32 = 1 << 14;
+
+/// The most memory the decoder may allocate for one image: 1 GiB.
+pub const MAX_DECODE_BYTES: u64 = 1 << 30;
+
 /// Decodes a PNG or JPEG file into RGB pixels.
+///
+/// A file that is not a complete PNG or JPEG is an error: a corrupt or truncated one (a PNG
+/// without its `IEND` chunk, a JPEG without its end-of-image marker), as is one wider or higher
+/// than [`MAX_IMAGE_SIDE`] or whose decoding would allocate more than [`MAX_DECODE_BYTES`] (no
+/// decompression bomb).
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?;
-    let img = image::load_from_memory(&bytes)
-        .map_err(|e| AttribError::Io { path: shown, message: format!("not a decodable PNG/JPEG image: {e}") })?;
+    decode_rgb(&bytes).map_err(|message| AttribError::Io { path: shown, message })
+}
+
+/// Decodes PNG or JPEG bytes into RGB pixels, with the checks of [`load_rgb`].
+pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+    let format = image::guess_format(bytes).map_err(|e| format!("not a PNG or JPEG image: {e}"))?;
+    match format {
+        image::ImageFormat::Png => {
+            // The last chunk of a complete PNG is IEND (length 0, then its CRC).
+            let complete = bytes.len() >= 12 && bytes.get(bytes.len() - 8..bytes.len() - 4) == Some(b"IEND".as_slice());
+            if !complete {
+                return Err("truncated or corrupt PNG: the file does not end with its IEND chunk".into());
+            }
+        }
+        image::ImageFormat::Jpeg => {
+            // A complete JPEG has the end-of-image marker FF D9 after its last scan (FF DA);
+            // an EXIF thumbnail's own marker comes before the main scans, and trailing bytes
+            // after the marker are tolerated.
+            let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]).unwrap_or(0);
+            if !bytes.get(last_scan..).is_some_and(|tail| tail.windows(2).any(|w| w == [0xFF, 0xD9])) {
+                return Err("truncated or corrupt JPEG: no end-of-image marker after its last scan".into());
+            }
+        }
+        other => return Err(format!("{other:?} images are not supported; expected PNG or JPEG")),
+    }
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| format!("not a decodable PNG/JPEG image: {e}"))?;
     Ok(img.to_rgb8())
 }
 
@@ -111,7 +155,8 @@ pub fn resize_bilinear(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     } else {
         horiz
     };
-    RgbImage::from_raw(width, height, out).expect("buffer size matches")
+    // The buffer is `width · height · 3` bytes by construction.
+    RgbImage::from_raw(width, height, out).unwrap_or_else(|| RgbImage::new(width, height))
 }
 
 /// `[1, 3, H, W]` tensor of `(pixel/255 − mean)/std` per RGB channel, in float32.
@@ -131,6 +176,11 @@ pub fn to_tensor(img: &RgbImage, mean: [f32; 3], std: [f32; 3], device: &Device)
 /// ImageNet normalisation. Returns the resized picture (for overlays) and the `[1, 3, size,
 /// size]` tensor.
 pub fn load_imagenet(path: impl AsRef<Path>, size: u32, device: &Device) -> Result<(RgbImage, Tensor<4>)> {
+    if size == 0 || size > MAX_IMAGE_SIDE {
+        return Err(AttribError::InvalidParameter(format!(
+            "image `size` = {size} is not allowed; expected 1..={MAX_IMAGE_SIDE}"
+        )));
+    }
     let img = load_rgb(path)?;
     let small = resize_bilinear(&img, size, size);
     let t = to_tensor(&small, crate::zoo::IMAGENET_MEAN, crate::zoo::IMAGENET_STD, device);

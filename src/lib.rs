@@ -47,6 +47,10 @@
 //! (ranking methods on photos with ground truth), [`zoo`], [`imaging`] and [`viz`].
 
 #![warn(missing_docs)]
+// No panics on user input: library code has no `unwrap`, `expect`, `panic!` or unchecked
+// indexing. Modules whose indices come from the engine's own bookkeeping (shapes checked at the
+// boundary, node indices it made) allow `indexing_slicing` at their top, each with its reason.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod backend;
 pub mod canonizer;
@@ -56,6 +60,7 @@ pub mod evaluation;
 pub mod gradients;
 pub mod imaging;
 pub mod layers;
+pub mod limits;
 pub mod metrics;
 pub mod rules;
 pub mod spec;

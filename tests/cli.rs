@@ -128,6 +128,40 @@ fn bad_input_gives_one_line_and_a_nonzero_exit() {
     let e = one_line_error(&run(&["--rule", "magic"]));
     assert!(e.contains("magic") && e.contains("lrp-a1b0"), "{e}");
     one_line_error(&run(&["--device", "tpu"]));
+    // A truncated photo is an error, not a half-grey picture explained.
+    let photo = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/images/voc/rgb.jpg")).unwrap();
+    let cut = dir.join("cut.jpg");
+    std::fs::write(&cut, &photo[..photo.len() / 2]).unwrap();
+    let e = one_line_error(&run(&["--image", cut.to_str().unwrap()]));
+    assert!(e.contains("cut.jpg") && e.contains("truncated"), "{e}");
+    let png = std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets/images/chelsea.png")).unwrap();
+    let cut = dir.join("cut.png");
+    std::fs::write(&cut, &png[..png.len() - 20]).unwrap();
+    let e = one_line_error(&run(&["--image", cut.to_str().unwrap()]));
+    assert!(e.contains("cut.png") && e.contains("truncated"), "{e}");
+    // Sizes out of range.
+    let e = one_line_error(&run(&["--size", "0"]));
+    assert!(e.contains("size"), "{e}");
+    let e = one_line_error(&run(&["--size", "4000000000"]));
+    assert!(e.contains("size"), "{e}");
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::process::Stdio;
+    let mut child = Command::new(binary("explain"))
+        .args(["--out", tmp().join("closed").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the example writes anything (as `… | head -0` would).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.trim().is_empty(), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
 
 #[test]

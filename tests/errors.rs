@@ -177,3 +177,131 @@ fn bad_descriptions_and_weights_are_errors() {
     assert!(matches!(SpecNetwork::from_json("{", &params, "", &d), Err(AttribError::Spec(_))));
     assert!(matches!(parse_safetensors(b"not a file"), Err(AttribError::Weights(_))));
 }
+
+#[test]
+fn rule_parameters_are_accepted_exactly_over_their_documented_ranges() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    use rap_attrib::rules::Stabilizer;
+    let special = prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(0.0),
+        Just(-0.0),
+        Just(1.0),
+        Just(2.0),
+        Just(-1e-300),
+        Just(1e-300),
+        -10.0..10.0f64,
+    ];
+    let config = Config { cases: 1000, failure_persistence: None, ..Config::default() };
+    let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
+    runner
+        .run(&(special.clone(), special), |(a, b)| {
+            prop_assert_eq!(Epsilon::new(a).is_ok(), a.is_finite() && a > 0.0);
+            prop_assert_eq!(Gamma::new(a).is_ok(), a.is_finite() && a >= 0.0);
+            prop_assert_eq!(Gamma::classic(a, b).is_ok(), a.is_finite() && a >= 0.0 && b.is_finite() && b > 0.0);
+            let ab = a.is_finite() && b.is_finite() && a >= 1.0 && b >= 0.0 && ((a - b) - 1.0).abs() < 1e-12;
+            prop_assert_eq!(AlphaBeta::new(a, b).is_ok(), ab);
+            prop_assert_eq!(AlphaBeta::zennit(a, b).is_ok(), ab);
+            for s in [Stabilizer::Epsilon(a), Stabilizer::Add(a)] {
+                prop_assert_eq!(s.checked("rule", "stabilizer").is_ok(), a.is_finite() && a > 0.0);
+            }
+            if let Err(e) = Epsilon::new(a) {
+                prop_assert!(e.to_string().contains("epsilon"), "{}", e);
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn reversed_or_non_finite_bounds_are_an_error_naming_the_layer() {
+    use rap_attrib::rules::{Bounds, ZBeta};
+    let d = device();
+    let net = random_image_net(5, NetOptions::default());
+    let built = net.build(&d);
+    let s = &net.input_shape;
+    for bounds in
+        [Bounds::Global(1.0, -1.0), Bounds::Global(f32::NAN, 1.0), Bounds::PerChannel(vec![0.0; 3], vec![-1.0; 3])]
+    {
+        let c = Composite::new().with(rap_attrib::Selector::Any, ZBeta::new(bounds.clone()));
+        let x = Tensor::<4>::ones([1, s[1], s[2], s[3]], &d);
+        match Explainer::new(&built, c).explain(x, Target::Predicted) {
+            Err(AttribError::InvalidParameter(m)) => assert!(m.contains("Z^β") && m.contains("low"), "{m}"),
+            other => panic!("{bounds:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_composite_naming_an_unknown_layer_lists_the_layers_the_model_has() {
+    let m = mlp();
+    let x = Tensor::<2>::ones([1, 4], &device());
+    let cases = [
+        Composite::rap().with_input_layers(["fc0"]),
+        Composite::rap().with_output_layers(["fc3"]),
+        Composite::new().with(rap_attrib::Selector::Name("fc9".into()), Epsilon::default()),
+        Composite::new().with(rap_attrib::Selector::NamePrefix("conv".into()), Epsilon::default()),
+    ];
+    for c in cases {
+        match Explainer::new(&m, c).explain(x.clone(), Target::Predicted) {
+            Err(AttribError::UnknownLayer { known, .. }) => assert_eq!(known, "fc1, act, fc2"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn vanished_relevance_is_reported() {
+    let d = device();
+    let mut m = mlp();
+    // Every hidden unit dead: a bias of −100 behind the ReLU.
+    m.fc1.bias = Some(rap_attrib::burn::module::Param::from_tensor(Tensor::<1>::full([6], -100.0, &d)));
+    let x = Tensor::<2>::from_data([[0.1, 0.2, 0.3, 0.4]], &d);
+    let e = Explainer::new(&m, Composite::epsilon(1e-6).unwrap()).explain(x.clone(), Target::Classes(vec![0])).unwrap();
+    assert_eq!(e.vanished_samples(), vec![0]);
+    assert_eq!(e.conservation().vanished, vec![0]);
+    let mut alive = mlp();
+    alive.fc1.bias = None;
+    let e = Explainer::new(&alive, Composite::epsilon(1e-6).unwrap()).explain(x, Target::Classes(vec![0])).unwrap();
+    let any = rap_attrib::tensor::to_vec(&e.relevance).iter().any(|v| *v != 0.0);
+    assert_eq!(e.vanished_samples().is_empty(), any);
+}
+
+#[test]
+fn description_fields_out_of_range_name_the_layer_the_field_and_the_value() {
+    let d = device();
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/golden");
+    let text = std::fs::read_to_string(dir.join("case_b_vgg.json")).unwrap();
+    let base: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let params = rap_attrib::spec::read_safetensors(dir.join("case_b_vgg.safetensors")).unwrap();
+    let cases: [(usize, &str, serde_json::Value, &str); 7] = [
+        (0, "stride", serde_json::json!(0), "stride"),
+        (0, "kernel_size", serde_json::json!([3, 100000]), "kernel_size"),
+        (0, "bias", serde_json::json!("yes"), "bias"),
+        (0, "out_channels", serde_json::json!(1u64 << 40), "out_channels"),
+        (2, "padding", serde_json::json!(2), "padding"),
+        (6, "in_features", serde_json::json!(-3), "in_features"),
+        (1, "type", serde_json::json!("Dropout"), "features.1"),
+    ];
+    for (layer, field, value, needle) in cases {
+        let mut v = base.clone();
+        v["layers"][layer][field] = value.clone();
+        if field == "type" {
+            v["layers"][layer]["p"] = serde_json::json!(1.5);
+        }
+        match SpecNetwork::from_value(&v, &params, "param.", &d) {
+            Err(AttribError::Spec(m)) => assert!(m.contains(needle), "{field} = {value}: {m}"),
+            other => panic!("{field} = {value}: {other:?}"),
+        }
+    }
+    let mut v = base.clone();
+    let first = v["layers"][0].clone();
+    v["layers"].as_array_mut().unwrap().push(first);
+    match SpecNetwork::from_value(&v, &params, "param.", &d) {
+        Err(AttribError::Spec(m)) => assert!(m.contains("features.0") && m.contains("twice"), "{m}"),
+        other => panic!("duplicate: {other:?}"),
+    }
+}

@@ -115,8 +115,8 @@ fn evaluate_matches_the_metrics_called_directly() {
         for (si, s) in data.samples.iter().enumerate() {
             let (_, x) = load_imagenet(&s.image, 64, &dev).unwrap();
             let r = methods[mi].1.attribute(x, Target::Classes(vec![report.targets[si]])).unwrap().relevance;
-            let boxes = [s.box_region().unwrap().resize(64, 64)];
-            let mask = [s.mask_region().unwrap().resize(64, 64)];
+            let boxes = [s.box_region().unwrap().resize(64, 64).unwrap()];
+            let mask = [s.mask_region().unwrap().resize(64, 64).unwrap()];
             assert_eq!(m.ratio_all[si], outside_inside_ratio(&r, &boxes, RatioMode::All).unwrap()[0]);
             assert_eq!(m.ratio_pos[si], outside_inside_ratio(&r, &boxes, RatioMode::Positive).unwrap()[0]);
             assert_eq!(m.segmentation[si], segmentation(&r, &mask, Threshold::Auto).unwrap()[0]);

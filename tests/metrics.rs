@@ -226,7 +226,14 @@ fn perturbation_rejects_bad_settings() {
     };
     let rel = || tensor4(vec![1.0; 6], [1, 1, 2, 3], &device());
     assert!(matches!(run(rel(), &[0, 1], Default::default()), Err(AttribError::TargetCount { .. })));
-    assert!(matches!(run(rel(), &[7], Default::default()), Err(AttribError::TargetOutOfRange { .. })));
+    let short = PerturbationConfig { steps: 3, ..Default::default() };
+    assert!(matches!(run(rel(), &[7], short), Err(AttribError::TargetOutOfRange { .. })));
+    // 40 steps on a map of 6 pixels, an enormous batch: refused before any work.
+    assert!(
+        matches!(run(rel(), &[0], Default::default()), Err(AttribError::InvalidParameter(m)) if m.contains("steps"))
+    );
+    let huge = PerturbationConfig { steps: 3, batch: usize::MAX, ..Default::default() };
+    assert!(matches!(run(rel(), &[0], huge), Err(AttribError::InvalidParameter(m)) if m.contains("batch")));
     let zero = PerturbationConfig { pixels_per_step: 0, ..Default::default() };
     assert!(matches!(run(rel(), &[0], zero), Err(AttribError::InvalidParameter(_))));
     let wrong = tensor4(vec![1.0; 4], [1, 1, 2, 2], &device());

@@ -292,7 +292,7 @@ fn check_layers(
 /// `rule` everywhere else (RAP starts from the one-hot, the LRP rules from the logit).
 fn rule_composite(rule: &str, zbeta_input: bool) -> Composite {
     let rule_obj: Arc<dyn Rule> = match rule {
-        "lrp0" => Arc::new(Lrp0 { ignore_bias: true }),
+        "lrp0" => Arc::new(Lrp0::without_bias()),
         "epsilon" => Arc::new(Epsilon::new(1e-3).unwrap()),
         "a1b0" => Arc::new(AlphaBeta::new(1.0, 0.0).unwrap()),
         "a2b1" => Arc::new(AlphaBeta::new(2.0, 1.0).unwrap()),
@@ -302,9 +302,7 @@ fn rule_composite(rule: &str, zbeta_input: bool) -> Composite {
         _ => Arc::new(Rap::default()),
     };
     let initial = if rule == "rap" { InitialRelevance::OneHot } else { InitialRelevance::Logit };
-    let mut c = Composite::new()
-        .with_initial(initial)
-        .with(Selector::Type(LayerType::BatchNorm), Pass { mask_zero_inputs: true });
+    let mut c = Composite::new().with_initial(initial).with(Selector::Type(LayerType::BatchNorm), Pass::masked());
     if zbeta_input {
         c = c.with(Selector::All(vec![Selector::InputLayer, Selector::Type(LayerType::Conv2d)]), ZBeta::default());
     }

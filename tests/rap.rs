@@ -193,10 +193,13 @@ fn layer_roles_are_explicit() {
     let e = Explainer::new(&net, Composite::rap()).explain(x.clone(), Target::Predicted).unwrap();
     let c = e.conservation();
     assert!((c.input_sums[0] - c.target_logits[0]).abs() <= 1e-4 * c.target_logits[0].abs());
-    // Named explicitly as something else: no layer takes the output step, relevance stays 1.
-    let composite = Composite::rap().with_output_layers(["none"]);
-    let e = Explainer::new(&net, composite).explain(x, Target::Predicted).unwrap();
+    // Named explicitly as a layer without weights: no layer takes the output step, relevance
+    // stays 1. A name the model does not have is an error, not a silent change.
+    let composite = Composite::rap().with_output_layers(["relu"]);
+    let e = Explainer::new(&net, composite).explain(x.clone(), Target::Predicted).unwrap();
     assert!((e.conservation().input_sums[0] - 1.0).abs() <= 1e-5);
+    let unknown = Composite::rap().with_output_layers(["none"]);
+    assert!(Explainer::new(&net, unknown).explain(x, Target::Predicted).is_err());
 }
 
 #[test]

@@ -282,7 +282,7 @@ fn rap_middle(d: &Dense, x: &[f64], r: &[f64], variant: usize) -> Vec<f64> {
 /// The rules under test: a name, the crate's rule, and how many wrong variants the oracle has.
 fn rules() -> Vec<(&'static str, Box<dyn Rule>, usize)> {
     vec![
-        ("lrp0", Box::new(Lrp0 { ignore_bias: false }), 1),
+        ("lrp0", Box::new(Lrp0::new()), 1),
         ("epsilon", Box::new(Epsilon::new(0.05).unwrap()), 1),
         ("zplus", Box::new(ZPlus::new()), 0),
         ("zplus_zennit", Box::new(ZPlus::zennit()), 1),

@@ -77,7 +77,10 @@ fn parse_box(v: &Value, path: &Path) -> Result<BoundingBox> {
         .iter()
         .map(|x| x.as_u64().map(|u| u as usize).ok_or_else(|| spec_error(path, "box coordinates must be integers ≥ 0")))
         .collect::<Result<_>>()?;
-    Ok(BoundingBox::new(n[0], n[1], n[2], n[3]))
+    match n.as_slice() {
+        &[x1, y1, x2, y2] => Ok(BoundingBox::new(x1, y1, x2, y2)),
+        _ => Err(spec_error(path, "a box must be [x1, y1, x2, y2]")),
+    }
 }
 
 fn read_json(path: &Path) -> Result<Value> {

@@ -19,6 +19,9 @@
 //! # Ok::<(), rap_attrib::AttribError>(())
 //! ```
 
+// Indexing is checked by construction here: per-chunk vectors (maps, regions, results) have the chunk's length by construction.
+#![allow(clippy::indexing_slicing)]
+
 mod dataset;
 
 pub use dataset::{Dataset, Sample};
@@ -227,6 +230,9 @@ impl fmt::Display for Report {
     }
 }
 
+/// The largest `EvaluationConfig::images_per_batch`: 1,024.
+pub const MAX_IMAGES_PER_BATCH: usize = 1024;
+
 /// Runs every method on every sample and scores it with every metric.
 ///
 /// Each sample's target is its label, or the model's prediction. The boxes give the
@@ -245,13 +251,31 @@ pub fn evaluate<M: Explain + ?Sized>(
     if methods.is_empty() || dataset.samples.is_empty() {
         return Err(AttribError::InvalidParameter("evaluate needs at least one method and one sample".into()));
     }
-    if config.size == 0 {
-        return Err(AttribError::InvalidParameter("evaluate: size must be ≥ 1".into()));
+    if config.size == 0 || config.size > crate::imaging::MAX_IMAGE_SIDE {
+        return Err(AttribError::InvalidParameter(format!(
+            "evaluate: `size` = {} is not allowed; expected 1..={}",
+            config.size,
+            crate::imaging::MAX_IMAGE_SIDE
+        )));
     }
     config.threshold.value_for(&[0.0])?;
-    if config.images_per_batch == 0 {
-        return Err(AttribError::InvalidParameter("evaluate: images_per_batch must be ≥ 1".into()));
+    if config.images_per_batch == 0 || config.images_per_batch > MAX_IMAGES_PER_BATCH {
+        return Err(AttribError::InvalidParameter(format!(
+            "evaluate: `images_per_batch` = {} is not allowed; expected 1..={MAX_IMAGES_PER_BATCH}",
+            config.images_per_batch
+        )));
     }
+    if !config.pointing_tolerance.is_finite() || config.pointing_tolerance < 0.0 {
+        return Err(AttribError::InvalidParameter(format!(
+            "evaluate: `pointing_tolerance` = {} is not allowed; expected a finite number ≥ 0",
+            config.pointing_tolerance
+        )));
+    }
+    let size = config.size as usize;
+    crate::limits::check_elements(
+        "evaluate: one batch of photos",
+        &[config.images_per_batch.min(dataset.samples.len()), 3, size, size],
+    )?;
     let size = config.size as usize;
     let samples = dataset.samples.len();
     let empty = |order| PerturbationCurve {
@@ -291,8 +315,8 @@ pub fn evaluate<M: Explain + ?Sized>(
         let chunk_targets: Vec<usize> =
             chunk.iter().enumerate().map(|(i, s)| s.label.unwrap_or_else(|| predicted[i])).collect();
         targets.extend(&chunk_targets);
-        let boxes = chunk.iter().map(|s| Ok(s.box_region()?.resize(size, size))).collect::<Result<Vec<_>>>()?;
-        let masks = chunk.iter().map(|s| Ok(s.mask_region()?.resize(size, size))).collect::<Result<Vec<_>>>()?;
+        let boxes = chunk.iter().map(|s| s.box_region()?.resize(size, size)).collect::<Result<Vec<_>>>()?;
+        let masks = chunk.iter().map(|s| s.mask_region()?.resize(size, size)).collect::<Result<Vec<_>>>()?;
         let mut relevances: Vec<Tensor<4>> = Vec::new();
         for ((name, method), m) in methods.iter().zip(results.iter_mut()) {
             progress(Progress::Attributing { sample: first, batch: n, samples, method: name });

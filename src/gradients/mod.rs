@@ -48,6 +48,9 @@
 //! Batches are first-class: every sample's copies (integration steps, noisy samples) go through
 //! the network together, in chunks of at most [`GradientExplainer::with_chunk`] copies.
 
+// Indexing is checked by construction here: indices run over copy lists and noise buffers this module sizes from the checked input shape.
+#![allow(clippy::indexing_slicing)]
+
 use crate::composite::InitialRelevance;
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
@@ -199,11 +202,17 @@ impl GradientMethod {
 
     fn check(&self) -> Result<()> {
         match self {
-            GradientMethod::IntegratedGradients(ig) if ig.steps == 0 => {
-                Err(AttribError::InvalidParameter("integrated gradients needs steps ≥ 1, got 0".into()))
+            GradientMethod::IntegratedGradients(ig) if ig.steps == 0 || ig.steps > MAX_COPIES => {
+                Err(AttribError::InvalidParameter(format!(
+                    "integrated gradients: `steps` = {} is not allowed; expected 1..={MAX_COPIES}",
+                    ig.steps
+                )))
             }
-            GradientMethod::SmoothGrad(sg) if sg.samples == 0 => {
-                Err(AttribError::InvalidParameter("SmoothGrad needs samples ≥ 1, got 0".into()))
+            GradientMethod::SmoothGrad(sg) if sg.samples == 0 || sg.samples > MAX_COPIES => {
+                Err(AttribError::InvalidParameter(format!(
+                    "SmoothGrad: `samples` = {} is not allowed; expected 1..={MAX_COPIES}",
+                    sg.samples
+                )))
             }
             GradientMethod::SmoothGrad(sg) if !(sg.noise.is_finite() && sg.noise >= 0.0) => Err(
                 AttribError::InvalidParameter(format!("SmoothGrad's noise must be finite and ≥ 0, got {}", sg.noise)),
@@ -212,6 +221,9 @@ impl GradientMethod {
         }
     }
 }
+
+/// The most integration steps or noisy samples per input: 100,000.
+pub const MAX_COPIES: usize = 100_000;
 
 /// Explains a model with a gradient method; the counterpart of [`crate::Explainer`].
 pub struct GradientExplainer<'a, M: Explain + ?Sized> {
@@ -345,6 +357,7 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
     fn smoothgrad(&self, x: Tensor<4>, seed: &Tensor<2>, sg: &SmoothGrad) -> Result<Tensor<4>> {
         let dims = x.dims();
         let per_sample = dims[1] * dims[2] * dims[3];
+        crate::limits::check_elements("SmoothGrad's noise", &[sg.samples, per_sample])?;
         let range = sample_max(x.clone()) - sample_min(x.clone());
         let sigmas: Vec<f32> = to_vec(&range).into_iter().map(|r| sg.noise * r).collect();
         let copies: Vec<(usize, f32)> =

@@ -1,6 +1,9 @@
 //! [`burn::nn::pool::AdaptiveAvgPool2d`]: proportional (z-rule) relevance.
 
-use super::{LayerType, Relevance, expect_inputs, shape_error, z_rule_pool};
+// Indexing is checked by construction here: the pooling matrix is indexed within the `out × len` buffer it allocates.
+#![allow(clippy::indexing_slicing)]
+
+use super::{LayerType, Relevance, inputs_n, shape_error, z_rule_pool};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::nn::pool::AdaptiveAvgPool2d;
@@ -38,13 +41,14 @@ impl Relevance for AdaptiveAvgPool2d {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        let dims = inputs[0].dims();
+        let [input] = inputs_n::<1>(name, inputs)?;
+        let dims = input.dims();
         let [oh, ow] = self.output_size;
         if oh == 0 || ow == 0 || dims[2] == 0 || dims[3] == 0 {
             return Err(shape_error(name, format!("a non-empty [B, C, H, W] pooled to {oh}x{ow}"), dims));
         }
-        Ok(adaptive_avg_pool2d(inputs[0].clone(), self.output_size))
+        crate::limits::check_elements(&format!("layer `{name}`: the output"), &[dims[0], dims[1], oh, ow])?;
+        Ok(adaptive_avg_pool2d(input.clone(), self.output_size))
     }
 
     fn relevance(
@@ -55,7 +59,7 @@ impl Relevance for AdaptiveAvgPool2d {
         _rule: Option<&dyn Rule>,
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
-        let x = &inputs[0];
+        let [x] = inputs_n::<1>(ctx.name, inputs)?;
         let [b, c, h, w] = x.dims();
         let [oh, ow] = self.output_size;
         let device = x.device();

@@ -1,6 +1,6 @@
 //! Residual Add: `y = a + b`.
 
-use super::{LayerType, Relevance, expect_inputs, shape_error};
+use super::{LayerType, Relevance, inputs_n, shape_error};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
@@ -26,12 +26,12 @@ impl Relevance for Add {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 2)?;
-        let (a, b) = (inputs[0].dims(), inputs[1].dims());
-        if a != b {
-            return Err(shape_error(name, format!("both branches of shape {a:?}"), b));
+        let [a, b] = inputs_n::<2>(name, inputs)?;
+        let (da, db) = (a.dims(), b.dims());
+        if da != db {
+            return Err(shape_error(name, format!("both branches of shape {da:?}"), db));
         }
-        Ok(inputs[0].clone() + inputs[1].clone())
+        Ok(a.clone() + b.clone())
     }
 
     fn relevance(
@@ -42,7 +42,8 @@ impl Relevance for Add {
         _rule: Option<&dyn Rule>,
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
+        let [in_a, in_b] = inputs_n::<2>(ctx.name, inputs)?;
         let s = ctx.sharing.divide(r, output.clone());
-        Ok(vec![inputs[0].clone() * s.clone(), inputs[1].clone() * s])
+        Ok(vec![in_a.clone() * s.clone(), in_b.clone() * s])
     }
 }

@@ -1,7 +1,7 @@
 //! [`burn::nn::pool::AvgPool2d`]: proportional (z-rule) relevance.
 
 use super::conv2d::padding_of;
-use super::{LayerType, Relevance, expect_inputs, shape_error, z_rule_pool};
+use super::{LayerType, Relevance, Window, inputs_n, shape_error, z_rule_pool};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::nn::pool::AvgPool2d;
@@ -25,21 +25,20 @@ impl Relevance for AvgPool2d {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        let dims = inputs[0].dims();
+        let [input] = inputs_n::<1>(name, inputs)?;
+        let dims = input.dims();
         let k = self.kernel_size;
         let Some(padding) = padding_of(&self.padding, k) else {
             return Err(shape_error(name, "a pool with symmetric padding", dims));
         };
-        if dims[2] + 2 * padding[0] < k[0] || dims[3] + 2 * padding[1] < k[1] {
-            return Err(shape_error(name, format!("[B, C, H, W] with H, W ≥ the {}x{} window", k[0], k[1]), dims));
-        }
+        let window = Window { kernel: k, stride: self.stride, padding, dilation: [1, 1], ceil_mode: self.ceil_mode };
+        window.check(name, dims, dims[1])?;
         let opts = AvgPoolOptions::new(k)
             .with_stride(self.stride)
             .with_padding(padding)
             .with_count_include_pad(self.count_include_pad)
             .with_ceil_mode(self.ceil_mode);
-        Ok(avg_pool2d(inputs[0].clone(), opts))
+        Ok(avg_pool2d(input.clone(), opts))
     }
 
     fn relevance(
@@ -50,8 +49,10 @@ impl Relevance for AvgPool2d {
         _rule: Option<&dyn Rule>,
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
-        let x = &inputs[0];
-        let padding = padding_of(&self.padding, self.kernel_size).expect("checked in forward");
+        let [x] = inputs_n::<1>(ctx.name, inputs)?;
+        let Some(padding) = padding_of(&self.padding, self.kernel_size) else {
+            return Err(shape_error(ctx.name, "a pool with symmetric padding", x.dims()));
+        };
         Ok(vec![z_rule_pool(x, output, r, ctx.sharing, |s| {
             avg_pool2d_backward(
                 x.clone(),

@@ -1,6 +1,6 @@
 //! [`burn::nn::BatchNorm`] in eval mode: `y = γ (x − μ)/√(var + ε) + β`.
 
-use super::{LayerType, LinearLayer, Relevance, expect_inputs, shape_error};
+use super::{LayerType, LinearLayer, Relevance, inputs_n, shape_error};
 use crate::error::Result;
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
@@ -57,14 +57,14 @@ impl Relevance for BatchNorm {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
+        let [input] = inputs_n::<1>(name, inputs)?;
         let [c] = self.gamma.dims();
-        let dims = inputs[0].dims();
+        let dims = input.dims();
         if dims[1] != c {
             return Err(shape_error(name, format!("[batch, {c}, H, W]"), dims));
         }
         let (scale, shift) = scale_shift(self);
-        Ok(self.forward_with(inputs[0].clone(), &scale.reshape([c, 1, 1, 1]), Some(shift)))
+        Ok(self.forward_with(input.clone(), &scale.reshape([c, 1, 1, 1]), Some(shift)))
     }
 
     fn as_linear(&self) -> Option<&dyn LinearLayer> {

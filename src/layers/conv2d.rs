@@ -1,7 +1,10 @@
 //! [`burn::nn::conv::Conv2d`]: 2-D convolution with stride, padding, dilation and groups.
 
+// Indexing is checked by construction here: indices are the two spatial axes of fixed-size arrays and parts of a stack counted before use.
+#![allow(clippy::indexing_slicing)]
+
 use super::{
-    LayerType, LinearLayer, Relevance, WeightStack, expect_inputs, forward_apart, shape_error, transpose_apart,
+    LayerType, LinearLayer, Relevance, WeightStack, Window, forward_apart, inputs_n, shape_error, transpose_apart,
 };
 use crate::error::Result;
 use burn::nn::PaddingConfig2d;
@@ -228,8 +231,7 @@ impl Relevance for Conv2d {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        let x = &inputs[0];
+        let [x] = inputs_n::<1>(name, inputs)?;
         let dims = x.dims();
         let [_, c_per_group, kh, kw] = self.weight.dims();
         let c_in = c_per_group * self.groups;
@@ -240,14 +242,13 @@ impl Relevance for Conv2d {
                 dims,
             ));
         };
-        let fits = |d: usize| dims[2 + d] + 2 * padding[d] > self.dilation[d] * ([kh, kw][d] - 1);
-        if dims[1] != c_in || !fits(0) || !fits(1) {
-            return Err(shape_error(
-                name,
-                format!("[batch, {c_in}, H, W] with H, W large enough for a {kh}x{kw} kernel"),
-                dims,
-            ));
+        if dims[1] != c_in {
+            return Err(shape_error(name, format!("[batch, {c_in}, H, W]"), dims));
         }
+        let [c_out, _, _, _] = self.weight.dims();
+        let window =
+            Window { kernel: [kh, kw], stride: self.stride, padding, dilation: self.dilation, ceil_mode: false };
+        window.check(name, dims, c_out)?;
         Ok(self.forward_with(x.clone(), &LinearLayer::weight(self), LinearLayer::bias(self)))
     }
 

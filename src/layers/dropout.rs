@@ -1,6 +1,6 @@
 //! [`burn::nn::Dropout`]: the identity at inference.
 
-use super::{LayerType, Relevance, expect_inputs};
+use super::{LayerType, Relevance, inputs_n};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::nn::Dropout;
@@ -17,8 +17,8 @@ impl Relevance for Dropout {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        Ok(inputs[0].clone())
+        let [input] = inputs_n::<1>(name, inputs)?;
+        Ok(input.clone())
     }
 
     fn relevance(

@@ -1,6 +1,6 @@
 //! Flatten: `[B, C, H, W] → [B, C·H·W]` in row-major (C, H, W) order.
 
-use super::{LayerType, Relevance, expect_inputs};
+use super::{LayerType, Relevance, inputs_n};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
@@ -20,9 +20,9 @@ impl Relevance for Flatten {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        let [b, c, h, w] = inputs[0].dims();
-        Ok(inputs[0].clone().reshape([b, c * h * w, 1, 1]))
+        let [input] = inputs_n::<1>(name, inputs)?;
+        let [b, c, h, w] = input.dims();
+        Ok(input.clone().reshape([b, c * h * w, 1, 1]))
     }
 
     fn relevance(
@@ -31,8 +31,9 @@ impl Relevance for Flatten {
         _output: &Tensor<4>,
         r: Tensor<4>,
         _rule: Option<&dyn Rule>,
-        _ctx: &RuleContext,
+        ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
-        Ok(vec![r.reshape(inputs[0].dims())])
+        let [in_a] = inputs_n::<1>(ctx.name, inputs)?;
+        Ok(vec![r.reshape(in_a.dims())])
     }
 }

@@ -1,6 +1,6 @@
 //! [`burn::nn::Linear`]: `y = x W + b`.
 
-use super::{LayerType, LinearLayer, Relevance, expect_inputs, shape_error};
+use super::{LayerType, LinearLayer, Relevance, inputs_n, shape_error};
 use crate::error::Result;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
@@ -49,8 +49,7 @@ impl Relevance for Linear {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        let x = &inputs[0];
+        let [x] = inputs_n::<1>(name, inputs)?;
         let dims = x.dims();
         let [d_in, _] = self.weight.dims();
         if dims[1] != d_in || dims[2] != 1 || dims[3] != 1 {

@@ -1,7 +1,7 @@
 //! [`burn::nn::pool::MaxPool2d`]: winner-take-all relevance.
 
 use super::conv2d::padding_of;
-use super::{LayerType, Relevance, expect_inputs, shape_error};
+use super::{LayerType, Relevance, Window, inputs_n, shape_error};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::nn::pool::MaxPool2d;
@@ -38,17 +38,20 @@ impl Relevance for MaxPool2d {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        let dims = inputs[0].dims();
+        let [input] = inputs_n::<1>(name, inputs)?;
+        let dims = input.dims();
         let Some(opts) = options(self) else {
             return Err(shape_error(name, "a pool with symmetric padding", dims));
         };
-        let k = self.kernel_size;
-        let fits = |d: usize| dims[2 + d] + 2 * opts.padding[d].0 > self.dilation[d] * (k[d] - 1);
-        if !fits(0) || !fits(1) {
-            return Err(shape_error(name, format!("[B, C, H, W] with H, W ≥ the {}x{} window", k[0], k[1]), dims));
-        }
-        Ok(burn::tensor::module::max_pool2d(inputs[0].clone(), opts))
+        let window = Window {
+            kernel: self.kernel_size,
+            stride: self.stride,
+            padding: [opts.padding[0].0, opts.padding[1].0],
+            dilation: self.dilation,
+            ceil_mode: self.ceil_mode,
+        };
+        window.check(name, dims, dims[1])?;
+        Ok(burn::tensor::module::max_pool2d(input.clone(), opts))
     }
 
     fn relevance(
@@ -59,9 +62,11 @@ impl Relevance for MaxPool2d {
         _rule: Option<&dyn Rule>,
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
-        let x = &inputs[0];
+        let [x] = inputs_n::<1>(ctx.name, inputs)?;
         let [b, c, h, w] = x.dims();
-        let opts = options(self).expect("checked in forward");
+        let Some(opts) = options(self) else {
+            return Err(shape_error(ctx.name, "a pool with symmetric padding", x.dims()));
+        };
         let (_, indices) = max_pool2d_with_indices(x.clone(), opts);
         let [_, _, oh, ow] = output.dims();
         let r = if ctx.sharing.max_pool_passes_zero_windows() {

@@ -9,6 +9,9 @@
 //! A new layer type is one file here implementing [`Relevance`] (and, if it is linear in its
 //! input, [`LinearLayer`]) plus a `mod` line.
 
+// Indexing is checked by construction here: indices are the two spatial axes of fixed-size `[usize; 2]` arrays.
+#![allow(clippy::indexing_slicing)]
+
 mod adaptive_avg_pool2d;
 mod add;
 mod avg_pool2d;
@@ -236,7 +239,10 @@ pub trait Relevance {
     ) -> Result<Vec<Tensor<4>>> {
         let _ = output;
         match (self.as_linear(), rule) {
-            (Some(linear), Some(rule)) => Ok(vec![rule.relevance(linear, &inputs[0], r, ctx)?]),
+            (Some(linear), Some(rule)) => {
+                let [x] = inputs_n::<1>(ctx.name, inputs)?;
+                Ok(vec![rule.relevance(linear, x, r, ctx)?])
+            }
             _ => Err(AttribError::UnsupportedLayer {
                 layer: ctx.name.to_string(),
                 layer_type: self.layer_type().to_string(),
@@ -246,16 +252,66 @@ pub trait Relevance {
     }
 }
 
-/// Checks that a layer got exactly `n` inputs.
-pub(crate) fn expect_inputs(name: &str, inputs: &[Tensor<4>], n: usize) -> Result<()> {
-    if inputs.len() == n {
-        Ok(())
-    } else {
-        Err(AttribError::Shape {
-            layer: name.to_string(),
-            expected: format!("{n} input tensor(s)"),
-            got: vec![inputs.len()],
-        })
+/// The layer's inputs as an array of exactly `N`, or the error that names the layer.
+pub(crate) fn inputs_n<'a, const N: usize>(name: &str, inputs: &'a [Tensor<4>]) -> Result<&'a [Tensor<4>; N]> {
+    <&[Tensor<4>; N]>::try_from(inputs).map_err(|_| AttribError::Shape {
+        layer: name.to_string(),
+        expected: format!("{N} input tensor(s)"),
+        got: vec![inputs.len()],
+    })
+}
+
+/// A sliding window's geometry along both axes (kernel, stride, padding, dilation), as a layer
+/// holds it.
+pub(crate) struct Window {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub ceil_mode: bool,
+}
+
+impl Window {
+    /// Checks the geometry against the input `dims` and the budget, before any work: every size
+    /// at least 1, the window fits the padded input, and neither the padded input nor the output
+    /// (`out_channels` channels) exceeds [`crate::limits`]. Returns the output's `[H', W']`.
+    pub(crate) fn check(&self, name: &str, dims: [usize; 4], out_channels: usize) -> Result<[usize; 2]> {
+        let [b, c, h, w] = dims;
+        let mut out = [0usize; 2];
+        for (d, len) in [h, w].into_iter().enumerate() {
+            let (k, s, p, dil) = (self.kernel[d], self.stride[d], self.padding[d], self.dilation[d]);
+            if k == 0 || s == 0 || dil == 0 {
+                return Err(AttribError::UnsupportedLayer {
+                    layer: name.to_string(),
+                    layer_type: "window".into(),
+                    reason: format!(
+                        "kernel {:?}, stride {:?} and dilation {:?} must be at least 1",
+                        self.kernel, self.stride, self.dilation
+                    ),
+                });
+            }
+            let padded = len.saturating_add(p.saturating_mul(2));
+            let span = dil.saturating_mul(k - 1).saturating_add(1);
+            if padded < span {
+                return Err(shape_error(
+                    name,
+                    format!(
+                        "[B, C, H, W] with H, W large enough for the {:?} window (dilation {:?})",
+                        self.kernel, self.dilation
+                    ),
+                    dims,
+                ));
+            }
+            let room = padded - span;
+            out[d] = if self.ceil_mode { room.div_ceil(s) + 1 } else { room / s + 1 };
+        }
+        let padded = [
+            h.saturating_add(2 * self.padding[0].min(usize::MAX / 4)),
+            w.saturating_add(2 * self.padding[1].min(usize::MAX / 4)),
+        ];
+        crate::limits::check_elements(&format!("layer `{name}`: the padded input"), &[b, c, padded[0], padded[1]])?;
+        crate::limits::check_elements(&format!("layer `{name}`: the output"), &[b, out_channels, out[0], out[1]])?;
+        Ok(out)
     }
 }
 

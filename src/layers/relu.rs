@@ -1,6 +1,6 @@
 //! [`burn::nn::Relu`]: relevance passes through unchanged.
 
-use super::{LayerType, Relevance, expect_inputs};
+use super::{LayerType, Relevance, inputs_n};
 use crate::error::Result;
 use crate::rules::{Rule, RuleContext};
 use burn::nn::Relu;
@@ -18,8 +18,8 @@ impl Relevance for Relu {
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        expect_inputs(name, inputs, 1)?;
-        Ok(inputs[0].clone().clamp_min(0.0))
+        let [input] = inputs_n::<1>(name, inputs)?;
+        Ok(input.clone().clamp_min(0.0))
     }
 
     fn relevance(

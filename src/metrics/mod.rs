@@ -29,7 +29,9 @@ mod ratio;
 mod region;
 mod segmentation;
 
-pub use perturbation::{Order, PerturbationConfig, PerturbationCurve, Score, perturbation_curves};
+pub use perturbation::{
+    MAX_PERTURBATION_BATCH, Order, PerturbationConfig, PerturbationCurve, Score, perturbation_curves,
+};
 pub use pointing::{pointing_game, pointing_of};
 pub use ratio::{RatioMode, outside_inside_ratio, ratio_of};
 pub use region::{BoundingBox, Region};
@@ -82,6 +84,17 @@ fn heatmaps_with_regions(relevance: &Tensor<4>, regions: &[Region], metric: &str
 
 /// Checks that a region has its heatmap's size.
 fn same_size(map: &Heatmap, region: &Region, metric: &str) -> Result<()> {
+    if map.width.checked_mul(map.height) != Some(map.values.len()) || map.values.is_empty() {
+        return Err(AttribError::InvalidParameter(format!(
+            "{metric}: a {}x{} heatmap with {} values; expected width·height ≥ 1 values",
+            map.width,
+            map.height,
+            map.values.len()
+        )));
+    }
+    if map.values.iter().any(|v| !v.is_finite()) {
+        return Err(AttribError::NonFinite { what: format!("the heatmap given to the {metric}") });
+    }
     if (map.width, map.height) == (region.width(), region.height()) {
         Ok(())
     } else {

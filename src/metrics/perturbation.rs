@@ -1,6 +1,9 @@
 //! Region perturbation (Samek et al. 2017): remove pixels in the order a heatmap ranks them and
 //! watch the target's score fall.
 
+// Indexing is checked by construction here: indices run over rankings, masks and score vectors this function sizes from the checked input shape.
+#![allow(clippy::indexing_slicing)]
+
 use super::Heatmap;
 use crate::error::{AttribError, Result};
 use crate::walk::Explain;
@@ -36,6 +39,9 @@ pub enum Score {
     Probability,
 }
 
+/// The largest `PerturbationConfig::batch`: 4,096 copies per forward pass.
+pub const MAX_PERTURBATION_BATCH: usize = 4096;
+
 /// Region perturbation settings; the defaults are the paper's (100 pixels a step, 40 steps,
 /// pixels set to 0 in the network's input space, which is the mean colour for
 /// ImageNet-normalised inputs).
@@ -49,7 +55,7 @@ pub struct PerturbationConfig {
     pub value: f32,
     /// Which score the curve follows.
     pub score: Score,
-    /// At most this many perturbed copies per forward pass.
+    /// At most this many perturbed copies per forward pass (1 to [`MAX_PERTURBATION_BATCH`]).
     pub batch: usize,
 }
 
@@ -94,7 +100,7 @@ impl PerturbationCurve {
         self.scores
             .iter()
             .map(|s| {
-                let s0 = s[0] as f64;
+                let s0 = s.first().copied().unwrap_or(0.0) as f64;
                 (s.iter().map(|&v| s0 - v as f64).sum::<f64>() / s.len() as f64) as f32
             })
             .collect()
@@ -166,14 +172,32 @@ pub fn perturbation_curves<M: Explain + ?Sized>(
     if targets.len() != b {
         return Err(AttribError::TargetCount { got: targets.len(), batch: b });
     }
-    if config.pixels_per_step == 0 || config.batch == 0 || !config.value.is_finite() {
-        return Err(AttribError::InvalidParameter(format!(
-            "region perturbation needs pixels_per_step ≥ 1, batch ≥ 1 and a finite value; got {}, {}, {}",
-            config.pixels_per_step, config.batch, config.value
-        )));
+    let plane = h.saturating_mul(w);
+    let bad = |field: &str, value: String, allowed: String| {
+        Err(AttribError::InvalidParameter(format!(
+            "region perturbation: `{field}` = {value} is not allowed; expected {allowed}"
+        )))
+    };
+    if config.pixels_per_step == 0 {
+        return bad("pixels_per_step", "0".into(), "at least 1".into());
     }
+    let max_steps = plane.saturating_add(1);
+    if config.steps == 0 || config.steps > max_steps {
+        return bad("steps", config.steps.to_string(), format!("1..={max_steps} (the pixels of a map, plus one)"));
+    }
+    if config.batch == 0 || config.batch > MAX_PERTURBATION_BATCH {
+        return bad("batch", config.batch.to_string(), format!("1..={MAX_PERTURBATION_BATCH}"));
+    }
+    if !config.value.is_finite() {
+        return bad("value", config.value.to_string(), "a finite number".into());
+    }
+    let copies = orders.len().saturating_mul(b);
+    crate::limits::check_elements("region perturbation: the kept-pixel masks", &[copies, plane])?;
+    crate::limits::check_elements(
+        "region perturbation: one batch of perturbed copies",
+        &[config.batch.min(copies), c, h, w],
+    )?;
     let maps = Heatmap::from_relevance(relevance)?;
-    let plane = h * w;
     // One ranking per copy (order-major, then sample).
     let rankings: Vec<Vec<u32>> = orders
         .iter()
@@ -200,8 +224,10 @@ pub fn perturbation_curves<M: Explain + ?Sized>(
     let mut classes = None;
     for step in 0..=config.steps {
         if step > 0 {
-            let (from, to) =
-                (((step - 1) * config.pixels_per_step).min(plane), (step * config.pixels_per_step).min(plane));
+            let (from, to) = (
+                (step - 1).saturating_mul(config.pixels_per_step).min(plane),
+                step.saturating_mul(config.pixels_per_step).min(plane),
+            );
             for (j, rank) in rankings.iter().enumerate() {
                 for &p in &rank[from..to] {
                     keep[j * plane + p as usize] = 0.0;

@@ -44,13 +44,15 @@ pub fn pointing_of(map: &Heatmap, region: &Region, tolerance: f32) -> Result<Opt
     if best == lowest {
         return Ok(None);
     }
-    let (px, py) = ((at % map.width) as i64, (at / map.width) as i64);
-    let t = tolerance.floor() as i64;
+    let width = map.width.max(1);
+    let (px, py) = (at % width, at / width);
+    // The window is clipped to the map, so the search never visits more pixels than it has.
+    let t = tolerance.floor().min((map.width + map.height) as f32) as usize;
     let t2 = (tolerance as f64) * (tolerance as f64);
-    for dy in -t..=t {
-        for dx in -t..=t {
-            let (x, y) = (px + dx, py + dy);
-            if x >= 0 && y >= 0 && ((dx * dx + dy * dy) as f64) <= t2 && region.contains(x as usize, y as usize) {
+    for y in py.saturating_sub(t)..=py.saturating_add(t).min(region.height().saturating_sub(1)) {
+        for x in px.saturating_sub(t)..=px.saturating_add(t).min(region.width().saturating_sub(1)) {
+            let (dx, dy) = (x.abs_diff(px) as f64, y.abs_diff(py) as f64);
+            if dx * dx + dy * dy <= t2 && region.contains(x, y) {
                 return Ok(Some(true));
             }
         }

@@ -38,10 +38,10 @@ pub struct Region {
 impl Region {
     /// A region from a row-major mask of `width × height` flags.
     pub fn from_mask(width: usize, height: usize, inside: Vec<bool>) -> Result<Self> {
-        if width == 0 || height == 0 || inside.len() != width * height {
+        let n = width.checked_mul(height);
+        if width == 0 || height == 0 || n != Some(inside.len()) {
             return Err(AttribError::InvalidParameter(format!(
-                "a {width}x{height} mask needs {} flags, got {}",
-                width * height,
+                "a {width}x{height} mask needs width, height ≥ 1 and width·height flags, got {}",
                 inside.len()
             )));
         }
@@ -51,7 +51,13 @@ impl Region {
     /// The union of boxes in a `width × height` picture. A box must be non-empty and lie inside
     /// the picture.
     pub fn from_boxes(width: usize, height: usize, boxes: &[BoundingBox]) -> Result<Self> {
-        let mut inside = vec![false; width * height];
+        if width == 0 || height == 0 {
+            return Err(AttribError::InvalidParameter(format!(
+                "a region of {width}x{height} pixels is not allowed; expected width, height ≥ 1"
+            )));
+        }
+        let n = crate::limits::check_elements("a region", &[height, width])?;
+        let mut inside = vec![false; n];
         for b in boxes {
             if b.x1 >= b.x2 || b.y1 >= b.y2 || b.x2 > width || b.y2 > height {
                 return Err(AttribError::InvalidParameter(format!(
@@ -59,8 +65,8 @@ impl Region {
                     b.x1, b.y1, b.x2, b.y2
                 )));
             }
-            for y in b.y1..b.y2 {
-                inside[y * width + b.x1..y * width + b.x2].fill(true);
+            for row in inside.chunks_mut(width).take(b.y2).skip(b.y1) {
+                row.iter_mut().take(b.x2).skip(b.x1).for_each(|v| *v = true);
             }
         }
         Self::from_mask(width, height, inside)
@@ -69,9 +75,10 @@ impl Region {
     /// Reads a mask picture (PNG, JPEG): a pixel is inside where its grey value is above 127.
     pub fn load_mask(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let img = image::open(path)
-            .map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })?
-            .into_luma8();
+        let shown = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?;
+        let img = crate::imaging::decode_rgb(&bytes).map_err(|message| AttribError::Io { path: shown, message })?;
+        let img = image::DynamicImage::ImageRgb8(img).into_luma8();
         let (w, h) = img.dimensions();
         Self::from_mask(w as usize, h as usize, img.pixels().map(|p| p.0[0] > 127).collect())
     }
@@ -93,7 +100,7 @@ impl Region {
 
     /// Whether pixel `(x, y)` is inside.
     pub fn contains(&self, x: usize, y: usize) -> bool {
-        x < self.width && y < self.height && self.inside[y * self.width + x]
+        x < self.width && y < self.height && self.inside.get(y * self.width + x).copied().unwrap_or(false)
     }
 
     /// Number of pixels inside.
@@ -116,9 +123,9 @@ impl Region {
     /// The tight box around the inside pixels, if any.
     pub fn bounding_box(&self) -> Option<BoundingBox> {
         let mut b: Option<BoundingBox> = None;
-        for y in 0..self.height {
-            for x in 0..self.width {
-                if self.inside[y * self.width + x] {
+        for (y, row) in self.inside.chunks(self.width.max(1)).enumerate() {
+            for (x, _) in row.iter().enumerate().filter(|(_, v)| **v) {
+                {
                     let r = b.get_or_insert(BoundingBox::new(x, y, x + 1, y + 1));
                     r.x1 = r.x1.min(x);
                     r.y1 = r.y1.min(y);
@@ -132,19 +139,25 @@ impl Region {
 
     /// The region resampled to `width × height` by nearest neighbour at pixel centres (each
     /// output pixel takes the source pixel under its centre), as a mask follows a plain resize
-    /// of its photo.
-    pub fn resize(&self, width: usize, height: usize) -> Region {
+    /// of its photo. An error for a size of 0 or one over the budget ([`crate::limits`]).
+    pub fn resize(&self, width: usize, height: usize) -> Result<Region> {
+        if width == 0 || height == 0 {
+            return Err(AttribError::InvalidParameter(format!(
+                "resizing a region to {width}x{height} is not allowed; expected width, height ≥ 1"
+            )));
+        }
+        let n = crate::limits::check_elements("a resized region", &[height, width])?;
         let sx = self.width as f64 / width as f64;
         let sy = self.height as f64 / height as f64;
-        let mut inside = Vec::with_capacity(width * height);
+        let mut inside = Vec::with_capacity(n);
         for y in 0..height {
-            let src_y = (((y as f64 + 0.5) * sy) as usize).min(self.height - 1);
+            let src_y = (((y as f64 + 0.5) * sy) as usize).min(self.height.saturating_sub(1));
             for x in 0..width {
-                let src_x = (((x as f64 + 0.5) * sx) as usize).min(self.width - 1);
-                inside.push(self.inside[src_y * self.width + src_x]);
+                let src_x = (((x as f64 + 0.5) * sx) as usize).min(self.width.saturating_sub(1));
+                inside.push(self.contains(src_x, src_y));
             }
         }
-        Region { width, height, inside }
+        Ok(Region { width, height, inside })
     }
 }
 
@@ -166,10 +179,10 @@ mod tests {
     fn resize_follows_pixel_centres() {
         // A 4x2 mask whose left half is inside, doubled and halved.
         let r = Region::from_mask(4, 2, vec![true, true, false, false, true, true, false, false]).unwrap();
-        let up = r.resize(8, 4);
+        let up = r.resize(8, 4).unwrap();
         assert_eq!(up.count(), 16);
         assert!(up.contains(3, 3) && !up.contains(4, 0));
-        let down = r.resize(2, 1);
+        let down = r.resize(2, 1).unwrap();
         assert_eq!(down.as_slice(), &[true, false]);
         assert!(Region::from_mask(2, 2, vec![true]).is_err());
     }

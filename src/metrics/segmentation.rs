@@ -30,10 +30,11 @@ impl Threshold {
         let percentile = |p: f32| {
             let mut s = values.to_vec();
             s.sort_by(f32::total_cmp);
-            let pos = (p as f64 / 100.0) * (s.len() - 1) as f64;
+            let pos = (p as f64 / 100.0) * s.len().saturating_sub(1) as f64;
             let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
             let frac = (pos - lo as f64) as f32;
-            s[lo] + (s[hi] - s[lo]) * frac
+            let (a, b) = (s.get(lo).copied().unwrap_or(0.0), s.get(hi).copied().unwrap_or(0.0));
+            a + (b - a) * frac
         };
         match *self {
             Threshold::Auto => Ok(if values.iter().any(|&v| v < 0.0) { 0.0 } else { mean() }),

@@ -9,10 +9,9 @@ use burn::tensor::Tensor;
 ///
 /// Conservation: `Σ_i R_i = Σ_j R_j (z_j − b_j)/(z_j + ε sign z_j)`; the difference to `Σ R`
 /// is the absorbed part (ε and the bias), and it vanishes as ε → 0 for a bias-free layer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Epsilon {
-    /// The stabiliser ε (> 0).
-    pub epsilon: f64,
+    epsilon: f64,
 }
 
 impl Epsilon {
@@ -21,8 +20,15 @@ impl Epsilon {
         if epsilon > 0.0 && epsilon.is_finite() {
             Ok(Self { epsilon })
         } else {
-            Err(AttribError::InvalidParameter(format!("LRP-ε needs a finite ε > 0, got {epsilon}")))
+            Err(AttribError::InvalidParameter(format!(
+                "LRP-ε: `epsilon` = {epsilon} is not allowed; expected a finite number > 0"
+            )))
         }
+    }
+
+    /// The stabiliser ε.
+    pub fn epsilon(&self) -> f64 {
+        self.epsilon
     }
 }
 

@@ -9,10 +9,26 @@ use burn::tensor::Tensor;
 ///
 /// Conservation: without bias, `Σ_i R_i = Σ_j R_j · 1[z_j ≠ 0]` exactly (zero denominators
 /// give zero, never NaN). With a bias the bias share `Σ_j R_j b_j / z_j` is absorbed.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Lrp0 {
-    /// Include the bias in the denominator (default: true).
-    pub ignore_bias: bool,
+    ignore_bias: bool,
+}
+
+impl Lrp0 {
+    /// LRP-0 with the bias in the denominator.
+    pub fn new() -> Self {
+        Self { ignore_bias: false }
+    }
+
+    /// LRP-0 without the bias (the denominator is `Σ_i x_i w_ji` alone).
+    pub fn without_bias() -> Self {
+        Self { ignore_bias: true }
+    }
+
+    /// Whether the bias is left out of the denominator.
+    pub fn ignores_bias(&self) -> bool {
+        self.ignore_bias
+    }
 }
 
 impl Rule for Lrp0 {

@@ -11,10 +11,27 @@ use burn::tensor::Tensor;
 /// With `mask_zero_inputs` (the RAP reference's BatchNorm treatment) relevance is dropped where
 /// the layer input is exactly 0: `R_in = R · 1[x ≠ 0]`; the lost amount is the relevance at
 /// those positions. Without it the rule conserves exactly.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pass {
-    /// Drop relevance where the input is exactly zero.
-    pub mask_zero_inputs: bool,
+    mask_zero_inputs: bool,
+}
+
+impl Pass {
+    /// Pass, relevance unchanged (Zennit's BatchNorm and activation rule).
+    pub fn new() -> Self {
+        Self { mask_zero_inputs: false }
+    }
+
+    /// Pass that drops relevance where the layer input is exactly 0 (the RAP reference's
+    /// BatchNorm).
+    pub fn masked() -> Self {
+        Self { mask_zero_inputs: true }
+    }
+
+    /// Whether relevance is dropped where the input is exactly zero.
+    pub fn masks_zero_inputs(&self) -> bool {
+        self.mask_zero_inputs
+    }
 }
 
 impl Rule for Pass {

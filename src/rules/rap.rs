@@ -37,10 +37,26 @@ use burn::tensor::Tensor;
 /// - The output step returns the target logit (bias included) for a one-hot start.
 /// - Hence for networks whose linear layers see non-negative inputs, with Z^β at the input and
 ///   no BatchNorm input exactly 0, the input relevance sums to the output layer's relevance.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rap {
-    /// Apply Eq. 5 and 6 at a Linear output layer (default: true).
-    pub output_layer_step: bool,
+    output_layer_step: bool,
+}
+
+impl Rap {
+    /// RAP as the reference runs it, with Eq. 5 and 6 at a Linear output layer.
+    pub fn new() -> Self {
+        Self { output_layer_step: true }
+    }
+
+    /// RAP with the middle-layer step (Eq. 7–9) at the output layer too.
+    pub fn without_output_step() -> Self {
+        Self { output_layer_step: false }
+    }
+
+    /// Whether Eq. 5 and 6 apply at a Linear output layer.
+    pub fn has_output_step(&self) -> bool {
+        self.output_layer_step
+    }
 }
 
 impl Default for Rap {

@@ -96,8 +96,21 @@ impl ZBeta {
     fn bound_tensors(&self, x: &Tensor<4>, ctx: &RuleContext) -> Result<(Tensor<4>, Tensor<4>)> {
         let device = x.device();
         let [_, c, _, _] = x.dims();
+        let ordered = |l: &f32, h: &f32| l.is_finite() && h.is_finite() && l <= h;
         Ok(match &self.bounds {
             Bounds::PerSample => (sample_min(x.clone()), sample_max(x.clone())),
+            Bounds::Global(l, h) if !ordered(l, h) => {
+                return Err(AttribError::InvalidParameter(format!(
+                    "Z^β at `{}`: `Bounds::Global({l}, {h})` is not allowed; expected finite low ≤ high",
+                    ctx.name
+                )));
+            }
+            Bounds::PerChannel(l, h) if l.iter().zip(h).any(|(l, h)| !ordered(l, h)) => {
+                return Err(AttribError::InvalidParameter(format!(
+                    "Z^β at `{}`: `Bounds::PerChannel` low {l:?} / high {h:?} are not allowed; expected finite low ≤ high per channel",
+                    ctx.name
+                )));
+            }
             Bounds::Global(l, h) => (Tensor::full([1, 1, 1, 1], *l, &device), Tensor::full([1, 1, 1, 1], *h, &device)),
             Bounds::PerChannel(l, h) => {
                 if l.len() != c || h.len() != c {

@@ -17,11 +17,12 @@ pub use weights::{ElementKind, HostTensor, decode, parse_safetensors, read_safet
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;
+use crate::limits::MAX_GEOMETRY;
 use crate::walk::{Explain, Node, Tracer};
 use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::{AdaptiveAvgPool2dConfig, AvgPool2dConfig, MaxPool2dConfig};
-use burn::nn::{BatchNormConfig, DropoutConfig, LinearConfig, PaddingConfig2d, Relu};
+use burn::nn::{BatchNormConfig, DropoutConfig, Initializer, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::Device;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -53,35 +54,87 @@ fn spec_err(msg: impl Into<String>) -> AttribError {
     AttribError::Spec(msg.into())
 }
 
-fn get_usize(v: &Value, key: &str, default: Option<usize>) -> Result<usize> {
-    match v.get(key) {
-        Some(x) => {
-            x.as_u64().map(|x| x as usize).ok_or_else(|| spec_err(format!("`{key}` must be a non-negative integer")))
+/// A count such as a channel number: an integer in `min..=max`.
+fn get_count(v: &Value, name: &str, key: &str, default: Option<usize>, min: usize, max: usize) -> Result<usize> {
+    let n = match v.get(key) {
+        None | Some(Value::Null) => {
+            default.ok_or_else(|| spec_err(format!("layer `{name}`: missing `{key}` (an integer in {min}..={max})")))?
         }
-        None => default.ok_or_else(|| spec_err(format!("missing `{key}` in {v}"))),
+        Some(x) => x.as_u64().and_then(|x| usize::try_from(x).ok()).ok_or_else(|| {
+            spec_err(format!("layer `{name}`: `{key}` = {x} is not allowed; expected an integer in {min}..={max}"))
+        })?,
+    };
+    if n < min || n > max {
+        return Err(spec_err(format!(
+            "layer `{name}`: `{key}` = {n} is not allowed; expected an integer in {min}..={max}"
+        )));
     }
+    Ok(n)
 }
 
-fn get_pair(v: &Value, key: &str, default: Option<[usize; 2]>) -> Result<[usize; 2]> {
+/// A per-axis size (kernel, stride, dilation, padding): an integer or `[h, w]`, each in
+/// `min..=MAX_GEOMETRY`.
+fn get_pair(v: &Value, name: &str, key: &str, default: Option<[usize; 2]>, min: usize) -> Result<[usize; 2]> {
+    let max = MAX_GEOMETRY;
+    let bad = |got: &Value| {
+        spec_err(format!(
+            "layer `{name}`: `{key}` = {got} is not allowed; expected an integer in {min}..={max} or a pair [h, w] of them"
+        ))
+    };
+    let one = |x: &Value| -> Result<usize> {
+        x.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(x))
+    };
     match v.get(key) {
-        None | Some(Value::Null) => default.ok_or_else(|| spec_err(format!("missing `{key}` in {v}"))),
-        Some(Value::Number(n)) => {
-            let n = n.as_u64().ok_or_else(|| spec_err(format!("`{key}` must be a non-negative integer")))? as usize;
+        None | Some(Value::Null) => default.ok_or_else(|| {
+            spec_err(format!("layer `{name}`: missing `{key}` (an integer in {min}..={max} or a pair [h, w])"))
+        }),
+        Some(x @ Value::Number(_)) => {
+            let n = one(x)?;
             Ok([n, n])
         }
-        Some(Value::Array(a)) if a.len() == 2 => {
-            let f = |x: &Value| {
-                x.as_u64().map(|x| x as usize).ok_or_else(|| spec_err(format!("`{key}` must hold integers")))
-            };
-            Ok([f(&a[0])?, f(&a[1])?])
-        }
-        Some(other) => Err(spec_err(format!("`{key}` must be an integer or [h, w], got {other}"))),
+        Some(Value::Array(a)) => match a.as_slice() {
+            [h, w] => Ok([one(h)?, one(w)?]),
+            _ => Err(bad(&Value::Array(a.clone()))),
+        },
+        Some(other) => Err(bad(other)),
     }
 }
 
-fn get_bool(v: &Value, key: &str, default: bool) -> bool {
-    v.get(key).and_then(Value::as_bool).unwrap_or(default)
+/// A boolean flag; absent means `default`, anything but `true`/`false` is an error.
+fn get_bool(v: &Value, name: &str, key: &str, default: bool) -> Result<bool> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(other) => {
+            Err(spec_err(format!("layer `{name}`: `{key}` = {other} is not allowed; expected true or false")))
+        }
+    }
 }
+
+/// A real number in the range `ok` describes; absent means `default`.
+fn get_real(v: &Value, name: &str, key: &str, default: f64, ok: impl Fn(f64) -> bool, allowed: &str) -> Result<f64> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(x) => x
+            .as_f64()
+            .filter(|f| f.is_finite() && ok(*f))
+            .ok_or_else(|| spec_err(format!("layer `{name}`: `{key}` = {x} is not allowed; expected {allowed}"))),
+    }
+}
+
+/// Pool padding: at most half the kernel (as PyTorch requires).
+fn pool_padding(v: &Value, name: &str, k: [usize; 2]) -> Result<[usize; 2]> {
+    let p = get_pair(v, name, "padding", Some([0, 0]), 0)?;
+    if p[0] > k[0] / 2 || p[1] > k[1] / 2 {
+        return Err(spec_err(format!(
+            "layer `{name}`: `padding` = {p:?} is not allowed; expected at most half the kernel {k:?}"
+        )));
+    }
+    Ok(p)
+}
+
+/// The largest channel or feature count a description may give: 2²⁰.
+const MAX_CHANNELS: usize = 1 << 20;
 
 fn padding(p: [usize; 2]) -> PaddingConfig2d {
     PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1])
@@ -90,6 +143,7 @@ fn padding(p: [usize; 2]) -> PaddingConfig2d {
 /// Looks up a parameter and checks its shape.
 fn param(params: &HashMap<String, HostTensor>, prefix: &str, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let key = format!("{prefix}{name}");
+    crate::limits::check_elements(&format!("parameter `{key}`"), shape)?;
     let t = params
         .get(&key)
         .ok_or_else(|| AttribError::Weights(format!("missing tensor `{key}` (expected shape {shape:?})")))?;
@@ -110,74 +164,90 @@ fn build_leaf(
     let p = |n: &str, s: &[usize]| param(params, prefix, &format!("{name}.{n}"), s);
     Ok(match ty {
         "Conv2d" => {
-            let cin = get_usize(v, "in_channels", None)?;
-            let cout = get_usize(v, "out_channels", None)?;
-            let k = get_pair(v, "kernel_size", None)?;
-            let groups = get_usize(v, "groups", Some(1))?;
-            let bias = get_bool(v, "bias", true);
-            if groups == 0 || cin % groups != 0 || cout % groups != 0 {
-                return Err(spec_err(format!("`{name}`: channels {cin}→{cout} not divisible by groups {groups}")));
+            let cin = get_count(v, name, "in_channels", None, 1, MAX_CHANNELS)?;
+            let cout = get_count(v, name, "out_channels", None, 1, MAX_CHANNELS)?;
+            let k = get_pair(v, name, "kernel_size", None, 1)?;
+            let groups = get_count(v, name, "groups", Some(1), 1, MAX_CHANNELS)?;
+            let bias = get_bool(v, name, "bias", true)?;
+            if cin % groups != 0 || cout % groups != 0 {
+                return Err(spec_err(format!(
+                    "layer `{name}`: channels {cin}→{cout} are not divisible by `groups` = {groups}"
+                )));
             }
+            let stride = get_pair(v, name, "stride", Some([1, 1]), 1)?;
+            let pad = get_pair(v, name, "padding", Some([0, 0]), 0)?;
+            let dilation = get_pair(v, name, "dilation", Some([1, 1]), 1)?;
+            // The parameters first: their shapes are checked before anything is allocated.
+            let weight = p("weight", &[cout, cin / groups, k[0], k[1]])?.to_tensor(name, device)?;
+            let bias_t = if bias { Some(p("bias", &[cout])?.to_tensor(name, device)?) } else { None };
             let mut conv = Conv2dConfig::new([cin, cout], k)
-                .with_stride(get_pair(v, "stride", Some([1, 1]))?)
-                .with_padding(padding(get_pair(v, "padding", Some([0, 0]))?))
-                .with_dilation(get_pair(v, "dilation", Some([1, 1]))?)
+                .with_stride(stride)
+                .with_padding(padding(pad))
+                .with_dilation(dilation)
                 .with_groups(groups)
                 .with_bias(bias)
+                .with_initializer(Initializer::Zeros)
                 .init(device);
-            conv.weight = Param::from_tensor(p("weight", &[cout, cin / groups, k[0], k[1]])?.to_tensor(name, device)?);
-            if bias {
-                conv.bias = Some(Param::from_tensor(p("bias", &[cout])?.to_tensor(name, device)?));
-            }
+            conv.weight = Param::from_tensor(weight);
+            conv.bias = bias_t.map(Param::from_tensor);
             Box::new(conv)
         }
         "Linear" => {
-            let fin = get_usize(v, "in_features", None)?;
-            let fout = get_usize(v, "out_features", None)?;
-            let bias = get_bool(v, "bias", true);
-            let mut lin = LinearConfig::new(fin, fout).with_bias(bias).init(device);
+            let fin = get_count(v, name, "in_features", None, 1, MAX_CHANNELS)?;
+            let fout = get_count(v, name, "out_features", None, 1, MAX_CHANNELS)?;
+            let bias = get_bool(v, name, "bias", true)?;
             let w: burn::tensor::Tensor<2> = p("weight", &[fout, fin])?.to_tensor(name, device)?;
+            let bias_t = if bias { Some(p("bias", &[fout])?.to_tensor(name, device)?) } else { None };
+            let mut lin =
+                LinearConfig::new(fin, fout).with_bias(bias).with_initializer(Initializer::Zeros).init(device);
             lin.weight = Param::from_tensor(w.transpose());
-            if bias {
-                lin.bias = Some(Param::from_tensor(p("bias", &[fout])?.to_tensor(name, device)?));
-            }
+            lin.bias = bias_t.map(Param::from_tensor);
             Box::new(lin)
         }
         "BatchNorm2d" => {
-            let c = get_usize(v, "num_features", None)?;
-            let eps = v.get("eps").and_then(Value::as_f64).unwrap_or(1e-5);
+            let c = get_count(v, name, "num_features", None, 1, MAX_CHANNELS)?;
+            let eps = get_real(v, name, "eps", 1e-5, |e| e > 0.0, "a finite number > 0")?;
+            let gamma = p("weight", &[c])?.to_tensor(name, device)?;
+            let beta = p("bias", &[c])?.to_tensor(name, device)?;
+            let mean = p("running_mean", &[c])?.to_tensor(name, device)?;
+            let var: burn::tensor::Tensor<1> = p("running_var", &[c])?.to_tensor(name, device)?;
             let mut bn = BatchNormConfig::new(c).with_epsilon(eps).init(device);
-            bn.gamma = Param::from_tensor(p("weight", &[c])?.to_tensor(name, device)?);
-            bn.beta = Param::from_tensor(p("bias", &[c])?.to_tensor(name, device)?);
-            bn.running_mean = RunningState::new(p("running_mean", &[c])?.to_tensor(name, device)?);
-            bn.running_var = RunningState::new(p("running_var", &[c])?.to_tensor(name, device)?);
+            bn.gamma = Param::from_tensor(gamma);
+            bn.beta = Param::from_tensor(beta);
+            bn.running_mean = RunningState::new(mean);
+            bn.running_var = RunningState::new(var);
             Box::new(bn)
         }
         "ReLU" => Box::new(Relu::new()),
-        "Dropout" => Box::new(DropoutConfig::new(v.get("p").and_then(Value::as_f64).unwrap_or(0.5)).init()),
+        "Dropout" => {
+            let p = get_real(v, name, "p", 0.5, |p| (0.0..1.0).contains(&p), "a number in [0, 1)")?;
+            Box::new(DropoutConfig::new(p).init())
+        }
         "MaxPool2d" => {
-            let k = get_pair(v, "kernel_size", None)?;
+            let k = get_pair(v, name, "kernel_size", None, 1)?;
             Box::new(
                 MaxPool2dConfig::new(k)
-                    .with_strides(get_pair(v, "stride", Some(k))?)
-                    .with_padding(padding(get_pair(v, "padding", Some([0, 0]))?))
-                    .with_dilation(get_pair(v, "dilation", Some([1, 1]))?)
-                    .with_ceil_mode(get_bool(v, "ceil_mode", false))
+                    .with_strides(get_pair(v, name, "stride", Some(k), 1)?)
+                    .with_padding(padding(pool_padding(v, name, k)?))
+                    .with_dilation(get_pair(v, name, "dilation", Some([1, 1]), 1)?)
+                    .with_ceil_mode(get_bool(v, name, "ceil_mode", false)?)
                     .init(),
             )
         }
         "AvgPool2d" => {
-            let k = get_pair(v, "kernel_size", None)?;
+            let k = get_pair(v, name, "kernel_size", None, 1)?;
             Box::new(
                 AvgPool2dConfig::new(k)
-                    .with_strides(get_pair(v, "stride", Some(k))?)
-                    .with_padding(padding(get_pair(v, "padding", Some([0, 0]))?))
-                    .with_count_include_pad(get_bool(v, "count_include_pad", true))
-                    .with_ceil_mode(get_bool(v, "ceil_mode", false))
+                    .with_strides(get_pair(v, name, "stride", Some(k), 1)?)
+                    .with_padding(padding(pool_padding(v, name, k)?))
+                    .with_count_include_pad(get_bool(v, name, "count_include_pad", true)?)
+                    .with_ceil_mode(get_bool(v, name, "ceil_mode", false)?)
                     .init(),
             )
         }
-        "AdaptiveAvgPool2d" => Box::new(AdaptiveAvgPool2dConfig::new(get_pair(v, "output_size", None)?).init()),
+        "AdaptiveAvgPool2d" => {
+            Box::new(AdaptiveAvgPool2dConfig::new(get_pair(v, name, "output_size", None, 1)?).init())
+        }
         other => {
             return Err(AttribError::UnsupportedLayer {
                 layer: name.to_string(),
@@ -218,11 +288,13 @@ impl SpecNetwork {
                 l.get("name").and_then(Value::as_str).ok_or_else(|| spec_err(format!("a layer has no name: {l}")))?;
             let ty =
                 l.get("type").and_then(Value::as_str).ok_or_else(|| spec_err(format!("layer `{name}` has no type")))?;
-            types.insert(name.to_string(), ty.to_string());
+            if types.insert(name.to_string(), ty.to_string()).is_some() {
+                return Err(spec_err(format!("layer name `{name}` appears twice; every layer needs its own name")));
+            }
             let inside = containers.iter().any(|c| name.starts_with(&format!("{c}.")));
             match ty {
                 "Bottleneck" | "BasicBlock" => {
-                    let downsample = get_bool(l, "has_downsample", false);
+                    let downsample = get_bool(l, name, "has_downsample", false)?;
                     steps.push(if ty == "Bottleneck" {
                         Step::Bottleneck { name: name.into(), downsample }
                     } else {

@@ -87,18 +87,17 @@ pub enum ElementKind {
 
 /// Decodes little-endian element bytes to `f64` values.
 pub fn decode(kind: ElementKind, data: &[u8]) -> Vec<f64> {
+    /// Every whole `N`-byte element of `data` (a trailing partial element is dropped).
+    fn each<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+        data.chunks_exact(N).filter_map(|c| <[u8; N]>::try_from(c).ok()).map(f).collect()
+    }
     match kind {
-        ElementKind::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
-        ElementKind::F64 => {
-            data.chunks_exact(8).map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect()
-        }
-        ElementKind::I64 => data
-            .chunks_exact(8)
-            .map(|c| i64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f64)
-            .collect(),
-        ElementKind::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64).collect(),
+        ElementKind::F32 => each(data, |b| f32::from_le_bytes(b) as f64),
+        ElementKind::F64 => each(data, f64::from_le_bytes),
+        ElementKind::I64 => each(data, |b| i64::from_le_bytes(b) as f64),
+        ElementKind::I32 => each(data, |b| i32::from_le_bytes(b) as f64),
         ElementKind::U8 => data.iter().map(|&b| b as f64).collect(),
-        ElementKind::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
-        ElementKind::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f64()).collect(),
+        ElementKind::F16 => each(data, |b| half::f16::from_le_bytes(b).to_f64()),
+        ElementKind::BF16 => each(data, |b| half::bf16::from_le_bytes(b).to_f64()),
     }
 }

@@ -5,6 +5,9 @@
 //! by `(R + 1)/2` and coloured with the 'seismic' colour map (blue negative, white zero, red
 //! positive), as the RAP reference's `main.py` does.
 
+// Indexing is checked by construction here: the colour map indexes its own 5-entry anchor table with an index clamped to 0..=3.
+#![allow(clippy::indexing_slicing)]
+
 mod plot;
 
 pub use plot::{LinePanel, plot_lines};
@@ -34,13 +37,25 @@ pub fn heatmap_rgb(relevance: &Tensor<4>, sample: usize) -> Result<(u32, u32, Ve
     if sample >= b {
         return Err(AttribError::TargetOutOfRange { sample, class: sample, classes: b });
     }
+    let (wu, hu) = match (u32::try_from(w), u32::try_from(h)) {
+        (Ok(wu), Ok(hu)) if wu > 0 && hu > 0 => (wu, hu),
+        _ => {
+            return Err(AttribError::InvalidParameter(format!(
+                "heatmap: a {w}x{h} map is not allowed; expected 1..=2³² − 1 pixels a side"
+            )));
+        }
+    };
+    crate::limits::check_elements("a heatmap picture", &[h, w, 3])?;
     let map = relevance.clone().sum_dim(1);
+    if !crate::tensor::all_finite(&map) {
+        return Err(AttribError::NonFinite { what: "the relevance to draw as a heatmap".into() });
+    }
     let v = to_vec(&map);
-    let v = &v[sample * h * w..(sample + 1) * h * w];
+    let v = v.get(sample * h * w..(sample + 1) * h * w).unwrap_or(&[]);
     let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     let scale = if max > 0.0 { 1.0 / max } else { 0.0 };
     let rgb = v.iter().flat_map(|x| seismic((x * scale + 1.0) / 2.0)).collect();
-    Ok((w as u32, h as u32, rgb))
+    Ok((wu, hu, rgb))
 }
 
 /// Writes the heatmap of one sample as a PNG.
@@ -54,7 +69,7 @@ pub fn save_heatmap_png(relevance: &Tensor<4>, sample: usize, path: impl AsRef<P
 /// The heatmap of one sample as an image.
 pub fn heatmap_image(relevance: &Tensor<4>, sample: usize) -> Result<RgbImage> {
     let (w, h, rgb) = heatmap_rgb(relevance, sample)?;
-    Ok(RgbImage::from_raw(w, h, rgb).expect("sizes match"))
+    RgbImage::from_raw(w, h, rgb).ok_or_else(|| AttribError::InvalidParameter(format!("heatmap: {w}x{h} pixels")))
 }
 
 /// The heatmap blended over the photo: each pixel mixes the photo with the heatmap colour in
@@ -71,14 +86,19 @@ pub fn overlay(photo: &RgbImage, relevance: &Tensor<4>, sample: usize, alpha: f3
         });
     }
     let heat = heatmap_image(relevance, sample)?;
+    if !alpha.is_finite() || !(0.0..=1.0).contains(&alpha) {
+        return Err(AttribError::InvalidParameter(format!(
+            "overlay: `alpha` = {alpha} is not allowed; expected 0..=1"
+        )));
+    }
     let v = to_vec(&relevance.clone().sum_dim(1));
-    let v = &v[sample * h * w..(sample + 1) * h * w];
+    let v = v.get(sample * h * w..(sample + 1) * h * w).unwrap_or(&[]);
     let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
     let mut out = photo.clone();
-    for (i, (p, q)) in out.pixels_mut().zip(heat.pixels()).enumerate() {
-        let a = if max > 0.0 { (alpha * v[i].abs() / max).clamp(0.0, 1.0) } else { 0.0 };
-        for c in 0..3 {
-            p.0[c] = ((1.0 - a) * p.0[c] as f32 + a * q.0[c] as f32).round() as u8;
+    for ((p, q), r) in out.pixels_mut().zip(heat.pixels()).zip(v) {
+        let a = if max > 0.0 { (alpha * r.abs() / max).clamp(0.0, 1.0) } else { 0.0 };
+        for (pc, qc) in p.0.iter_mut().zip(q.0) {
+            *pc = ((1.0 - a) * *pc as f32 + a * qc as f32).round() as u8;
         }
     }
     Ok(out)
@@ -86,9 +106,13 @@ pub fn overlay(photo: &RgbImage, relevance: &Tensor<4>, sample: usize, alpha: f3
 
 /// Places pictures of equal height side by side with a white 4-pixel gap.
 pub fn side_by_side(images: &[RgbImage]) -> RgbImage {
-    let gap = 4;
+    let gap = 4u32;
     let h = images.iter().map(|i| i.height()).max().unwrap_or(0);
-    let w = images.iter().map(|i| i.width()).sum::<u32>() + gap * images.len().saturating_sub(1) as u32;
+    let w = images
+        .iter()
+        .map(|i| i.width())
+        .fold(0u32, u32::saturating_add)
+        .saturating_add(gap.saturating_mul(images.len().saturating_sub(1) as u32));
     let mut out = RgbImage::from_pixel(w.max(1), h.max(1), image::Rgb([255, 255, 255]));
     let mut x0 = 0;
     for img in images {
@@ -105,6 +129,9 @@ pub fn save_panel(path: impl AsRef<Path>, photo: &RgbImage, relevances: &[&Tenso
     for r in relevances {
         pictures.push(heatmap_image(r, sample)?);
     }
+    let width: usize = pictures.iter().map(|p| p.width() as usize + 4).sum();
+    let height = pictures.iter().map(|p| p.height() as usize).max().unwrap_or(0);
+    crate::limits::check_elements("a panel picture", &[height, width, 3])?;
     let panel = side_by_side(&pictures);
     let path = path.as_ref();
     panel.save(path).map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })

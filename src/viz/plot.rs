@@ -1,5 +1,8 @@
 //! Line plots (perturbation curves) as PNG, drawn with plotters and the bundled DejaVu Sans.
 
+// Indexing is checked by construction here: colours are picked modulo the palette's length.
+#![allow(clippy::indexing_slicing)]
+
 use crate::error::{AttribError, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -66,8 +69,16 @@ pub fn plot_lines(path: impl AsRef<Path>, panels: &[LinePanel], columns: usize, 
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
     });
     let rows = panels.len().div_ceil(columns);
-    let (w, h) = (panel_size.0 * columns as u32, panel_size.1 * rows as u32);
-    let mut buffer = vec![255u8; (w * h * 3) as usize];
+    let columns = columns.min(panels.len());
+    let elements = crate::limits::check_elements(
+        "a plot picture",
+        &[panel_size.1 as usize, rows, panel_size.0 as usize, columns, 3],
+    )?;
+    let (Ok(w), Ok(h)) = (u32::try_from(panel_size.0 as usize * columns), u32::try_from(panel_size.1 as usize * rows))
+    else {
+        return Err(AttribError::InvalidParameter(format!("plot: {rows}x{columns} panels of {panel_size:?} pixels")));
+    };
+    let mut buffer = vec![255u8; elements];
     {
         let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_error(path, e))?;

@@ -1,5 +1,8 @@
 //! The backward walk.
 
+// Indexing is checked by construction here: node and op indices here are the trace's own (made by `Tracer::push`, checked there), and per-op vectors are sized from the trace.
+#![allow(clippy::indexing_slicing)]
+
 use super::cache::{CachedLinear, WeightCache};
 use super::trace::{Node, Tracer};
 use crate::composite::{BatchNormMerge, Composite, InitialRelevance};
@@ -71,6 +74,8 @@ pub struct Explanation<const D: usize> {
 /// Per-sample relevance sums at every layer next to the target logit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conservation {
+    /// Samples whose relevance vanished at the input ([`Explanation::vanished_samples`]).
+    pub vanished: Vec<usize>,
     /// Target logit per sample.
     pub target_logits: Vec<f32>,
     /// Sum of the initial output relevance per sample.
@@ -113,6 +118,27 @@ impl<const D: usize> Explanation<D> {
         l.inputs.get(idx).cloned()
     }
 
+    /// The samples whose relevance vanished: the input relevance is exactly 0 everywhere while
+    /// the output relevance the walk started from is not (every path was cut: dead ReLUs, zero
+    /// denominators, a rule that drops its share). Such a map is not an explanation; show it as
+    /// "no relevance reached the input", not as a plausible blank heatmap. (Relevance that
+    /// overflows is an [`AttribError::NonFinite`] error, never a result.)
+    pub fn vanished_samples(&self) -> Vec<usize> {
+        let dims = self.relevance.dims();
+        let batch = dims[0];
+        let per = dims.iter().skip(1).product::<usize>().max(1);
+        let rel = to_vec(&self.relevance);
+        let init = to_vec(&self.initial);
+        let classes = init.len() / batch.max(1);
+        (0..batch)
+            .filter(|&b| {
+                let r = rel.get(b * per..(b + 1) * per).unwrap_or(&[]);
+                let s = init.get(b * classes..(b + 1) * classes).unwrap_or(&[]);
+                r.iter().all(|v| *v == 0.0) && s.iter().any(|v| *v != 0.0)
+            })
+            .collect()
+    }
+
     /// Per-sample sums at every recorded layer, next to the target logits.
     pub fn conservation(&self) -> Conservation {
         let logits = to_vec(&self.logits);
@@ -129,6 +155,7 @@ impl<const D: usize> Explanation<D> {
             self.relevance.clone().reshape([dims[0], dims[1], 1, 1])
         };
         Conservation {
+            vanished: self.vanished_samples(),
             target_logits,
             output_sums: sample_sums(&initial),
             layers: self
@@ -267,6 +294,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         out: Node,
         initial: Tensor<2>,
     ) -> Result<(Tensor<4>, Vec<LayerRelevance>, HashMap<String, Tensor<4>>)> {
+        self.composite.check_names(&tracer.layer_names())?;
         let roles = Roles::of(tracer, out, &self.composite);
         let n = tracer.values.len();
         let mut rel: Vec<Option<Tensor<4>>> = vec![None; n];

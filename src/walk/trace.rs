@@ -94,6 +94,13 @@ impl<'m> Tracer<'m> {
     }
 
     fn push(&mut self, name: &str, layer: LayerRef<'m>, inputs: &[Node], labels: Vec<String>) -> Result<Node> {
+        if inputs.is_empty() {
+            return Err(AttribError::Shape {
+                layer: name.to_string(),
+                expected: "at least one input node".into(),
+                got: Vec::new(),
+            });
+        }
         let values = inputs.iter().map(|n| self.value(*n).cloned()).collect::<Result<Vec<_>>>()?;
         let out = layer.get().forward(name, &values)?;
         let identity = match &layer {

@@ -103,8 +103,13 @@ impl Architecture {
                 .get(k)
                 .ok_or_else(|| AttribError::Weights(format!("missing tensor `{k}`: not a {} checkpoint", self.name())))
         };
-        let num_classes = get(&out)?.shape[0];
-        let width = get(&first)?.shape[0];
+        let leading = |k: &str| -> Result<usize> {
+            get(k)?.shape.first().copied().ok_or_else(|| {
+                AttribError::Weights(format!("tensor `{k}` is a scalar; expected a weight matrix or kernel"))
+            })
+        };
+        let num_classes = leading(&out)?;
+        let width = leading(&first)?;
         let full = 64;
         if width == 0 || full % width != 0 {
             return Err(AttribError::Weights(format!(
