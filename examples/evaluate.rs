@@ -120,7 +120,7 @@ fn threshold(s: &str) -> Result<Threshold, String> {
 
 fn plot(report: &Report, path: &PathBuf) -> Result<(), String> {
     let p = &report.config.perturbation;
-    let x: Vec<f32> = (0..=p.steps).map(|k| (k * p.pixels_per_step) as f32).collect();
+    let x: Vec<f32> = (0..=p.steps).map(|k| k.saturating_mul(p.pixels_per_step) as f32).collect();
     let score = match p.score {
         Score::Logit => "target logit",
         Score::Probability => "target probability",
@@ -214,9 +214,10 @@ fn run(args: Args) -> Result<(), String> {
             methods.push((l, m));
         }
     }
-    let per_batch = methods.len() as u64 + config.perturbation.steps as u64 + 1;
-    let batches = dataset.samples.len().div_ceil(config.images_per_batch) as u64;
-    let bar = ProgressBar::new(per_batch * batches);
+    // Bad counts are refused by `evaluate` itself; the progress total only must not overflow.
+    let per_batch = (methods.len() as u64).saturating_add(config.perturbation.steps as u64).saturating_add(1);
+    let batches = dataset.samples.len().div_ceil(config.images_per_batch.max(1)) as u64;
+    let bar = ProgressBar::new(per_batch.saturating_mul(batches));
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}").map_err(|e| e.to_string())?,
     );

@@ -199,4 +199,22 @@ fn evaluate_bad_input_is_one_line() {
     assert!(e.contains("/nonexistent/photos"), "{e}");
     let e = one_line_error(&run_example("evaluate", &["--threshold", "p120", "--steps", "1"]));
     assert!(e.contains("percentile"), "{e}");
+    // Counts out of range, the largest integers included: one line each, no overflow.
+    for (flag, value, needle) in [
+        ("--steps", "0", "steps"),
+        ("--steps", "18446744073709551615", "steps"),
+        ("--pixels", "0", "pixels_per_step"),
+        ("--pixels", "18446744073709551615", "steps"),
+        ("--images-per-batch", "0", "images_per_batch"),
+        ("--batch", "0", "batch"),
+        ("--size", "0", "size"),
+        ("--ig-steps", "0", "steps"),
+    ] {
+        let mut args = vec![flag, value, "--methods", "integrated-gradients"];
+        if flag == "--pixels" && value != "0" {
+            args.extend(["--steps", "18446744073709551615"]);
+        }
+        let e = one_line_error(&run_example("evaluate", &args));
+        assert!(e.contains(needle), "{flag} {value}: {e}");
+    }
 }
