@@ -122,8 +122,8 @@ fn plot(report: &Report, path: &PathBuf) -> Result<(), String> {
     let p = &report.config.perturbation;
     let x: Vec<f32> = (0..=p.steps).map(|k| k.saturating_mul(p.pixels_per_step) as f32).collect();
     let score = match p.score {
-        Score::Logit => "target logit",
         Score::Probability => "target probability",
+        _ => "target logit",
     };
     let panel = |title: &str, y_label: &str, pick: &dyn Fn(&rap_attrib::evaluation::MethodResult) -> Vec<f32>| {
         let y_range = y_label.starts_with("fraction").then_some((-0.05, 1.05));
@@ -231,6 +231,7 @@ fn run(args: Args) -> Result<(), String> {
                 sample + 1,
                 sample + batch
             )),
+            _ => {}
         }
         bar.inc(1);
     })
@@ -251,7 +252,8 @@ fn run(args: Args) -> Result<(), String> {
     // was scored.
     if let Some(sample) = dataset.samples.first() {
         let photo = resize_bilinear(&load_rgb(&sample.image).map_err(|e| e.to_string())?, args.size, args.size);
-        let refs: Vec<_> = report.methods.iter().filter_map(|m| m.first_relevance.as_ref()).collect();
+        let refs: Vec<(&str, &_)> =
+            report.methods.iter().filter_map(|m| m.first_relevance.as_ref().map(|r| (m.name.as_str(), r))).collect();
         let path = args.out.join(format!("heatmaps_{}.png", sample.name));
         viz::save_panel(&path, &photo, &refs, 0).map_err(|e| e.to_string())?;
         let order: Vec<&str> = methods.iter().map(|(n, _)| *n).collect();

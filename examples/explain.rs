@@ -172,10 +172,10 @@ fn run(args: Args) -> Result<(), String> {
             args.rule,
             logits[t]
         ));
-        let mut maps: Vec<Tensor<4>> = vec![e.relevance.clone()];
-        if let Some(explainer) = &second_explainer {
+        let mut maps: Vec<(String, Tensor<4>)> = vec![(args.rule.clone(), e.relevance.clone())];
+        if let (Some(explainer), Some((rule, _))) = (&second_explainer, &second) {
             let e2 = explainer.explain(x, target).map_err(|e| e.to_string())?;
-            maps.push(e2.relevance);
+            maps.push((rule.clone(), e2.relevance));
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("image");
         let suffix = match &second {
@@ -183,7 +183,7 @@ fn run(args: Args) -> Result<(), String> {
             None => args.rule.clone(),
         };
         let out = args.out.join(format!("{stem}_{suffix}.png"));
-        let refs: Vec<&Tensor<4>> = maps.iter().collect();
+        let refs: Vec<(&str, &Tensor<4>)> = maps.iter().map(|(n, t)| (n.as_str(), t)).collect();
         viz::save_panel(&out, &photo, &refs, 0).map_err(|e| e.to_string())?;
         report(format!("  panel (photo | {}) written to {}", suffix.replace("_vs_", " | "), out.display()));
         if let Some(b) = &bar {

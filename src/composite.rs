@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 /// Which layers a composite entry applies to.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Selector {
     /// Every layer.
     Any,
@@ -54,6 +55,7 @@ impl Selector {
 
 /// How the relevance at the output starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum InitialRelevance {
     /// The one-hot target vector (RAP).
     OneHot,

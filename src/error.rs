@@ -7,6 +7,7 @@ use thiserror::Error;
 
 /// Everything that can go wrong while building, running or explaining a network.
 #[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum AttribError {
     /// The input tensor has a rank the network cannot take.
     #[error("input has rank {got}; expected rank 2 [batch, features] or rank 4 [batch, channels, height, width]")]

@@ -71,7 +71,9 @@ fn the_default_job_explains_chelsea_and_writes_a_panel() {
     assert!(stdout.contains(&panel.display().to_string()), "{stdout}");
     let img = image::open(&panel).unwrap();
     // photo | RAP | LRP, each 224 wide, with two 4-pixel gaps.
-    assert_eq!((img.width(), img.height()), (3 * 224 + 8, 224));
+    // photo | RAP | LRP-α1β0, 4-pixel gaps, the colour scale, the title strip.
+    let (scale, title) = (rap_attrib::viz::PANEL_SCALE_WIDTH, rap_attrib::viz::PANEL_TITLE_HEIGHT);
+    assert_eq!((img.width(), img.height()), (3 * 224 + 8 + scale, 224 + title));
 }
 
 #[test]

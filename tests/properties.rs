@@ -279,7 +279,7 @@ fn check_layers(
                     expected_linear(rule, layer, x, r, false, &l.layer_type)
                 }
             }
-            LayerType::Custom(_) => None,
+            _ => None,
         };
         if let Some(e) = expected {
             close(&got, &e, &out_scale, &what)?;

@@ -67,6 +67,7 @@ impl Default for EvaluationConfig {
 
 /// What an evaluation is doing, for progress displays.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Progress<'a> {
     /// Explaining samples `sample .. sample + batch` (of `samples`) with `method`.
     Attributing {

@@ -64,6 +64,7 @@ use std::collections::HashMap;
 
 /// Where integrated gradients starts its path.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum IgBaseline {
     /// All zeros (for ImageNet-normalised inputs: the mean image).
     Zero,
@@ -76,6 +77,7 @@ pub enum IgBaseline {
 
 /// The quadrature of integrated gradients over `α ∈ [0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Quadrature {
     /// Right Riemann sum, `α_k = k/m`, `k = 1..m` (the original paper's choice).
     RiemannRight,
@@ -174,6 +176,7 @@ impl SmoothGrad {
 
 /// A gradient-based attribution method.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum GradientMethod {
     /// `∂f/∂x`.
     Gradient,

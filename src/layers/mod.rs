@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 /// The kind of a layer, used by composites to pick rules by type and by error messages.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LayerType {
     /// Fully connected layer.
     Linear,

@@ -12,6 +12,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 /// The order in which pixels are removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Order {
     /// Most relevant first (MoRF): a good heatmap makes the score fall fast (high AOPC).
     MostRelevantFirst,
@@ -32,6 +33,7 @@ impl Order {
 
 /// The score a perturbation curve follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Score {
     /// The target's logit (Samek et al.'s `f(x)`).
     Logit,

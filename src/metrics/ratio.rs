@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 
 /// Which relevance the ratio counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum RatioMode {
     /// Positive and negative relevance (the paper's "ALL", Eq. 11).
     All,

@@ -6,6 +6,7 @@ use burn::tensor::Tensor;
 
 /// Where a heatmap is cut into object (above) and background (at or below).
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Threshold {
     /// The paper's choice: 0 for a signed heatmap (one with negative values), its mean for a
     /// non-negative one.

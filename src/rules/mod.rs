@@ -125,6 +125,7 @@ pub trait Rule: Debug + Send + Sync {
 
 /// How the denominator of [`z_step`] is made safe.
 #[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub enum Stabilizer {
     /// `R / z` where `z ≠ 0`, else `0` (the RAP reference's safe divide).
     Safe,

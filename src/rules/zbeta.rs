@@ -8,6 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 
 /// Where the lowest and highest admissible input values of [`ZBeta`] come from.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Bounds {
     /// The per-sample minimum and maximum of the layer input over all of (C, H, W), as the
     /// RAP reference code does.

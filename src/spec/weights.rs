@@ -68,6 +68,7 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
 
 /// Element types that [`decode`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ElementKind {
     /// 32-bit float.
     F32,

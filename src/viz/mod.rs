@@ -122,19 +122,78 @@ pub fn side_by_side(images: &[RgbImage]) -> RgbImage {
     out
 }
 
-/// One call for the usual figure: the photo, then the heatmap of each relevance tensor (for
-/// example RAP and an LRP rule) for one sample, side by side, written as a PNG.
-pub fn save_panel(path: impl AsRef<Path>, photo: &RgbImage, relevances: &[&Tensor<4>], sample: usize) -> Result<()> {
-    let mut pictures = vec![photo.clone()];
-    for r in relevances {
-        pictures.push(heatmap_image(r, sample)?);
-    }
-    let width: usize = pictures.iter().map(|p| p.width() as usize + 4).sum();
-    let height = pictures.iter().map(|p| p.height() as usize).max().unwrap_or(0);
-    crate::limits::check_elements("a panel picture", &[height, width, 3])?;
-    let panel = side_by_side(&pictures);
+/// Height of the title strip above each picture of a panel, in pixels.
+pub const PANEL_TITLE_HEIGHT: u32 = 22;
+
+/// Width of the colour scale at the right of a panel (bar and labels), in pixels.
+pub const PANEL_SCALE_WIDTH: u32 = 70;
+
+/// One call for the usual figure: the photo, then the heatmap of each named relevance tensor
+/// (for example `("RAP", &r1)` and `("LRP-α1β0", &r2)`) for one sample, side by side, each with
+/// its name above it and the colour scale at the right (`+max|R|`, `0`, `−max|R|` of each map:
+/// every heatmap is scaled by its own largest absolute value), written as a PNG.
+///
+/// The picture is `Σ widths + 4·gaps + PANEL_SCALE_WIDTH` wide and `height + PANEL_TITLE_HEIGHT`
+/// high.
+pub fn save_panel(
+    path: impl AsRef<Path>,
+    photo: &RgbImage,
+    relevances: &[(&str, &Tensor<4>)],
+    sample: usize,
+) -> Result<()> {
     let path = path.as_ref();
-    panel.save(path).map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
+    let mut pictures = vec![photo.clone()];
+    let mut titles = vec!["photo"];
+    for (name, r) in relevances {
+        pictures.push(heatmap_image(r, sample)?);
+        titles.push(name);
+    }
+    let width: usize = pictures.iter().map(|p| p.width() as usize + 4).sum::<usize>() + PANEL_SCALE_WIDTH as usize;
+    let height = pictures.iter().map(|p| p.height() as usize).max().unwrap_or(0) + PANEL_TITLE_HEIGHT as usize;
+    crate::limits::check_elements("a panel picture", &[height, width, 3])?;
+    let strip = side_by_side(&pictures);
+    let (w, h) = (strip.width() + PANEL_SCALE_WIDTH, strip.height() + PANEL_TITLE_HEIGHT);
+    let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    image::imageops::replace(&mut canvas, &strip, 0, PANEL_TITLE_HEIGHT as i64);
+    let draw_error = |e: &dyn std::fmt::Display| AttribError::Io {
+        path: path.display().to_string(),
+        message: format!("drawing the panel failed: {e}"),
+    };
+    {
+        use plotters::prelude::*;
+        plot::register_font();
+        let root = BitMapBackend::with_buffer(canvas.as_mut(), (w, h)).into_drawing_area();
+        let font = ("sans-serif", 15).into_font().color(&BLACK);
+        let centred = font.pos(plotters::style::text_anchor::Pos::new(
+            plotters::style::text_anchor::HPos::Center,
+            plotters::style::text_anchor::VPos::Center,
+        ));
+        let mut x0 = 0i32;
+        for (picture, title) in pictures.iter().zip(&titles) {
+            let cx = x0 + picture.width() as i32 / 2;
+            root.draw_text(title, &centred, (cx, PANEL_TITLE_HEIGHT as i32 / 2)).map_err(|e| draw_error(&e))?;
+            x0 += picture.width() as i32 + 4;
+        }
+        // The colour scale: the seismic map from +max (top) to −max (bottom).
+        let (bar_x, top, bottom) = (x0 + 4, PANEL_TITLE_HEIGHT as i32, h as i32 - 1);
+        let span = (bottom - top).max(1);
+        for y in top..=bottom {
+            let t = 1.0 - (y - top) as f32 / span as f32;
+            let [r, g, b] = seismic(t);
+            root.draw(&Rectangle::new([(bar_x, y), (bar_x + 12, y + 1)], RGBColor(r, g, b).filled()))
+                .map_err(|e| draw_error(&e))?;
+        }
+        let small = ("sans-serif", 12).into_font().color(&BLACK);
+        for (label, y) in [("+max|R|", top + 6), ("0", (top + bottom) / 2), ("−max|R|", bottom - 6)] {
+            let left = small.pos(plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Left,
+                plotters::style::text_anchor::VPos::Center,
+            ));
+            root.draw_text(label, &left, (bar_x + 16, y)).map_err(|e| draw_error(&e))?;
+        }
+        root.present().map_err(|e| draw_error(&e))?;
+    }
+    canvas.save(path).map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
 }
 
 #[cfg(test)]

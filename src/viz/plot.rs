@@ -11,6 +11,13 @@ use std::sync::Once;
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 static REGISTER: Once = Once::new();
 
+/// Registers the bundled DejaVu Sans as plotters' "sans-serif" (once per process).
+pub(crate) fn register_font() {
+    REGISTER.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
+    });
+}
+
 /// One panel of a [`plot_lines`] figure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinePanel {
@@ -65,9 +72,7 @@ pub fn plot_lines(path: impl AsRef<Path>, panels: &[LinePanel], columns: usize, 
             )));
         }
     }
-    REGISTER.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, FONT);
-    });
+    register_font();
     let rows = panels.len().div_ceil(columns);
     let columns = columns.min(panels.len());
     let elements = crate::limits::check_elements(
@@ -101,8 +106,12 @@ pub fn plot_lines(path: impl AsRef<Path>, panels: &[LinePanel], columns: usize, 
                 .y_label_area_size(52)
                 .build_cartesian_2d(x0..x1, (y0 - pad)..(y1 + pad))
                 .map_err(|e| plot_error(path, e))?;
+            // Whole-number x values (pixels removed) get whole-number tick labels.
+            let whole = panel.x.iter().all(|v| v.fract() == 0.0);
+            let x_format = |v: &f32| if whole { format!("{}", v.round() as i64) } else { format!("{v}") };
             chart
                 .configure_mesh()
+                .x_label_formatter(&x_format)
                 .x_desc(panel.x_label.as_str())
                 .y_desc(panel.y_label.as_str())
                 .label_style(("sans-serif", 12))

@@ -25,6 +25,7 @@ pub trait Explain {
 
 /// What to explain.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub enum Target {
     /// The predicted class (argmax of the logits) of each sample.
     Predicted,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 /// A torchvision architecture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Architecture {
     /// `torchvision.models.vgg16` (no BatchNorm).
     Vgg16,
