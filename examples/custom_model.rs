@@ -65,12 +65,10 @@ fn main() -> Result<()> {
     let model = SmallCnn::new(&device);
     let x = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let explainer = Explainer::new(&model, Composite::rap()).record_layers(true);
-    let logits = explainer.forward(x.clone())?;
-    let direct = model.forward(x.clone());
-    println!(
-        "trace forward equals the model's forward: max |Δ| = {}",
-        (logits - direct).abs().max().into_scalar::<f32>()
-    );
+    // One call checks that the trace computes what `forward` computes (else a typed error
+    // naming the first layer where they part).
+    let worst = explainer.check_trace(x.clone(), model.forward(x.clone()), 1e-5)?;
+    println!("the trace equals the model's forward: max |Δ| / max(1, max|logit|) = {worst:e}");
     let e = explainer.explain(x, Target::Predicted)?;
     let report = e.conservation();
     println!("targets {:?}, target logits {:?}", e.targets, report.target_logits);

@@ -101,6 +101,22 @@ pub enum AttribError {
         /// The model's layer names, comma-separated.
         known: String,
     },
+    /// A hand-written trace does not compute what the model's own forward computes
+    /// ([`Explainer::check_trace`](crate::Explainer::check_trace)).
+    #[error(
+        "the trace parts from the model at `{layer}`: {reason} (max |difference| {difference:e}, tolerance {tolerance:e})"
+    )]
+    TraceMismatch {
+        /// The first layer where they part (or the output, when every traced layer agrees with
+        /// its own module and the trace's structure is what differs).
+        layer: String,
+        /// What differs.
+        reason: String,
+        /// The largest absolute difference found there.
+        difference: f32,
+        /// The tolerance it exceeded (absolute).
+        tolerance: f32,
+    },
     /// A node handle does not belong to this trace.
     #[error("unknown node {0} in the trace")]
     UnknownNode(usize),

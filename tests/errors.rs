@@ -305,3 +305,58 @@ fn description_fields_out_of_range_name_the_layer_the_field_and_the_value() {
         other => panic!("duplicate: {other:?}"),
     }
 }
+
+#[test]
+fn check_trace_accepts_a_faithful_trace_and_names_where_a_wrong_one_parts() {
+    struct Skips<'a>(&'a Mlp);
+    impl Explain for Skips<'_> {
+        fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+            // Forgets the ReLU.
+            let x = t.layer("fc1", &self.0.fc1, x)?;
+            t.layer("fc2", &self.0.fc2, x)
+        }
+    }
+    /// A layer whose traced forward doubles while its own module triples.
+    struct Scale;
+    impl Relevance for Scale {
+        fn layer_type(&self) -> LayerType {
+            LayerType::Custom("Scale".into())
+        }
+        fn forward(&self, _: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+            Ok(inputs[0].clone().mul_scalar(2.0))
+        }
+        fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
+            Some(inputs[0].clone().mul_scalar(3.0))
+        }
+    }
+    struct Scaled<'a>(&'a Mlp, Scale);
+    impl Explain for Scaled<'_> {
+        fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+            let x = t.layer("scale", &self.1, x)?;
+            let x = t.layer("fc1", &self.0.fc1, x)?;
+            let x = t.layer("act", &self.0.act, x)?;
+            t.layer("fc2", &self.0.fc2, x)
+        }
+    }
+    let d = device();
+    let m = mlp();
+    let x = Tensor::<2>::from_data([[0.5, -1.0, 0.25, 2.0], [-0.5, 1.0, 1.5, -2.0]], &d);
+    let forward = |x: Tensor<2>| m.fc2.forward(m.act.forward(m.fc1.forward(x)));
+    let worst = Explainer::new(&m, Composite::rap()).check_trace(x.clone(), forward(x.clone()), 1e-5).unwrap();
+    assert!(worst <= 1e-5, "{worst}");
+    match Explainer::new(&Skips(&m), Composite::rap()).check_trace(x.clone(), forward(x.clone()), 1e-5) {
+        Err(AttribError::TraceMismatch { layer, reason, .. }) => {
+            assert_eq!(layer, "fc2");
+            assert!(reason.contains("skips"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The model computes with its modules (3x); the trace's own Scale doubles.
+    let thrice = forward(x.clone().mul_scalar(3.0));
+    match Explainer::new(&Scaled(&m, Scale), Composite::rap()).check_trace(x.clone(), thrice.clone(), 1e-5) {
+        Ok(_) => panic!("the trace's Scale differs from its module"),
+        Err(AttribError::TraceMismatch { layer, .. }) => assert_eq!(layer, "scale"),
+        Err(other) => panic!("{other:?}"),
+    }
+    assert!(Explainer::new(&m, Composite::rap()).check_trace(x, thrice, f32::NAN).is_err());
+}

@@ -24,6 +24,11 @@ impl Relevance for AvgPool2d {
         LayerType::AvgPool2d
     }
 
+    fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
+        let [x] = inputs else { return None };
+        Some(self.forward(x.clone()))
+    }
+
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
         let [input] = inputs_n::<1>(name, inputs)?;
         let dims = input.dims();

@@ -67,6 +67,11 @@ impl Relevance for BatchNorm {
         Ok(self.forward_with(input.clone(), &scale.reshape([c, 1, 1, 1]), Some(shift)))
     }
 
+    fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
+        let [x] = inputs else { return None };
+        Some(self.forward(x.clone()))
+    }
+
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
     }

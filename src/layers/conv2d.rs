@@ -252,6 +252,11 @@ impl Relevance for Conv2d {
         Ok(self.forward_with(x.clone(), &LinearLayer::weight(self), LinearLayer::bias(self)))
     }
 
+    fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
+        let [x] = inputs else { return None };
+        Some(self.forward(x.clone()))
+    }
+
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
     }

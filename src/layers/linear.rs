@@ -65,6 +65,14 @@ impl Relevance for Linear {
         Ok(y.reshape([b, d_out, 1, 1]))
     }
 
+    fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
+        let [x] = inputs else { return None };
+        let [b, f, h, w] = x.dims();
+        let y = self.forward(x.clone().reshape([b, f * h * w]));
+        let [_, o] = y.dims();
+        Some(y.reshape([b, o, 1, 1]))
+    }
+
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
     }

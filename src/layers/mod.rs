@@ -216,6 +216,15 @@ pub trait Relevance {
         None
     }
 
+    /// The layer's own forward pass (Burn's `Module::forward` for Burn's layers) on the inputs
+    /// [`forward`](Relevance::forward) accepted, if the layer has one to compare with; `None`
+    /// otherwise. [`Explainer::check_trace`](crate::Explainer::check_trace) uses it to find the
+    /// first layer where a trace parts from the model.
+    fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
+        let _ = inputs;
+        None
+    }
+
     /// For a normalisation layer (BatchNorm), the `ε` added to its variance; `None` for other
     /// layers. The canonizer that reproduces Zennit's BatchNorm merge needs it
     /// ([`BatchNormMerge::Zennit`](crate::BatchNormMerge::Zennit)).

@@ -268,6 +268,104 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         Ok((tracer, out, logits))
     }
 
+    /// Checks that the trace computes what the model's own forward computes: `model_logits` is
+    /// the model's output for `input` (from its `Module::forward`), and the traced logits must
+    /// agree within `tolerance · max(1, max|model_logits|)`. Returns the largest difference
+    /// relative to that scale.
+    ///
+    /// Where they part, the error ([`AttribError::TraceMismatch`]) names the first traced
+    /// layer whose output differs from running that layer's own module on the same input
+    /// ([`Relevance::native_forward`](crate::Relevance::native_forward)); when every layer agrees
+    /// with its module, the trace's structure differs from the forward (a layer skipped, added,
+    /// reordered or applied to the wrong node) and the error names the output.
+    ///
+    /// ```
+    /// # use burn::nn::{Linear, LinearConfig, Relu};
+    /// # use burn::tensor::{Device, Tensor};
+    /// # use rap_attrib::{Composite, Explain, Explainer, Node, Result, Tracer};
+    /// struct Mlp { fc1: Linear, act: Relu, fc2: Linear }
+    /// impl Mlp {
+    ///     fn forward(&self, x: Tensor<2>) -> Tensor<2> { self.fc2.forward(self.act.forward(self.fc1.forward(x))) }
+    /// }
+    /// impl Explain for Mlp {
+    ///     fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+    ///         let x = t.layer("fc1", &self.fc1, x)?;
+    ///         let x = t.layer("act", &self.act, x)?;
+    ///         t.layer("fc2", &self.fc2, x)
+    ///     }
+    /// }
+    /// let device = Device::flex();
+    /// let model = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
+    /// let x = Tensor::<2>::from_data([[0.5, -1.0, 0.2, 0.9]], &device);
+    /// let worst = Explainer::new(&model, Composite::rap()).check_trace(x.clone(), model.forward(x), 1e-5)?;
+    /// assert!(worst <= 1e-5);
+    /// # Ok::<(), rap_attrib::AttribError>(())
+    /// ```
+    pub fn check_trace<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        model_logits: Tensor<2>,
+        tolerance: f32,
+    ) -> Result<f32> {
+        if !(tolerance.is_finite() && tolerance >= 0.0) {
+            return Err(AttribError::InvalidParameter(format!(
+                "check_trace: `tolerance` = {tolerance} is not allowed; expected a finite number ≥ 0"
+            )));
+        }
+        let x = prepare(&input)?;
+        let (mut tracer, node) = Tracer::new(x);
+        let out = self.model.trace(&mut tracer, node)?;
+        let traced = logits_of(&tracer, out)?;
+        if traced.dims() != model_logits.dims() {
+            return Err(AttribError::OutputRelevanceShape {
+                got: model_logits.dims().to_vec(),
+                expected: traced.dims().to_vec(),
+            });
+        }
+        let want = to_vec(&model_logits);
+        if want.iter().any(|v| !v.is_finite()) {
+            return Err(AttribError::NonFinite { what: "the model's logits given to check_trace".into() });
+        }
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let worst = to_vec(&traced).iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        if worst <= tolerance * scale {
+            return Ok(worst / scale);
+        }
+        // The first traced layer whose output differs from its own module's.
+        for op in &tracer.ops {
+            let inputs = op.inputs.iter().map(|&i| tracer.values.get(i).cloned().flatten()).collect::<Option<Vec<_>>>();
+            let (Some(inputs), Some(Some(mine))) = (inputs, tracer.values.get(op.output)) else { continue };
+            let Some(native) = op.layer.get().native_forward(&inputs) else { continue };
+            if native.dims() != mine.dims() {
+                return Err(AttribError::TraceMismatch {
+                    layer: op.name.clone(),
+                    reason: format!("its output is {:?}; its own module gives {:?}", mine.dims(), native.dims()),
+                    difference: f32::INFINITY,
+                    tolerance: tolerance * scale,
+                });
+            }
+            let (a, b) = (to_vec(mine), to_vec(&native));
+            let local = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            if diff > tolerance * local {
+                return Err(AttribError::TraceMismatch {
+                    layer: op.name.clone(),
+                    reason: "its traced output differs from its own module's forward on the same input".into(),
+                    difference: diff,
+                    tolerance: tolerance * local,
+                });
+            }
+        }
+        let last =
+            tracer.ops.iter().rev().find(|o| o.output == out.0).map_or("the output".to_string(), |o| o.name.clone());
+        Err(AttribError::TraceMismatch {
+            layer: last,
+            reason: "every traced layer agrees with its own module, so the trace skips, adds, reorders or misconnects an operation of the model's forward".into(),
+            difference: worst,
+            tolerance: tolerance * scale,
+        })
+    }
+
     /// The network output for `input`, `[B, classes]` (the model's own, before any canonizer).
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<2>> {
         let x = prepare(&input)?;
