@@ -26,19 +26,10 @@ use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
 use rap_attrib::{AttributionMethod, Explainer, viz};
 use std::path::PathBuf;
 
-/// Prints a line to stdout; a closed stdout (`… | head`) ends the program quietly.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(0);
-        }
-    }};
-}
+#[macro_use]
+mod common;
 
-fn assets() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets")
-}
+use common::assets;
 
 /// The methods, in the paper's column order, by command-line name.
 const METHODS: [(&str, &str); 9] = [

@@ -15,15 +15,8 @@ use rap_attrib::tensor::to_vec;
 use rap_attrib::{Composite, Explainer, Target};
 use std::path::PathBuf;
 
-/// Prints a line to stdout; a closed stdout (`… | head`) ends the program quietly.
-macro_rules! out {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        if writeln!(std::io::stdout(), $($arg)*).is_err() {
-            std::process::exit(0);
-        }
-    }};
-}
+#[macro_use]
+mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shared = std::env::var("RAP_SHARED_DIR")

@@ -10,6 +10,7 @@
 // Indexing is checked by construction here: op and node indices come from the trace itself (positions found in `tracer.ops`, node indices it made).
 #![allow(clippy::indexing_slicing)]
 
+use crate::composite::BatchNormMerge;
 use crate::error::{AttribError, Result};
 use crate::layers::{LayerType, LinearLayer, Relevance};
 use crate::walk::cache::WeightCache;
@@ -99,29 +100,41 @@ impl Relevance for MergedBatchNorm {
 /// layer. The merged layer keeps the Linear/Conv2d's name; the BatchNorm stays in the trace
 /// under its name as an identity (no rule applies to it, relevance passes unchanged).
 pub fn merge_batch_norm(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
-    merge_batch_norm_kept(tracer, out, None, false).map(|_| ())
+    let _ = out;
+    merge_batch_norm_kept(tracer, None, BatchNormMerge::Exact)
 }
 
 /// [`merge_batch_norm`] as Zennit 0.5.1's `SequentialMergeBatchNorm` does it: every merged
 /// BatchNorm keeps dividing by `√(1 + ε)` ([`BatchNormMerge::Zennit`](crate::BatchNormMerge)),
 /// and the recorded values are computed again through the canonized network.
 pub fn merge_batch_norm_zennit(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
-    match merge_batch_norm_kept(tracer, out, None, true)? {
-        Some(first) => recompute(tracer, first),
-        None => Ok(()),
+    let _ = out;
+    merge_batch_norm_kept(tracer, None, BatchNormMerge::Zennit)
+}
+
+/// Merges BatchNorm as `mode` says, with the explainer's weight cache: the merged weight and bias
+/// of a layer the model lends are made once and kept. Zennit's merge changes the function, so
+/// the recorded values are computed again from the first merged layer on (not at all when
+/// nothing was merged).
+pub(crate) fn merge_batch_norm_kept(
+    tracer: &mut Tracer<'_>,
+    cache: Option<&WeightCache>,
+    mode: BatchNormMerge,
+) -> Result<()> {
+    let zennit = match mode {
+        BatchNormMerge::Exact => false,
+        BatchNormMerge::Zennit => true,
+        _ => return Ok(()),
+    };
+    match fold_batch_norms(tracer, cache, zennit)? {
+        Some(first) if zennit => recompute(tracer, first),
+        _ => Ok(()),
     }
 }
 
-/// [`merge_batch_norm`] with the explainer's weight cache: the merged weight and bias of a layer
-/// the model lends are made once and kept. Returns the index of the first op it changed, if
-/// it merged anything.
-pub(crate) fn merge_batch_norm_kept(
-    tracer: &mut Tracer<'_>,
-    out: Node,
-    cache: Option<&WeightCache>,
-    zennit: bool,
-) -> Result<Option<usize>> {
-    let _ = out;
+/// Folds every mergeable BatchNorm (see [`merge_batch_norm`]); returns the index of the first op
+/// it changed, if it merged anything.
+fn fold_batch_norms(tracer: &mut Tracer<'_>, cache: Option<&WeightCache>, zennit: bool) -> Result<Option<usize>> {
     let mut first: Option<usize> = None;
     let mut k = 0;
     while k < tracer.ops.len() {
@@ -215,7 +228,7 @@ pub(crate) fn merge_batch_norm_kept(
 
 /// Runs the recorded graph forward again from op `from` on and keeps every value (after a
 /// canonizer that changes the function from that op on, such as Zennit's BatchNorm merge).
-pub(crate) fn recompute(tracer: &mut Tracer<'_>, from: usize) -> Result<()> {
+fn recompute(tracer: &mut Tracer<'_>, from: usize) -> Result<()> {
     for k in from..tracer.ops.len() {
         let op = &tracer.ops[k];
         let inputs = op

@@ -287,7 +287,7 @@ impl Window {
     /// (`out_channels` channels) exceeds [`crate::limits`]. Returns the output's `[H', W']`.
     pub(crate) fn check(&self, name: &str, dims: [usize; 4], out_channels: usize) -> Result<[usize; 2]> {
         let [b, c, h, w] = dims;
-        let mut out = [0usize; 2];
+        let (mut out, mut padded_dims) = ([0usize; 2], [0usize; 2]);
         for (d, len) in [h, w].into_iter().enumerate() {
             let (k, s, p, dil) = (self.kernel[d], self.stride[d], self.padding[d], self.dilation[d]);
             if k == 0 || s == 0 || dil == 0 {
@@ -314,12 +314,10 @@ impl Window {
             }
             let room = padded - span;
             out[d] = if self.ceil_mode { room.div_ceil(s) + 1 } else { room / s + 1 };
+            padded_dims[d] = padded;
         }
-        let padded = [
-            h.saturating_add(2 * self.padding[0].min(usize::MAX / 4)),
-            w.saturating_add(2 * self.padding[1].min(usize::MAX / 4)),
-        ];
-        crate::limits::check_elements(&format!("layer `{name}`: the padded input"), &[b, c, padded[0], padded[1]])?;
+        let [ph, pw] = padded_dims;
+        crate::limits::check_elements(&format!("layer `{name}`: the padded input"), &[b, c, ph, pw])?;
         crate::limits::check_elements(&format!("layer `{name}`: the output"), &[b, out_channels, out[0], out[1]])?;
         Ok(out)
     }

@@ -193,6 +193,7 @@ pub fn perturbation_curves<M: Explain + ?Sized>(
     if !config.value.is_finite() {
         return bad("value", config.value.to_string(), "a finite number".into());
     }
+    // One copy per order and sample (its ranking, mask and curve).
     let copies = orders.len().saturating_mul(b);
     crate::limits::check_elements("region perturbation: the kept-pixel masks", &[copies, plane])?;
     crate::limits::check_elements(
@@ -218,7 +219,6 @@ pub fn perturbation_curves<M: Explain + ?Sized>(
             })
         })
         .collect();
-    let copies = rankings.len();
     let device = inputs.device();
     let mut keep = vec![1.0f32; copies * plane];
     let mut scores = vec![Vec::with_capacity(config.steps + 1); copies];

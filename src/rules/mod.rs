@@ -94,10 +94,11 @@ pub enum Sharing {
 impl Sharing {
     /// `r ⊘ z` made safe the way this setting says.
     pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
-        match self {
-            Sharing::SafeDivide => safe_div(r, z),
-            Sharing::Norm(e) => r / stabilize(z, e),
-        }
+        let stabilizer = match self {
+            Sharing::SafeDivide => Stabilizer::Safe,
+            Sharing::Norm(e) => Stabilizer::Epsilon(e),
+        };
+        stabilizer.divide(r, z)
     }
 
     /// Whether a max-pool window whose maximum is exactly `0` keeps its relevance (the plain

@@ -5,7 +5,7 @@
 
 use super::cache::{CachedLinear, WeightCache};
 use super::trace::{Node, Tracer};
-use crate::composite::{BatchNormMerge, Composite, InitialRelevance};
+use crate::composite::{Composite, InitialRelevance};
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
 use crate::rules::RuleContext;
@@ -252,19 +252,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         let (mut tracer, node) = Tracer::new(x);
         let out = self.model.trace(&mut tracer, node)?;
         let logits = logits_of(&tracer, out)?;
-        let cache = self.cache.as_ref();
-        match self.composite.batch_norm_merge() {
-            BatchNormMerge::Off => {}
-            BatchNormMerge::Exact => {
-                crate::canonizer::merge_batch_norm_kept(&mut tracer, out, cache, false)?;
-            }
-            BatchNormMerge::Zennit => {
-                // The forward runs again from the first merged layer on (not at all without BN).
-                if let Some(first) = crate::canonizer::merge_batch_norm_kept(&mut tracer, out, cache, true)? {
-                    crate::canonizer::recompute(&mut tracer, first)?;
-                }
-            }
-        }
+        crate::canonizer::merge_batch_norm_kept(&mut tracer, self.cache.as_ref(), self.composite.batch_norm_merge())?;
         Ok((tracer, out, logits))
     }
 
