@@ -3,7 +3,8 @@
 use crate::error::{AttribError, Result};
 use burn::tensor::Device;
 
-/// The device called `name`: `cpu` (or `flex`) for Burn's flex CPU backend, `wgpu` for the GPU
+/// The device called `name`: `cpu` (or `flex`) for Burn's flex CPU backend, `ndarray` for the
+/// deprecated ndarray CPU backend with the `ndarray` feature, `wgpu` for the GPU
 /// backend when the crate is built with the `wgpu` feature (WGSL shaders), `vulkan` for wgpu's
 /// SPIR-V path with the `vulkan` feature (tensor-core kernels on NVIDIA and AMD cards).
 ///
@@ -15,7 +16,19 @@ use burn::tensor::Device;
 /// ```
 pub fn device_by_name(name: &str) -> Result<Device> {
     match name {
+        #[cfg(feature = "flex")]
         "cpu" | "flex" => Ok(Device::flex()),
+        #[cfg(not(feature = "flex"))]
+        "cpu" | "flex" => {
+            Err(AttribError::InvalidParameter("this build has no flex support; rebuild with `--features flex`".into()))
+        }
+        #[cfg(feature = "ndarray")]
+        #[allow(deprecated)]
+        "ndarray" => Ok(Device::ndarray()),
+        #[cfg(not(feature = "ndarray"))]
+        "ndarray" => Err(AttribError::InvalidParameter(
+            "this build has no ndarray support; rebuild with `--features ndarray`".into(),
+        )),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(burn::tensor::DeviceKind::default())),
         #[cfg(not(feature = "wgpu"))]
@@ -28,6 +41,8 @@ pub fn device_by_name(name: &str) -> Result<Device> {
         "vulkan" => Err(AttribError::InvalidParameter(
             "this build has no SPIR-V Vulkan support; rebuild with `--features vulkan`".into(),
         )),
-        other => Err(AttribError::InvalidParameter(format!("unknown device `{other}`; expected cpu, wgpu or vulkan"))),
+        other => Err(AttribError::InvalidParameter(format!(
+            "unknown device `{other}`; expected cpu, ndarray, wgpu or vulkan"
+        ))),
     }
 }

@@ -13,6 +13,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
 use std::path::Path;
 
+pub use crate::tensor::{IMAGENET_MEAN, IMAGENET_STD};
+
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// The largest width or height of an image this module decodes: 16,384 pixels.
@@ -183,7 +185,7 @@ pub fn load_imagenet(path: impl AsRef<Path>, size: u32, device: &Device) -> Resu
     }
     let img = load_rgb(path)?;
     let small = resize_bilinear(&img, size, size);
-    let t = to_tensor(&small, crate::zoo::IMAGENET_MEAN, crate::zoo::IMAGENET_STD, device);
+    let t = to_tensor(&small, IMAGENET_MEAN, IMAGENET_STD, device);
     Ok((small, t))
 }
 

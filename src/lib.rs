@@ -22,7 +22,7 @@
 //!     }
 //! }
 //!
-//! let device = Device::flex();
+//! let device = Device::default();
 //! let model = Mlp {
 //!     fc1: LinearConfig::new(4, 16).init(&device),
 //!     act: Relu::new(),
@@ -56,17 +56,25 @@ mod backend;
 pub mod canonizer;
 pub mod composite;
 pub mod error;
+#[cfg(feature = "eval")]
 pub mod evaluation;
+#[cfg(feature = "gradients")]
 pub mod gradients;
+#[cfg(feature = "images")]
 pub mod imaging;
 pub mod layers;
 pub mod limits;
+#[cfg(feature = "eval")]
 pub mod metrics;
+#[cfg(feature = "onnx")]
+pub mod onnx;
 pub mod rules;
 pub mod spec;
 pub mod tensor;
+#[cfg(feature = "images")]
 pub mod viz;
 pub mod walk;
+#[cfg(feature = "zoo")]
 pub mod zoo;
 
 pub use backend::device_by_name;

@@ -5,6 +5,11 @@
 
 use burn::tensor::{Bool, Tensor, TensorData};
 
+/// ImageNet channel means (RGB), torchvision's normalisation.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
 /// Safe division `a / b` where `b != 0`, else `0` (the reference code's `sd`).
 pub fn safe_div<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> Tensor<D> {
     // The quotients at b = 0 (±inf or NaN) are replaced, so no second pass over b is needed.

@@ -110,7 +110,7 @@ mod tests {
 
     #[test]
     fn ties_go_to_the_first_maximum_and_overlaps_accumulate() {
-        let device = Device::flex();
+        let device = Device::default();
         // 3x3 input, 2x2 windows with stride 1: four overlapping windows.
         let x = Tensor::<4>::from_data([[[[1.0, 1.0, 0.0], [1.0, 1.0, 0.0], [0.0, 0.0, 2.0]]]], &device);
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([1, 1]).init();
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn all_zero_windows_pass_nothing() {
-        let device = Device::flex();
+        let device = Device::default();
         let x = Tensor::<4>::zeros([1, 1, 2, 2], &device);
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
         let y = Relevance::forward(&pool, "pool", std::slice::from_ref(&x)).unwrap();

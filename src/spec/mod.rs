@@ -11,9 +11,15 @@
 //! (`<name>.output`) and, for Fire, the squeeze output (`<name>.clone`) for
 //! [`Explanation::at`](crate::Explanation::at).
 
+mod graph;
 mod weights;
 
-pub use weights::{ElementKind, HostTensor, decode, parse_safetensors, read_safetensors};
+pub(crate) use graph::GraphBuilder;
+pub use graph::GraphNetwork;
+
+pub use weights::HostTensor;
+#[cfg(feature = "weights")]
+pub use weights::{ElementKind, decode, parse_safetensors, read_safetensors};
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;

@@ -2,8 +2,11 @@
 
 use crate::error::{AttribError, Result};
 use burn::tensor::{Device, Tensor, TensorData};
+#[cfg(feature = "weights")]
 use safetensors::{Dtype, SafeTensors};
+#[cfg(feature = "weights")]
 use std::collections::HashMap;
+#[cfg(feature = "weights")]
 use std::path::Path;
 
 /// A tensor read from a file, kept on the host.
@@ -31,6 +34,7 @@ impl HostTensor {
     }
 }
 
+#[cfg(feature = "weights")]
 /// All tensors of a safetensors file (f32, f64, f16, bf16, i64, i32 and bool are read).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTensor>> {
     let path = path.as_ref();
@@ -42,6 +46,7 @@ pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTe
     })
 }
 
+#[cfg(feature = "weights")]
 /// Parses safetensors bytes.
 pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
     let st =
@@ -66,6 +71,7 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
     Ok(out)
 }
 
+#[cfg(feature = "weights")]
 /// Element types that [`decode`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -86,6 +92,7 @@ pub enum ElementKind {
     U8,
 }
 
+#[cfg(feature = "weights")]
 /// Decodes little-endian element bytes to `f64` values.
 pub fn decode(kind: ElementKind, data: &[u8]) -> Vec<f64> {
     /// Every whole `N`-byte element of `data` (a trailing partial element is dropped).

@@ -8,8 +8,10 @@
 // Indexing is checked by construction here: the colour map indexes its own 5-entry anchor table with an index clamped to 0..=3.
 #![allow(clippy::indexing_slicing)]
 
+#[cfg(feature = "plots")]
 mod plot;
 
+#[cfg(feature = "plots")]
 pub use plot::{LinePanel, plot_lines};
 
 use crate::error::{AttribError, Result};
@@ -211,7 +213,7 @@ mod tests {
 
     #[test]
     fn heatmap_is_white_at_zero_and_red_at_the_maximum() {
-        let device = burn::tensor::Device::flex();
+        let device = burn::tensor::Device::default();
         let r = Tensor::<4>::from_data([[[[0.0, 2.0], [-2.0, 1.0]]]], &device);
         let (w, h, rgb) = heatmap_rgb(&r, 0).unwrap();
         assert_eq!((w, h), (2, 2));
@@ -223,7 +225,7 @@ mod tests {
 
     #[test]
     fn overlay_keeps_the_photo_where_relevance_is_zero_and_panels_line_up() {
-        let device = burn::tensor::Device::flex();
+        let device = burn::tensor::Device::default();
         let r = Tensor::<4>::from_data([[[[0.0, 2.0], [-2.0, 1.0]]]], &device);
         let photo = RgbImage::from_pixel(2, 2, image::Rgb([10, 20, 30]));
         let o = overlay(&photo, &r, 0, 1.0).unwrap();

@@ -188,7 +188,7 @@ impl<const D: usize> Explanation<D> {
 ///     }
 /// }
 ///
-/// let device = Device::flex();
+/// let device = Device::default();
 /// let model = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
 /// let x = Tensor::<2>::from_data([[0.5, 1.0, 0.2, 0.9], [0.1, 0.3, 0.8, 0.4]], &device);
 /// let out = Explainer::new(&model, Composite::rap()).explain(x, Target::Predicted)?;
@@ -282,7 +282,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
     ///         t.layer("fc2", &self.fc2, x)
     ///     }
     /// }
-    /// let device = Device::flex();
+    /// let device = Device::default();
     /// let model = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
     /// let x = Tensor::<2>::from_data([[0.5, -1.0, 0.2, 0.9]], &device);
     /// let worst = Explainer::new(&model, Composite::rap()).check_trace(x.clone(), model.forward(x), 1e-5)?;

@@ -67,7 +67,7 @@ pub(crate) fn address(layer: &dyn Relevance) -> usize {
 ///         t.layer("fc2", &self.fc2, x)
 ///     }
 /// }
-/// # let device = Device::flex();
+/// # let device = Device::default();
 /// # let _ = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
 /// ```
 pub struct Tracer<'m> {

@@ -35,10 +35,7 @@ use burn::tensor::Device;
 use std::collections::HashMap;
 use std::path::Path;
 
-/// ImageNet channel means (RGB), torchvision's normalisation.
-pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-/// ImageNet channel standard deviations (RGB).
-pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+pub use crate::tensor::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// The rule sets the zoo (and the `explain` example) offer by name.
 pub const RULE_NAMES: [&str; 9] = [

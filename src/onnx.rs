@@ -1,0 +1,550 @@
+//! Models from `.onnx` files (the `onnx` feature), parsed by Burn's own `onnx-ir`.
+//!
+//! ```no_run
+//! use rap_attrib::burn::tensor::{Device, Tensor};
+//! use rap_attrib::onnx::OnnxModel;
+//! use rap_attrib::{Composite, Explainer, Target};
+//!
+//! let device = Device::default();
+//! // A PyTorch export (`torch.onnx.export`), weights inside the file.
+//! let model = OnnxModel::from_file("resnet18.onnx", &device)?;
+//! let x = Tensor::<4>::zeros([1, 3, 224, 224], &device);
+//! model.check_input(&x.dims())?;
+//! let explanation = Explainer::new(&model, Composite::rap()).explain(x, Target::Predicted)?;
+//! # Ok::<(), rap_attrib::AttribError>(())
+//! ```
+//!
+//! The file becomes a [`GraphNetwork`]: each supported node is one of the engine's layers, named
+//! by the ONNX node name (`/features.0/Conv`), so every rule, composite and canonizer applies and
+//! the model runs once, through the tracer; there is no second forward pass.
+//!
+//! | ONNX operator | becomes |
+//! |---|---|
+//! | `Conv` (2-D, symmetric padding, any groups and dilation) | Burn's `Conv2d` |
+//! | `Gemm` (`transA = 0`), `MatMul` with a constant 2-D weight (and the `Add` of its bias) | Burn's `Linear` |
+//! | `Relu` | `Relu` |
+//! | `MaxPool` (2-D, ceil mode too), `AveragePool` (2-D), `GlobalAveragePool` | the pools |
+//! | `BatchNormalization` (inference form, constant statistics) | Burn's `BatchNorm`, kept as its own layer |
+//! | `Add` of two computed values | the residual join |
+//! | `Concat` on the channel axis | the concatenation |
+//! | `Flatten` (axis 1), `Reshape` to `[batch, features]` | flatten |
+//! | `Dropout`, `Identity` | nothing (their output is their input) |
+//!
+//! Any other operator is [`AttribError::UnsupportedLayer`] naming the node and the operator.
+//! BatchNormalization is never folded into the convolution on loading, because folding changes
+//! RAP and LRP relevances though not the logits; the Zennit presets fold it with their own
+//! canonizer ([`BatchNormMerge`](crate::BatchNormMerge)).
+
+use crate::error::{AttribError, Result};
+use crate::layers::Relevance;
+use crate::limits::{MAX_GEOMETRY, check_elements};
+use crate::spec::{GraphBuilder, GraphNetwork};
+use crate::walk::{Explain, Node as TraceNode, Tracer};
+use burn::module::{Param, RunningState};
+use burn::nn::conv::Conv2dConfig;
+use burn::nn::pool::{AdaptiveAvgPool2dConfig, AvgPool2dConfig, MaxPool2dConfig};
+use burn::nn::{BatchNormConfig, Initializer, LinearConfig, PaddingConfig2d, Relu};
+use burn::tensor::{Device, Tensor, TensorData};
+use onnx_ir::{ArgType, Argument, Message, Node, OnnxGraphBuilder};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The largest `.onnx` file read: 4 GiB (protobuf's own limit is 2 GiB per message).
+pub const MAX_ONNX_BYTES: u64 = 4 << 30;
+
+/// A model loaded from an ONNX file, explainable like any [`Explain`] model.
+#[derive(Debug)]
+pub struct OnnxModel {
+    graph: GraphNetwork,
+    input_name: String,
+    input_shape: Vec<Option<usize>>,
+    output_name: String,
+}
+
+fn onnx_err(node: &str, message: impl std::fmt::Display) -> AttribError {
+    AttribError::Spec(format!("ONNX node `{node}`: {message}"))
+}
+
+fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> AttribError {
+    AttribError::UnsupportedLayer { layer: node.to_string(), layer_type: op.to_string(), reason: reason.into() }
+}
+
+/// The constant behind an initializer argument, as an `f32` tensor of rank `D` on `device`.
+fn constant<const D: usize>(node: &str, arg: &Argument, what: &str, device: &Device) -> Result<Tensor<D>> {
+    let data = arg
+        .value()
+        .ok_or_else(|| unsupported(node, "", format!("its {what} `{}` is computed, not a constant", arg.name)))?;
+    if data.shape().len() != D {
+        return Err(onnx_err(node, format!("{what} `{}` has shape {:?}; expected rank {D}", arg.name, data.shape())));
+    }
+    let shape: Vec<usize> = data.shape().to_vec();
+    check_elements(&format!("ONNX tensor `{}`", arg.name), &shape)?;
+    let values: Vec<f32> = data
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| onnx_err(node, format!("{what} `{}` cannot be read as numbers: {e:?}", arg.name)))?;
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        return Err(onnx_err(node, format!("{what} `{}` holds a non-finite value {bad}", arg.name)));
+    }
+    Ok(Tensor::from_data(TensorData::new(values, shape), device))
+}
+
+/// A symmetric 2-D padding `[h, w]`.
+fn symmetric(node: &str, op: &str, p: &onnx_ir::node::padding::PaddingConfig2d) -> Result<[usize; 2]> {
+    use onnx_ir::node::padding::PaddingConfig2d as P;
+    match p {
+        P::Valid => Ok([0, 0]),
+        P::Explicit(t, l, b, r) if t == b && l == r => Ok([*t, *l]),
+        P::Explicit(t, l, b, r) => Err(unsupported(
+            node,
+            op,
+            format!(
+                "pads (top {t}, left {l}, bottom {b}, right {r}) are not symmetric; only symmetric padding is supported"
+            ),
+        )),
+    }
+}
+
+fn geometry(node: &str, what: &str, v: [usize; 2], min: usize) -> Result<[usize; 2]> {
+    if v.iter().any(|&x| x < min || x > MAX_GEOMETRY) {
+        return Err(onnx_err(
+            node,
+            format!("`{what}` = {v:?} is not allowed; expected values in {min}..={MAX_GEOMETRY}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn no_auto_pad(node: &str, op: &str, a: &onnx_ir::node::padding::AutoPad) -> Result<()> {
+    use onnx_ir::node::padding::AutoPad;
+    match a {
+        AutoPad::NotSet | AutoPad::Valid => Ok(()),
+        other => Err(unsupported(node, op, format!("auto_pad {other:?} is not supported; export with explicit pads"))),
+    }
+}
+
+/// The static dimensions of an argument's type, when it is a tensor.
+fn static_dims(arg: &Argument) -> Option<Vec<Option<usize>>> {
+    match &arg.ty {
+        ArgType::Tensor(t) => Some(t.static_shape.clone().unwrap_or_else(|| vec![None; t.rank])),
+        _ => None,
+    }
+}
+
+struct Loader<'d> {
+    device: &'d Device,
+    builder: GraphBuilder,
+    /// ONNX value name → graph value number.
+    values: HashMap<String, usize>,
+    names: HashMap<String, usize>,
+    /// The file's own nodes (name, operator), in order, and how far [`Loader::original_name`]
+    /// has matched them.
+    originals: Vec<(String, String)>,
+    matched: usize,
+}
+
+impl Loader<'_> {
+    /// The graph value behind a computed (non-constant) input.
+    fn value(&self, node: &str, arg: &Argument) -> Result<usize> {
+        self.values.get(&arg.name).copied().ok_or_else(|| {
+            if arg.value().is_some() {
+                unsupported(node, "", format!("input `{}` is a constant where a computed value is expected", arg.name))
+            } else {
+                onnx_err(node, format!("reads `{}`, which no earlier node computes", arg.name))
+            }
+        })
+    }
+
+    fn input<'n>(&self, node: &'n Node, i: usize) -> Result<&'n Argument> {
+        node.inputs().get(i).ok_or_else(|| onnx_err(node.name(), format!("has no input {i}")))
+    }
+
+    /// The file's name for a parsed node. The parser renames nodes (`conv2d1`) and may fuse or
+    /// drop some (`MatMul` + `Add`, `Identity`, constants) but keeps their order, so the next
+    /// file node of a matching operator is this node's origin.
+    fn original_name(&mut self, node: &Node) -> Option<String> {
+        let parsed = format!("{:?}", node.node_type());
+        let ops: Vec<&str> = match parsed.as_str() {
+            "Conv2d" => vec!["Conv"],
+            "Linear" => vec!["Gemm", "MatMul"],
+            "MaxPool2d" => vec!["MaxPool"],
+            "AveragePool2d" => vec!["AveragePool"],
+            other => vec![other],
+        };
+        let offset = self.originals.get(self.matched..)?.iter().position(|(_, op)| ops.contains(&op.as_str()))?;
+        let at = self.matched + offset;
+        self.matched = at + 1;
+        self.originals.get(at).map(|(name, _)| name.clone()).filter(|n| !n.is_empty())
+    }
+
+    /// A unique step name: the file's node name, or the parser's when the file's is empty or
+    /// cannot be told.
+    fn step_name(&mut self, node: &Node, index: usize) -> String {
+        let base = match self.original_name(node) {
+            Some(name) => name,
+            None if node.name().is_empty() => format!("{:?}_{index}", node.node_type()),
+            None => node.name().to_string(),
+        };
+        let n = self.names.entry(base.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 { base } else { format!("{base}_{n}") }
+    }
+
+    fn bind(&mut self, node: &Node, value: usize) -> Result<()> {
+        let out = node.outputs().first().ok_or_else(|| onnx_err(node.name(), "has no output"))?;
+        self.values.insert(out.name.clone(), value);
+        Ok(())
+    }
+
+    fn layer(&mut self, node: &Node, name: &str, layer: Box<dyn Relevance + Send + Sync>) -> Result<()> {
+        let x = self.value(name, self.input(node, 0)?)?;
+        let v = self.builder.layer(name, &format!("{:?}", node.node_type()), layer, x)?;
+        self.bind(node, v)
+    }
+
+    fn node(&mut self, node: &Node, index: usize) -> Result<()> {
+        let name = self.step_name(node, index);
+        let name = name.as_str();
+        let op = format!("{:?}", node.node_type());
+        let device = self.device;
+        match node {
+            Node::Conv2d(n) => {
+                let c = &n.config;
+                no_auto_pad(name, &op, &c.auto_pad)?;
+                let weight: Tensor<4> = constant(name, self.input(node, 1)?, "weight", device)?;
+                let [cout, cin_g, kh, kw] = weight.dims();
+                let groups = c.groups.max(1);
+                let k = geometry(name, "kernel_shape", c.kernel_size, 1)?;
+                if k != [kh, kw] || cout % groups != 0 {
+                    return Err(onnx_err(
+                        name,
+                        format!("weight shape {:?} does not match kernel {k:?} and group {groups}", weight.dims()),
+                    ));
+                }
+                let bias: Option<Tensor<1>> = match node.inputs().get(2).filter(|a| !a.is_optional()) {
+                    Some(b) => Some(constant(name, b, "bias", device)?),
+                    None => None,
+                };
+                if let Some(b) = &bias
+                    && b.dims() != [cout]
+                {
+                    return Err(onnx_err(name, format!("bias shape {:?}; expected [{cout}]", b.dims())));
+                }
+                let mut conv = Conv2dConfig::new([cin_g * groups, cout], k)
+                    .with_stride(geometry(name, "strides", c.stride, 1)?)
+                    .with_padding({
+                        let p = symmetric(name, &op, &c.padding)?;
+                        let p = geometry(name, "pads", p, 0)?;
+                        PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1])
+                    })
+                    .with_dilation(geometry(name, "dilations", c.dilation, 1)?)
+                    .with_groups(groups)
+                    .with_bias(bias.is_some())
+                    .with_initializer(Initializer::Zeros)
+                    .init(device);
+                conv.weight = Param::from_tensor(weight);
+                conv.bias = bias.map(Param::from_tensor);
+                self.layer(node, name, Box::new(conv))
+            }
+            Node::Linear(n) => {
+                let w: Tensor<2> = constant(name, self.input(node, 1)?, "weight", device)?;
+                // Burn's layout is [in, out]; a Gemm's weight is [out, in].
+                let w = if n.config.transpose_weight { w.transpose() } else { w };
+                self.linear(node, name, w, 1.0)
+            }
+            Node::Gemm(n) => {
+                let c = &n.config;
+                if c.trans_a != 0 {
+                    return Err(unsupported(name, &op, "transA = 1 is not supported"));
+                }
+                let w: Tensor<2> = constant(name, self.input(node, 1)?, "weight", device)?;
+                let w = if c.trans_b != 0 { w.transpose() } else { w };
+                let w = w.mul_scalar(c.alpha);
+                self.linear(node, name, w, c.beta)
+            }
+            Node::Relu(_) => self.layer(node, name, Box::new(Relu::new())),
+            Node::MaxPool2d(n) => {
+                let c = &n.config;
+                no_auto_pad(name, &op, &c.auto_pad)?;
+                let k = geometry(name, "kernel_shape", c.kernel_size, 1)?;
+                let p = geometry(name, "pads", symmetric(name, &op, &c.padding)?, 0)?;
+                let pool = MaxPool2dConfig::new(k)
+                    .with_strides(geometry(name, "strides", c.strides, 1)?)
+                    .with_padding(PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1]))
+                    .with_dilation(geometry(name, "dilations", c.dilation, 1)?)
+                    .with_ceil_mode(c.ceil_mode)
+                    .init();
+                self.layer(node, name, Box::new(pool))
+            }
+            Node::AveragePool2d(n) => {
+                let c = &n.config;
+                no_auto_pad(name, &op, &c.auto_pad)?;
+                if c.dilation != [1, 1] {
+                    return Err(unsupported(name, &op, format!("dilations {:?} are not supported", c.dilation)));
+                }
+                let k = geometry(name, "kernel_shape", c.kernel_size, 1)?;
+                let p = geometry(name, "pads", symmetric(name, &op, &c.padding)?, 0)?;
+                let pool = AvgPool2dConfig::new(k)
+                    .with_strides(geometry(name, "strides", c.strides, 1)?)
+                    .with_padding(PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1]))
+                    .with_count_include_pad(c.count_include_pad)
+                    .with_ceil_mode(c.ceil_mode)
+                    .init();
+                self.layer(node, name, Box::new(pool))
+            }
+            Node::GlobalAveragePool(_) => self.layer(node, name, Box::new(AdaptiveAvgPool2dConfig::new([1, 1]).init())),
+            Node::BatchNormalization(n) => {
+                let epsilon = match &n.config {
+                    onnx_ir::node::batch_norm::BatchNormConfig::Static(s) => s.epsilon,
+                    onnx_ir::node::batch_norm::BatchNormConfig::Runtime(_) => {
+                        return Err(unsupported(
+                            name,
+                            &op,
+                            "its scale, bias, mean or variance is computed, not a constant",
+                        ));
+                    }
+                };
+                if !(epsilon.is_finite() && epsilon > 0.0) {
+                    return Err(onnx_err(name, format!("`epsilon` = {epsilon} is not allowed; expected a number > 0")));
+                }
+                let gamma: Tensor<1> = constant(name, self.input(node, 1)?, "scale", device)?;
+                let [c] = gamma.dims();
+                let beta: Tensor<1> = constant(name, self.input(node, 2)?, "bias", device)?;
+                let mean: Tensor<1> = constant(name, self.input(node, 3)?, "mean", device)?;
+                let var: Tensor<1> = constant(name, self.input(node, 4)?, "variance", device)?;
+                if [beta.dims(), mean.dims(), var.dims()].iter().any(|d| *d != [c]) {
+                    return Err(onnx_err(name, format!("scale, bias, mean and variance must all have shape [{c}]")));
+                }
+                let mut bn = BatchNormConfig::new(c).with_epsilon(epsilon).init(device);
+                bn.gamma = Param::from_tensor(gamma);
+                bn.beta = Param::from_tensor(beta);
+                bn.running_mean = RunningState::new(mean);
+                bn.running_var = RunningState::new(var);
+                self.layer(node, name, Box::new(bn))
+            }
+            Node::Add(_) => {
+                let a = self.value(name, self.input(node, 0)?)?;
+                let b = self.value(name, self.input(node, 1)?)?;
+                let v = self.builder.add(name, a, b)?;
+                self.bind(node, v)
+            }
+            Node::Concat(n) => {
+                if n.config.axis != 1 {
+                    return Err(unsupported(
+                        name,
+                        &op,
+                        format!("axis {} is not supported; only the channel axis 1", n.config.axis),
+                    ));
+                }
+                let inputs = node.inputs().iter().map(|a| self.value(name, a)).collect::<Result<Vec<_>>>()?;
+                let v = self.builder.concat(name, inputs)?;
+                self.bind(node, v)
+            }
+            Node::Flatten(n) => {
+                if n.config.axis != 1 {
+                    return Err(unsupported(
+                        name,
+                        &op,
+                        format!("axis {} is not supported; only axis 1", n.config.axis),
+                    ));
+                }
+                let x = self.value(name, self.input(node, 0)?)?;
+                let v = self.builder.flatten(name, x)?;
+                self.bind(node, v)
+            }
+            Node::Reshape(n) => {
+                let to_2d = match &n.config.shape {
+                    onnx_ir::node::reshape::ReshapeInput::Static(s) => match s.as_slice() {
+                        [b, f] => matches!(*b, 0 | -1) || *f == -1,
+                        _ => false,
+                    },
+                    onnx_ir::node::reshape::ReshapeInput::Runtime(_) => false,
+                };
+                let out_rank = node.outputs().first().and_then(static_dims).map(|d| d.len());
+                if !to_2d || out_rank != Some(2) {
+                    return Err(unsupported(
+                        name,
+                        &op,
+                        "only a reshape to [batch, features] (a flatten) is supported; its target shape is computed or of another rank",
+                    ));
+                }
+                let x = self.value(name, self.input(node, 0)?)?;
+                let v = self.builder.flatten(name, x)?;
+                self.bind(node, v)
+            }
+            Node::Dropout(_) | Node::Identity(_) => {
+                let x = self.value(name, self.input(node, 0)?)?;
+                self.bind(node, x)
+            }
+            _ => Err(unsupported(
+                name,
+                &op,
+                "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, MaxPool, AveragePool, GlobalAveragePool, \
+                 BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Dropout and Identity",
+            )),
+        }
+    }
+
+    /// A Linear layer from a weight in Burn's `[in, out]` layout and the node's optional bias
+    /// (scaled by `beta`).
+    fn linear(&mut self, node: &Node, name: &str, w: Tensor<2>, beta: f32) -> Result<()> {
+        let [fin, fout] = w.dims();
+        let bias: Option<Tensor<1>> = match node.inputs().get(2).filter(|a| !a.is_optional()) {
+            Some(b) => {
+                let data = b.value().ok_or_else(|| {
+                    unsupported(name, "", format!("its bias `{}` is computed, not a constant", b.name))
+                })?;
+                let n: usize = data.shape().iter().product();
+                if n != fout {
+                    return Err(onnx_err(name, format!("bias shape {:?}; expected {fout} values", data.shape())));
+                }
+                let flat: Tensor<1> = match data.shape().len() {
+                    1 => constant(name, b, "bias", self.device)?,
+                    2 => constant::<2>(name, b, "bias", self.device)?.reshape([fout]),
+                    _ => return Err(onnx_err(name, format!("bias shape {:?}; expected [{fout}]", data.shape()))),
+                };
+                Some(flat.mul_scalar(beta))
+            }
+            None => None,
+        };
+        let mut lin = LinearConfig::new(fin, fout)
+            .with_bias(bias.is_some())
+            .with_initializer(Initializer::Zeros)
+            .init(self.device);
+        lin.weight = Param::from_tensor(w);
+        lin.bias = bias.map(Param::from_tensor);
+        self.layer(node, name, Box::new(lin))
+    }
+}
+
+impl OnnxModel {
+    /// Loads an `.onnx` file (weights inside it; external data files are read from beside it).
+    pub fn from_file(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let len =
+            std::fs::metadata(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?.len();
+        if len > MAX_ONNX_BYTES {
+            return Err(AttribError::Io {
+                path: shown,
+                message: format!("{len} bytes; at most {MAX_ONNX_BYTES} bytes are read"),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?;
+        Self::from_bytes(&bytes, device).map_err(|e| match e {
+            AttribError::Spec(m) => AttribError::Spec(format!("{shown}: {m}")),
+            other => other,
+        })
+    }
+
+    /// Loads an ONNX model from its bytes.
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        // onnx-ir reports malformed files as errors; a panic inside it on an input it did not
+        // foresee is turned into an error too, so a bad file never takes the caller down.
+        let parsed =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| OnnxGraphBuilder::new().parse_bytes(bytes)))
+                .map_err(|_| AttribError::Spec("not a readable ONNX model (the parser gave up on it)".into()))?
+                .map_err(|e| AttribError::Spec(format!("not a readable ONNX model: {e}")))?;
+        let [input] = parsed.inputs.as_slice() else {
+            return Err(AttribError::Spec(format!(
+                "the model has {} inputs; rap-attrib explains models with one input",
+                parsed.inputs.len()
+            )));
+        };
+        let [output] = parsed.outputs.as_slice() else {
+            return Err(AttribError::Spec(format!(
+                "the model has {} outputs; rap-attrib explains models with one output (the logits)",
+                parsed.outputs.len()
+            )));
+        };
+        let input_shape = static_dims(input)
+            .filter(|d| d.len() == 2 || d.len() == 4)
+            .ok_or_else(|| AttribError::Spec(format!("input `{}` is not a rank-2 or rank-4 tensor", input.name)))?;
+        // The file's own node names, which the parser replaces with its own.
+        let originals: Vec<(String, String)> = onnx_ir::ModelProto::parse_from_bytes(bytes)
+            .map(|m| m.graph.node.iter().map(|n| (n.name.clone(), n.op_type.clone())).collect())
+            .unwrap_or_default();
+        let mut loader = Loader {
+            device,
+            builder: GraphBuilder::default(),
+            values: HashMap::new(),
+            names: HashMap::new(),
+            originals,
+            matched: 0,
+        };
+        loader.values.insert(input.name.clone(), 0);
+        for (i, node) in parsed.nodes.iter().enumerate() {
+            loader.node(node, i)?;
+        }
+        let out = *loader
+            .values
+            .get(&output.name)
+            .ok_or_else(|| AttribError::Spec(format!("no node computes the output `{}`", output.name)))?;
+        if static_dims(output).map(|d| d.len()) != Some(2) {
+            return Err(AttribError::Spec(format!(
+                "output `{}` is not a [batch, classes] tensor; rap-attrib explains classifier logits",
+                output.name
+            )));
+        }
+        Ok(OnnxModel {
+            graph: loader.builder.finish(out)?,
+            input_name: input.name.clone(),
+            input_shape,
+            output_name: output.name.clone(),
+        })
+    }
+
+    /// The input's shape as the file declares it; `None` for a dynamic dimension (the batch).
+    pub fn input_shape(&self) -> &[Option<usize>] {
+        &self.input_shape
+    }
+
+    /// The names of the model's input and output.
+    pub fn io_names(&self) -> (&str, &str) {
+        (&self.input_name, &self.output_name)
+    }
+
+    /// Checks an input's dimensions against the declared shape (rank, and every static size):
+    /// [`AttribError::InvalidParameter`] naming the dimension otherwise.
+    pub fn check_input(&self, dims: &[usize]) -> Result<()> {
+        if dims.len() != self.input_shape.len() {
+            return Err(AttribError::InvalidParameter(format!(
+                "input `{}` has shape {dims:?}; the model expects rank {} ({})",
+                self.input_name,
+                self.input_shape.len(),
+                self.shape_text()
+            )));
+        }
+        for (i, (d, want)) in dims.iter().zip(&self.input_shape).enumerate() {
+            if want.is_some_and(|w| w != *d) || *d == 0 {
+                return Err(AttribError::InvalidParameter(format!(
+                    "input `{}` has {d} at dimension {i}; the model expects {}",
+                    self.input_name,
+                    self.shape_text()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn shape_text(&self) -> String {
+        let dims: Vec<String> =
+            self.input_shape.iter().map(|d| d.map_or_else(|| "batch".to_string(), |n| n.to_string())).collect();
+        format!("[{}]", dims.join(", "))
+    }
+
+    /// The explainable graph.
+    pub fn graph(&self) -> &GraphNetwork {
+        &self.graph
+    }
+}
+
+impl Explain for OnnxModel {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: TraceNode) -> Result<TraceNode> {
+        let dims = t.dims(x)?;
+        // The engine holds every input as [B, C, H, W]; a rank-2 model input is [B, F, 1, 1].
+        let given: Vec<usize> = if self.input_shape.len() == 2 { vec![dims[0], dims[1]] } else { dims.to_vec() };
+        self.check_input(&given)?;
+        self.graph.trace(t, x)
+    }
+}

@@ -1,0 +1,154 @@
+//! A network as a directed acyclic graph of named steps over numbered values: the explainable
+//! form that loaders of other formats (ONNX) build, and that [`GraphNetwork::trace`] records.
+
+use crate::error::{AttribError, Result};
+use crate::layers::Relevance;
+use crate::walk::{Explain, Node, Tracer};
+
+/// What one step of a [`GraphNetwork`] computes.
+enum StepKind {
+    /// A layer with its own relevance (convolution, linear, BatchNorm, ReLU, pools).
+    Layer(Box<dyn Relevance + Send + Sync>),
+    /// The sum of two values (a residual join); relevance is shared by the composite's rule.
+    Add,
+    /// Concatenation along the channels; the labels name the branches for [`Explanation::at`](crate::Explanation::at).
+    Concat(Vec<String>),
+    /// `[B, C, H, W] → [B, C·H·W]`.
+    Flatten,
+}
+
+struct GraphStep {
+    name: String,
+    type_name: String,
+    kind: StepKind,
+    inputs: Vec<usize>,
+}
+
+/// A network as a list of named steps in execution order; value 0 is the input and step `i`
+/// writes value `i + 1`. Built by the ONNX loader ([`crate::onnx`]); every layer is one of the
+/// engine's own, so every rule and composite applies.
+pub struct GraphNetwork {
+    steps: Vec<GraphStep>,
+    output: usize,
+}
+
+impl std::fmt::Debug for GraphNetwork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let steps: Vec<(&str, &str)> = self.steps.iter().map(|s| (s.name.as_str(), s.type_name.as_str())).collect();
+        f.debug_struct("GraphNetwork").field("steps", &steps).field("output", &self.output).finish()
+    }
+}
+
+/// Builds a [`GraphNetwork`] step by step; each `push_*` returns the new value's number.
+#[derive(Default)]
+pub(crate) struct GraphBuilder {
+    steps: Vec<GraphStep>,
+}
+
+impl GraphBuilder {
+    fn push(&mut self, name: &str, type_name: &str, kind: StepKind, inputs: Vec<usize>) -> Result<usize> {
+        let next = self.steps.len() + 1;
+        if let Some(bad) = inputs.iter().find(|&&i| i >= next) {
+            return Err(AttribError::Spec(format!("step `{name}` reads value {bad}, which is not computed before it")));
+        }
+        if self.steps.iter().any(|s| s.name == name) {
+            return Err(AttribError::Spec(format!("step name `{name}` appears twice; every step needs its own name")));
+        }
+        self.steps.push(GraphStep { name: name.to_string(), type_name: type_name.to_string(), kind, inputs });
+        Ok(next)
+    }
+
+    /// A layer applied to one value.
+    pub(crate) fn layer(
+        &mut self,
+        name: &str,
+        type_name: &str,
+        layer: Box<dyn Relevance + Send + Sync>,
+        input: usize,
+    ) -> Result<usize> {
+        self.push(name, type_name, StepKind::Layer(layer), vec![input])
+    }
+
+    /// `a + b`.
+    pub(crate) fn add(&mut self, name: &str, a: usize, b: usize) -> Result<usize> {
+        self.push(name, "Add", StepKind::Add, vec![a, b])
+    }
+
+    /// Channel concatenation of `inputs`, labelled `input0`, `input1`, ….
+    pub(crate) fn concat(&mut self, name: &str, inputs: Vec<usize>) -> Result<usize> {
+        let labels = (0..inputs.len()).map(|i| format!("input{i}")).collect();
+        self.push(name, "Concat", StepKind::Concat(labels), inputs)
+    }
+
+    /// Flatten to `[B, features]`.
+    pub(crate) fn flatten(&mut self, name: &str, input: usize) -> Result<usize> {
+        self.push(name, "Flatten", StepKind::Flatten, vec![input])
+    }
+
+    /// The network whose output is `output`.
+    pub(crate) fn finish(self, output: usize) -> Result<GraphNetwork> {
+        if output == 0 || output > self.steps.len() {
+            return Err(AttribError::Spec(format!(
+                "the network's output is value {output}; expected a step's output (1..={})",
+                self.steps.len()
+            )));
+        }
+        Ok(GraphNetwork { steps: self.steps, output })
+    }
+}
+
+impl GraphNetwork {
+    /// The steps' names and type names (`Conv`, `Relu`, …), in execution order.
+    pub fn steps(&self) -> Vec<(&str, &str)> {
+        self.steps.iter().map(|s| (s.name.as_str(), s.type_name.as_str())).collect()
+    }
+
+    /// The layer of the step called `name`, if that step is a layer.
+    pub fn layer(&self, name: &str) -> Option<&(dyn Relevance + Send + Sync)> {
+        self.steps.iter().find(|s| s.name == name).and_then(|s| match &s.kind {
+            StepKind::Layer(l) => Some(l.as_ref()),
+            _ => None,
+        })
+    }
+}
+
+impl Explain for GraphNetwork {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+        let mut values: Vec<Node> = Vec::with_capacity(self.steps.len() + 1);
+        values.push(x);
+        for step in &self.steps {
+            let inputs: Vec<Node> = step
+                .inputs
+                .iter()
+                .map(|&i| {
+                    values.get(i).copied().ok_or_else(|| {
+                        AttribError::Spec(format!("step `{}` reads value {i} before it is computed", step.name))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let y = match (&step.kind, inputs.as_slice()) {
+                (StepKind::Layer(layer), _) => t.layer_multi(&step.name, layer.as_ref(), &inputs)?,
+                (StepKind::Add, [a, b]) => t.add(&step.name, *a, *b)?,
+                (StepKind::Concat(labels), _) => {
+                    let branches: Vec<(&str, Node)> =
+                        labels.iter().map(String::as_str).zip(inputs.iter().copied()).collect();
+                    t.cat(&step.name, &branches)?
+                }
+                (StepKind::Flatten, [a]) => t.flatten(&step.name, *a)?,
+                _ => {
+                    return Err(AttribError::Spec(format!(
+                        "step `{}` ({}) has {} inputs",
+                        step.name,
+                        step.type_name,
+                        inputs.len()
+                    )));
+                }
+            };
+            values.push(y);
+        }
+        values
+            .get(self.output)
+            .copied()
+            .ok_or_else(|| AttribError::Spec(format!("the output value {} was not computed", self.output)))
+    }
+}
