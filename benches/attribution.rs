@@ -26,7 +26,7 @@ use common::{device, median};
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod};
-use rap_attrib::zoo::{Architecture, ZooConfig, ZooModel, bundled_weights};
+use rap_attrib::zoo::{Architecture, ZooConfig, ZooModel};
 use rap_attrib::{AttributionMethod, Explainer, Target};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -58,7 +58,7 @@ static ALLOC: Counting = Counting;
 fn model(arch: Architecture, device: &Device) -> ZooModel {
     match arch {
         Architecture::SqueezeNet1_1 => {
-            ZooModel::load(arch, bundled_weights(arch).expect("bundled"), device).expect("bundled SqueezeNet")
+            ZooModel::load(arch, common::bundled_squeezenet(), device).expect("bundled SqueezeNet")
         }
         other => ZooModel::random(other, ZooConfig::default(), 1, device).expect("random weights"),
     }

@@ -23,7 +23,7 @@ use rap_attrib::metrics::{
     Order, PerturbationConfig, RatioMode, Threshold, outside_inside_ratio, perturbation_curves, pointing_game,
     segmentation,
 };
-use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
+use rap_attrib::zoo::{Architecture, ZooModel};
 use rap_attrib::{AttributionMethod, Explainer, Target};
 use std::time::Duration;
 
@@ -33,9 +33,9 @@ fn main() {
     let runs = if full { 3 } else { 1 };
     let steps = if full { 40 } else { 2 };
     let ig_steps = if full { 50 } else { 4 };
-    let weights = bundled_weights(Architecture::SqueezeNet1_1).expect("bundled");
+    let weights = common::bundled_squeezenet();
     let model = ZooModel::load(Architecture::SqueezeNet1_1, weights, &device).expect("bundled SqueezeNet");
-    let data = Dataset::bundled_voc().expect("bundled VOC photo");
+    let data = Dataset::load(common::assets().join("images/voc")).expect("bundled VOC photo");
     let sample = &data.samples[0];
     let (_, x) = load_imagenet(&sample.image, 224, &device).expect("photo");
     let boxes = [sample.box_region().unwrap().resize(224, 224).unwrap()];
@@ -67,7 +67,7 @@ fn main() {
     let target = r.targets[0];
     let rel = r.relevance;
     let batch: usize = std::env::var("RAP_BENCH_PERTURB_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
-    let perturb = PerturbationConfig { steps, batch, ..Default::default() };
+    let perturb = PerturbationConfig::default().with_steps(steps).with_batch(batch);
     let k = methods.len();
     let inputs = x.clone().repeat_dim(0, k);
     let rels = Tensor::cat(vec![rel.clone(); k], 0);
@@ -120,7 +120,7 @@ fn main() {
             )
         })
         .collect();
-    let config = EvaluationConfig { perturbation: perturb, ..Default::default() };
+    let config = EvaluationConfig::default().with_perturbation(perturb);
     let t_eval = median(runs, || {
         evaluate(&model, &methods, &data, &config, &device, &mut |_| {}).unwrap();
     });

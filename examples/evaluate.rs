@@ -22,7 +22,7 @@ use rap_attrib::gradients::{GradientExplainer, GradientMethod, IntegratedGradien
 use rap_attrib::imaging::{load_rgb, resize_bilinear};
 use rap_attrib::metrics::{PerturbationConfig, Score, Threshold};
 use rap_attrib::viz::{LinePanel, plot_lines};
-use rap_attrib::zoo::{Architecture, ZooModel, bundled_weights};
+use rap_attrib::zoo::{Architecture, ZooModel};
 use rap_attrib::{AttributionMethod, Explainer, viz};
 use std::path::PathBuf;
 
@@ -110,9 +110,9 @@ fn threshold(s: &str) -> Result<Threshold, String> {
 }
 
 fn plot(report: &Report, path: &PathBuf) -> Result<(), String> {
-    let p = &report.config.perturbation;
-    let x: Vec<f32> = (0..=p.steps).map(|k| k.saturating_mul(p.pixels_per_step) as f32).collect();
-    let score = match p.score {
+    let p = report.config.perturbation();
+    let x: Vec<f32> = (0..=p.steps()).map(|k: usize| k.saturating_mul(p.pixels_per_step()) as f32).collect();
+    let score = match p.score() {
         Score::Probability => "target probability",
         _ => "target logit",
     };
@@ -141,13 +141,13 @@ fn run(args: Args) -> Result<(), String> {
     let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
     let weights = match &args.weights {
         Some(w) => w.clone(),
-        None => bundled_weights(arch)
-            .ok_or_else(|| format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name()))?,
+        None if arch == Architecture::SqueezeNet1_1 => assets().join("models/squeezenet1_1.safetensors"),
+        None => return Err(format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name())),
     };
     let model = ZooModel::load(arch, &weights, &device).map_err(|e| format!("{}: {e}", weights.display()))?;
     let dataset = match &args.data {
         Some(d) => Dataset::load(d),
-        None => Dataset::bundled_voc(),
+        None => Dataset::load(assets().join("images/voc")),
     }
     .map_err(|e| e.to_string())?;
     if !dataset.skipped.is_empty() {
@@ -158,19 +158,17 @@ fn run(args: Args) -> Result<(), String> {
         "probability" => Score::Probability,
         other => return Err(format!("unknown score `{other}`; expected logit or probability")),
     };
-    let config = EvaluationConfig {
-        size: args.size,
-        threshold: threshold(&args.threshold)?,
-        perturbation: PerturbationConfig {
-            pixels_per_step: args.pixels,
-            steps: args.steps,
-            score,
-            batch: args.batch.unwrap_or(if args.device == "wgpu" { 32 } else { 1 }),
-            ..PerturbationConfig::default()
-        },
-        images_per_batch: args.images_per_batch.unwrap_or(if args.device == "wgpu" { 8 } else { 1 }),
-        ..EvaluationConfig::default()
-    };
+    let config = EvaluationConfig::default()
+        .with_size(args.size)
+        .with_threshold(threshold(&args.threshold)?)
+        .with_perturbation(
+            PerturbationConfig::default()
+                .with_pixels_per_step(args.pixels)
+                .with_steps(args.steps)
+                .with_score(score)
+                .with_batch(args.batch.unwrap_or(if args.device == "wgpu" { 32 } else { 1 })),
+        )
+        .with_images_per_batch(args.images_per_batch.unwrap_or(if args.device == "wgpu" { 8 } else { 1 }));
     // Build the methods.
     let mut rule_methods = Vec::new();
     let mut grad_methods = Vec::new();
@@ -206,8 +204,8 @@ fn run(args: Args) -> Result<(), String> {
         }
     }
     // Bad counts are refused by `evaluate` itself; the progress total only must not overflow.
-    let per_batch = (methods.len() as u64).saturating_add(config.perturbation.steps as u64).saturating_add(1);
-    let batches = dataset.samples.len().div_ceil(config.images_per_batch.max(1)) as u64;
+    let per_batch = (methods.len() as u64).saturating_add(config.perturbation().steps() as u64).saturating_add(1);
+    let batches = dataset.samples.len().div_ceil(config.images_per_batch().max(1)) as u64;
     let bar = ProgressBar::new(per_batch.saturating_mul(batches));
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed_precise} {msg}").map_err(|e| e.to_string())?,

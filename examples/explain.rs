@@ -8,6 +8,8 @@
 //! cargo run --release --example explain
 //! cargo run --release --example explain -- --model resnet50 --weights resnet50.pth \
 //!     --image photos/ --rule lrp-eps --out heatmaps
+//! # A PyTorch export instead of a zoo model:
+//! cargo run --release --features onnx --example explain -- --onnx model.onnx --image photo.jpg
 //! ```
 
 use clap::Parser;
@@ -15,8 +17,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::imaging::load_imagenet;
 use rap_attrib::tensor::{sample_sums, to_vec};
-use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel, bundled_weights};
-use rap_attrib::{Explainer, Target, viz};
+use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel, rule_preset};
+use rap_attrib::{Composite, Explain, Explainer, Node, Target, Tracer, viz};
 use std::path::PathBuf;
 
 #[macro_use]
@@ -35,6 +37,10 @@ struct Args {
     /// [default: the bundled SqueezeNet 1.1 ImageNet weights].
     #[arg(long)]
     weights: Option<PathBuf>,
+    /// An ONNX model (a PyTorch export taking ImageNet-normalised photos) instead of a zoo
+    /// model; needs a build with `--features onnx`.
+    #[arg(long, conflicts_with_all = ["model", "weights"])]
+    onnx: Option<PathBuf>,
     /// Image files (PNG/JPEG) or directories of them [default: the bundled chelsea.png].
     #[arg(long, num_args = 1..)]
     image: Vec<PathBuf>,
@@ -58,9 +64,68 @@ struct Args {
     /// Class names, one per line [default: the bundled ImageNet names for 1000-class models].
     #[arg(long)]
     classes: Option<PathBuf>,
-    /// Side of the square the photo is resized to (Pillow-exact bilinear, no crop).
-    #[arg(long, default_value_t = 224)]
-    size: u32,
+    /// Side of the square the photo is resized to (Pillow-exact bilinear, no crop) [default:
+    /// 224, or the ONNX model's declared input side].
+    #[arg(long)]
+    size: Option<u32>,
+}
+
+/// A zoo model or an ONNX one.
+enum Model {
+    Zoo(Box<ZooModel>),
+    #[cfg(feature = "onnx")]
+    Onnx(Box<rap_attrib::onnx::OnnxModel>),
+}
+
+impl Explain for Model {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> rap_attrib::Result<Node> {
+        match self {
+            Model::Zoo(m) => m.trace(t, x),
+            #[cfg(feature = "onnx")]
+            Model::Onnx(m) => m.trace(t, x),
+        }
+    }
+}
+
+impl Model {
+    fn composite(&self, rule: &str) -> Result<Composite, String> {
+        match self {
+            Model::Zoo(m) => m.composite(rule),
+            #[cfg(feature = "onnx")]
+            Model::Onnx(_) => rule_preset(rule),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    /// The side the photo is resized to when `--size` is not given.
+    fn side(&self) -> u32 {
+        match self {
+            Model::Zoo(_) => 224,
+            #[cfg(feature = "onnx")]
+            Model::Onnx(m) => {
+                m.input_shape().get(2).copied().flatten().and_then(|s| u32::try_from(s).ok()).unwrap_or(224)
+            }
+        }
+    }
+}
+
+fn load_model(args: &Args, device: &rap_attrib::burn::tensor::Device) -> Result<Model, String> {
+    if let Some(path) = &args.onnx {
+        #[cfg(feature = "onnx")]
+        return rap_attrib::onnx::OnnxModel::from_file(path, device)
+            .map(|m| Model::Onnx(Box::new(m)))
+            .map_err(|e| e.to_string());
+        #[cfg(not(feature = "onnx"))]
+        return Err(format!("{}: this build reads no ONNX files; rebuild with `--features onnx`", path.display()));
+    }
+    let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
+    let weights = match &args.weights {
+        Some(w) => w.clone(),
+        None if arch == Architecture::SqueezeNet1_1 => assets().join("models/squeezenet1_1.safetensors"),
+        None => return Err(format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name())),
+    };
+    let model = ZooModel::load(arch, &weights, device).map_err(|e| format!("{}: {e}", weights.display()))?;
+    Ok(Model::Zoo(Box::new(model)))
 }
 
 fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
@@ -97,29 +162,21 @@ fn run(args: Args) -> Result<(), String> {
             return Err(format!("unknown rule `{rule}`; expected one of {}", RULE_NAMES.join(", ")));
         }
     }
-    let arch: Architecture = args.model.parse().map_err(|e: rap_attrib::AttribError| e.to_string())?;
-    let weights = match &args.weights {
-        Some(w) => w.clone(),
-        None => bundled_weights(arch)
-            .ok_or_else(|| format!("--weights is required for {} (only SqueezeNet 1.1 is bundled)", arch.name()))?,
-    };
-    let model = ZooModel::load(arch, &weights, &device).map_err(|e| format!("{}: {e}", weights.display()))?;
-    let classes_file = args
-        .classes
-        .clone()
-        .or_else(|| (model.config.num_classes == 1000).then(|| assets().join("models/imagenet_classes.txt")));
-    let names: Vec<String> = match &classes_file {
-        Some(f) => {
-            std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?.lines().map(String::from).collect()
-        }
-        None => Vec::new(),
-    };
+    let model = load_model(&args, &device)?;
+    let size = args.size.unwrap_or_else(|| model.side());
+    // Class names: the given file, else ImageNet's; used where their count matches the logits.
+    let classes_file = args.classes.clone().unwrap_or_else(|| assets().join("models/imagenet_classes.txt"));
+    let names: Vec<String> = std::fs::read_to_string(&classes_file)
+        .map_err(|e| format!("{}: {e}", classes_file.display()))?
+        .lines()
+        .map(String::from)
+        .collect();
     let images =
         if args.image.is_empty() { vec![assets().join("images/chelsea.png")] } else { collect_images(&args.image)? };
-    let main = model.composite(&args.rule).map_err(|e| e.to_string())?;
+    let main = model.composite(&args.rule)?;
     let second = match args.compare.as_str() {
         "none" => None,
-        rule => Some((rule.to_string(), model.composite(rule).map_err(|e| e.to_string())?)),
+        rule => Some((rule.to_string(), model.composite(rule)?)),
     };
     // One explainer per composite for all photos: it keeps each layer's prepared weights.
     let main_explainer = Explainer::new(&model, main);
@@ -130,9 +187,11 @@ fn run(args: Args) -> Result<(), String> {
         b.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").expect("valid template"));
         b
     });
-    let name_of = |c: usize| names.get(c).cloned().unwrap_or_else(|| format!("class {c}"));
+    let name_of = |c: usize, classes: usize| {
+        names.get(c).filter(|_| names.len() == classes).cloned().unwrap_or_else(|| format!("class {c}"))
+    };
     for path in &images {
-        let (photo, x) = load_imagenet(path, args.size, &device).map_err(|e| e.to_string())?;
+        let (photo, x) = load_imagenet(path, size, &device).map_err(|e| e.to_string())?;
         let target = match args.target {
             Some(t) => Target::Classes(vec![t]),
             None => Target::Predicted,
@@ -147,7 +206,7 @@ fn run(args: Args) -> Result<(), String> {
         };
         report(format!("{}:", path.display()));
         for (rank, &c) in order.iter().take(5).enumerate() {
-            report(format!("  {}. {:>4} {:<40} logit {:.5}", rank + 1, c, name_of(c), logits[c]));
+            report(format!("  {}. {:>4} {:<40} logit {:.5}", rank + 1, c, name_of(c, logits.len()), logits[c]));
         }
         let t = e.targets[0];
         let total = sample_sums(&e.relevance)[0];
@@ -159,7 +218,7 @@ fn run(args: Args) -> Result<(), String> {
         }
         report(format!(
             "  explained class {t} ({}) with {}: relevance sum {total:.6} (target logit {:.5})",
-            name_of(t),
+            name_of(t, logits.len()),
             args.rule,
             logits[t]
         ));

@@ -67,12 +67,9 @@ pub enum InitialRelevance {
 #[derive(Debug, Clone)]
 pub struct Composite {
     entries: Vec<(Selector, Arc<dyn Rule>)>,
-    /// How the output relevance starts.
-    pub initial: InitialRelevance,
-    /// Names of the input layers; empty means "by position in the graph".
-    pub input_layers: Vec<String>,
-    /// Names of the output layers; empty means "by position in the graph".
-    pub output_layers: Vec<String>,
+    initial: InitialRelevance,
+    input_layers: Vec<String>,
+    output_layers: Vec<String>,
     batch_norm: BatchNormMerge,
     sharing: Sharing,
 }
@@ -139,6 +136,23 @@ impl Composite {
     pub fn with_output_layers<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
         self.output_layers = names.into_iter().map(Into::into).collect();
         self
+    }
+
+    /// How the output relevance starts.
+    pub fn initial(&self) -> InitialRelevance {
+        self.initial
+    }
+
+    /// Names of the input layers; empty means "by position in the graph" (the first linear
+    /// layer on every path from the input).
+    pub fn input_layers(&self) -> &[String] {
+        &self.input_layers
+    }
+
+    /// Names of the output layers; empty means "by position in the graph" (the last linear
+    /// layer).
+    pub fn output_layers(&self) -> &[String] {
+        &self.output_layers
     }
 
     /// Sets how the output relevance starts.

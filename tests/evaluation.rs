@@ -22,7 +22,7 @@ fn tmp(name: &str) -> PathBuf {
 
 #[test]
 fn the_bundled_voc_manifest_gives_the_union_of_all_instances() {
-    let data = Dataset::bundled_voc().unwrap();
+    let data = Dataset::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images/voc")).unwrap();
     assert_eq!(data.samples.len(), 1);
     let s = &data.samples[0];
     assert_eq!((s.width, s.height, s.boxes.len()), (500, 375, 19));
@@ -95,17 +95,16 @@ fn evaluate_matches_the_metrics_called_directly() {
     let rap = Explainer::new(&model, model.composite("rap").unwrap());
     let grad = GradientExplainer::new(&model, GradientMethod::Gradient);
     let methods: Vec<(&str, &dyn AttributionMethod)> = vec![("RAP", &rap), ("Gradient", &grad)];
-    let cfg = EvaluationConfig {
-        size: 64,
-        threshold: Threshold::Auto,
-        pointing_tolerance: 2.0,
-        perturbation: PerturbationConfig { pixels_per_step: 50, steps: 4, batch: 3, ..Default::default() },
-        images_per_batch: 1,
-    };
+    let cfg = EvaluationConfig::default()
+        .with_size(64)
+        .with_threshold(Threshold::Auto)
+        .with_pointing_tolerance(2.0)
+        .with_perturbation(PerturbationConfig::default().with_pixels_per_step(50).with_steps(4).with_batch(3))
+        .with_images_per_batch(1);
     let mut events = 0;
     let report = evaluate(&model, &methods, &data, &cfg, &dev, &mut |_| events += 1).unwrap();
     assert_eq!(events, 2 * (2 + 5));
-    let bad_batch = EvaluationConfig { images_per_batch: 0, ..cfg };
+    let bad_batch = cfg.with_images_per_batch(0);
     assert!(evaluate(&model, &methods, &data, &bad_batch, &dev, &mut |_| {}).is_err());
     assert_eq!(report.methods.len(), 2);
     for (mi, m) in report.methods.iter().enumerate() {
@@ -129,8 +128,7 @@ fn evaluate_matches_the_metrics_called_directly() {
         assert_eq!(m.morf.scores[0][0], m.lerf.scores[0][0]);
     }
     // Explaining both photos in one batch gives the same report.
-    let batched =
-        evaluate(&model, &methods, &data, &EvaluationConfig { images_per_batch: 2, ..cfg }, &dev, &mut |_| {}).unwrap();
+    let batched = evaluate(&model, &methods, &data, &cfg.with_images_per_batch(2), &dev, &mut |_| {}).unwrap();
     assert_eq!(batched.targets, report.targets);
     for (a, b) in report.methods.iter().zip(&batched.methods) {
         assert_eq!(a.segmentation, b.segmentation);
@@ -144,7 +142,7 @@ fn evaluate_matches_the_metrics_called_directly() {
     }
     let table = report.to_string();
     assert!(table.contains("ALL") && table.contains("mIoU") && table.contains("RAP") && table.contains("Gradient"));
-    let bad = EvaluationConfig { threshold: Threshold::Percentile(150.0), ..cfg };
+    let bad = cfg.with_threshold(Threshold::Percentile(150.0));
     assert!(matches!(
         evaluate(&model, &methods, &data, &bad, &dev, &mut |_| {}),
         Err(AttribError::InvalidParameter(_))

@@ -137,7 +137,7 @@ fn perturbation_orders_meet_at_both_ends() {
         .run(&strategy, |(c, hw, ppp, x, rel)| {
             let model = pixel_sum_model(c, hw);
             let steps = hw.div_ceil(ppp) + 1;
-            let cfg = PerturbationConfig { pixels_per_step: ppp, steps, batch: 3, ..Default::default() };
+            let cfg = PerturbationConfig::default().with_pixels_per_step(ppp).with_steps(steps).with_batch(3);
             let curves = perturbation_curves(
                 &model,
                 &tensor4(x, [1, c, 1, hw], &device()),

@@ -148,7 +148,12 @@ fn perturbation_curves_by_hand() {
     // x = 1 everywhere: logit₀ = 21, contributions 1..6; relevance = contributions.
     let x = tensor4(vec![1.0; 6], [1, 1, 2, 3], &device());
     let rel = tensor4((1..=6).map(|v| v as f32).collect(), [1, 1, 2, 3], &device());
-    let cfg = PerturbationConfig { pixels_per_step: 2, steps: 4, value: 0.0, score: Score::Logit, batch: 64 };
+    let cfg = PerturbationConfig::default()
+        .with_pixels_per_step(2)
+        .with_steps(4)
+        .with_value(0.0)
+        .with_score(Score::Logit)
+        .with_batch(64);
     let mut steps_seen = 0;
     let curves = perturbation_curves(
         &model,
@@ -172,11 +177,11 @@ fn perturbation_curves_by_hand() {
     assert!((curves[0].aopc()[0] - 14.2).abs() < 1e-5);
     assert!((curves[1].mean_aopc() - (0.0 + 3.0 + 10.0 + 21.0 + 21.0) / 5.0).abs() < 1e-5);
     // Removed pixels take `value`: with value 1 nothing changes.
-    let same = PerturbationConfig { value: 1.0, ..cfg };
+    let same = cfg.with_value(1.0);
     let c = perturbation_curves(&model, &x, &rel, &[0], &[Order::MostRelevantFirst], &same, &mut |_, _| {}).unwrap();
     assert_eq!(c[0].scores, vec![vec![21.0; 5]]);
     // Probabilities: softmax of (21, 10) at step 0.
-    let prob = PerturbationConfig { score: Score::Probability, ..cfg };
+    let prob = cfg.with_score(Score::Probability);
     let c = perturbation_curves(&model, &x, &rel, &[0], &[Order::MostRelevantFirst], &prob, &mut |_, _| {}).unwrap();
     let p0 = 1.0 / (1.0 + (-11.0f64).exp());
     assert!((c[0].scores[0][0] as f64 - p0).abs() < 1e-6);
@@ -188,7 +193,7 @@ fn perturbation_batches_equal_single_samples() {
     let xs: Vec<f32> = vec![1.0, -2.0, 0.5, 3.0, 1.0, -1.0, 0.2, 0.4, 0.6, 0.8, 1.0, 1.2];
     let rels: Vec<f32> = vec![0.1, 0.5, -0.3, 0.9, 0.0, 0.2, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1];
     let orders = [Order::MostRelevantFirst, Order::LeastRelevantFirst];
-    let cfg = PerturbationConfig { pixels_per_step: 1, steps: 6, batch: 3, ..Default::default() };
+    let cfg = PerturbationConfig::default().with_pixels_per_step(1).with_steps(6).with_batch(3);
     let both = perturbation_curves(
         &model,
         &tensor4(xs.clone(), [2, 1, 2, 3], &device()),
@@ -206,7 +211,7 @@ fn perturbation_batches_equal_single_samples() {
             &tensor4(rels[s * 6..(s + 1) * 6].to_vec(), [1, 1, 2, 3], &device()),
             &[s],
             &orders,
-            &PerturbationConfig { batch: 1, ..cfg },
+            &cfg.with_batch(1),
             &mut |_, _| {},
         )
         .unwrap();
@@ -226,15 +231,15 @@ fn perturbation_rejects_bad_settings() {
     };
     let rel = || tensor4(vec![1.0; 6], [1, 1, 2, 3], &device());
     assert!(matches!(run(rel(), &[0, 1], Default::default()), Err(AttribError::TargetCount { .. })));
-    let short = PerturbationConfig { steps: 3, ..Default::default() };
+    let short = PerturbationConfig::default().with_steps(3);
     assert!(matches!(run(rel(), &[7], short), Err(AttribError::TargetOutOfRange { .. })));
     // 40 steps on a map of 6 pixels, an enormous batch: refused before any work.
     assert!(
         matches!(run(rel(), &[0], Default::default()), Err(AttribError::InvalidParameter(m)) if m.contains("steps"))
     );
-    let huge = PerturbationConfig { steps: 3, batch: usize::MAX, ..Default::default() };
+    let huge = PerturbationConfig::default().with_steps(3).with_batch(usize::MAX);
     assert!(matches!(run(rel(), &[0], huge), Err(AttribError::InvalidParameter(m)) if m.contains("batch")));
-    let zero = PerturbationConfig { pixels_per_step: 0, ..Default::default() };
+    let zero = PerturbationConfig::default().with_pixels_per_step(0);
     assert!(matches!(run(rel(), &[0], zero), Err(AttribError::InvalidParameter(_))));
     let wrong = tensor4(vec![1.0; 4], [1, 1, 2, 2], &device());
     assert!(matches!(run(wrong, &[0], Default::default()), Err(AttribError::InvalidParameter(_))));

@@ -14,6 +14,18 @@ pub fn device() -> Device {
     }
 }
 
+#[allow(dead_code)]
+/// The assets of the source tree (the bundled model and photos).
+pub fn assets() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets")
+}
+
+#[allow(dead_code)]
+/// The bundled ImageNet SqueezeNet 1.1 weights.
+pub fn bundled_squeezenet() -> std::path::PathBuf {
+    assets().join("models/squeezenet1_1.safetensors")
+}
+
 /// The median time in seconds of `runs` calls of `f`.
 pub fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut t: Vec<f64> = (0..runs.max(1))

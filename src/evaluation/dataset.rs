@@ -94,12 +94,6 @@ fn image_size(path: &Path) -> Result<(usize, usize)> {
 }
 
 impl Dataset {
-    /// The Pascal VOC photo bundled with the crate (`assets/images/voc`), all 19 instances as the
-    /// object.
-    pub fn bundled_voc() -> Result<Dataset> {
-        Self::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/images/voc"))
-    }
-
     /// Loads a directory in the format above.
     pub fn load(dir: impl AsRef<Path>) -> Result<Dataset> {
         let dir = dir.as_ref();

@@ -14,7 +14,7 @@
 //! let rap = Explainer::new(&model, model.composite("rap")?);
 //! let grad = GradientExplainer::new(&model, GradientMethod::Gradient);
 //! let methods: Vec<(&str, &dyn AttributionMethod)> = vec![("RAP", &rap), ("Gradient", &grad)];
-//! let report = evaluate(&model, &methods, &Dataset::bundled_voc()?, &EvaluationConfig::default(), &device, &mut |_| {})?;
+//! let report = evaluate(&model, &methods, &Dataset::load("assets/images/voc")?, &EvaluationConfig::default(), &device, &mut |_| {})?;
 //! println!("{report}");
 //! # Ok::<(), rap_attrib::AttribError>(())
 //! ```
@@ -41,16 +41,16 @@ use std::time::Instant;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EvaluationConfig {
     /// Photos are resized to `size × size` (plain bilinear resize, ImageNet normalisation).
-    pub size: u32,
+    pub(crate) size: u32,
     /// How heatmaps become masks for segmentation (default [`Threshold::Auto`]: 0 for signed
     /// heatmaps, the mean for non-negative ones).
-    pub threshold: Threshold,
+    pub(crate) threshold: Threshold,
     /// Pointing-game tolerance in pixels at `size` (default 15).
-    pub pointing_tolerance: f32,
+    pub(crate) pointing_tolerance: f32,
     /// Region perturbation (default: 100 pixels a step, 40 steps, set to 0).
-    pub perturbation: PerturbationConfig,
+    pub(crate) perturbation: PerturbationConfig,
     /// Photos explained together in one batch (default 1; more pays on a GPU).
-    pub images_per_batch: usize,
+    pub(crate) images_per_batch: usize,
 }
 
 impl Default for EvaluationConfig {
@@ -62,6 +62,68 @@ impl Default for EvaluationConfig {
             perturbation: PerturbationConfig::default(),
             images_per_batch: 1,
         }
+    }
+}
+
+impl EvaluationConfig {
+    /// Sets: Photos are resized to `size × size` (plain bilinear resize, ImageNet normalisation).
+    #[must_use]
+    pub fn with_size(mut self, size: u32) -> Self {
+        self.size = size;
+        self
+    }
+
+    /// Photos are resized to `size × size` (plain bilinear resize, ImageNet normalisation).
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// Sets: How heatmaps become masks for segmentation (default [`Threshold::Auto`]: 0 for signed heatmaps, the mean for non-negative ones).
+    #[must_use]
+    pub fn with_threshold(mut self, threshold: Threshold) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// How heatmaps become masks for segmentation (default [`Threshold::Auto`]: 0 for signed heatmaps, the mean for non-negative ones).
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
+    }
+
+    /// Sets: Pointing-game tolerance in pixels at `size` (default 15).
+    #[must_use]
+    pub fn with_pointing_tolerance(mut self, pointing_tolerance: f32) -> Self {
+        self.pointing_tolerance = pointing_tolerance;
+        self
+    }
+
+    /// Pointing-game tolerance in pixels at `size` (default 15).
+    pub fn pointing_tolerance(&self) -> f32 {
+        self.pointing_tolerance
+    }
+
+    /// Sets: Region perturbation (default: 100 pixels a step, 40 steps, set to 0).
+    #[must_use]
+    pub fn with_perturbation(mut self, perturbation: PerturbationConfig) -> Self {
+        self.perturbation = perturbation;
+        self
+    }
+
+    /// Region perturbation (default: 100 pixels a step, 40 steps, set to 0).
+    pub fn perturbation(&self) -> PerturbationConfig {
+        self.perturbation
+    }
+
+    /// Sets: Photos explained together in one batch (default 1; more pays on a GPU).
+    #[must_use]
+    pub fn with_images_per_batch(mut self, images_per_batch: usize) -> Self {
+        self.images_per_batch = images_per_batch;
+        self
+    }
+
+    /// Photos explained together in one batch (default 1; more pays on a GPU).
+    pub fn images_per_batch(&self) -> usize {
+        self.images_per_batch
     }
 }
 

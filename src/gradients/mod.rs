@@ -108,16 +108,33 @@ impl Quadrature {
 #[derive(Debug, Clone)]
 pub struct IntegratedGradients {
     /// Number of intervals on the path (default 50).
-    pub steps: usize,
+    pub(crate) steps: usize,
     /// The path's start (default [`IgBaseline::Zero`]).
-    pub baseline: IgBaseline,
+    pub(crate) baseline: IgBaseline,
     /// The quadrature (default [`Quadrature::RiemannRight`]).
-    pub quadrature: Quadrature,
+    pub(crate) quadrature: Quadrature,
 }
 
 impl Default for IntegratedGradients {
     fn default() -> Self {
         Self { steps: 50, baseline: IgBaseline::Zero, quadrature: Quadrature::RiemannRight }
+    }
+}
+
+impl IntegratedGradients {
+    /// Number of intervals on the path (default 50).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// The path's start (default [`IgBaseline::Zero`]).
+    pub fn baseline(&self) -> &IgBaseline {
+        &self.baseline
+    }
+
+    /// The quadrature (default [`Quadrature::RiemannRight`]).
+    pub fn quadrature(&self) -> Quadrature {
+        self.quadrature
     }
 }
 
@@ -143,16 +160,33 @@ impl IntegratedGradients {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SmoothGrad {
     /// Noise standard deviation as a fraction of each sample's value range (default 0.15).
-    pub noise: f32,
+    pub(crate) noise: f32,
     /// Number of noisy copies per sample (default 25).
-    pub samples: usize,
+    pub(crate) samples: usize,
     /// Seed of the noise (default 0); the same seed gives the same result on every backend.
-    pub seed: u64,
+    pub(crate) seed: u64,
 }
 
 impl Default for SmoothGrad {
     fn default() -> Self {
         Self { noise: 0.15, samples: 25, seed: 0 }
+    }
+}
+
+impl SmoothGrad {
+    /// Noise standard deviation as a fraction of each sample's value range (default 0.15).
+    pub fn noise(&self) -> f32 {
+        self.noise
+    }
+
+    /// Number of noisy copies per sample (default 25).
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Seed of the noise (default 0); the same seed gives the same result on every backend.
+    pub fn seed(&self) -> u64 {
+        self.seed
     }
 }
 
@@ -487,9 +521,56 @@ fn vjp_walk(tracer: &Tracer, out: crate::Node, seed: Tensor<4>, guided: bool) ->
     })
 }
 
-/// The plain gradient by the same per-layer walk as guided backprop (for tests: it must equal
-/// [`input_gradient`]).
-#[doc(hidden)]
-pub fn walked_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
+/// The plain gradient by the same per-layer walk as guided backprop (it must equal
+/// [`input_gradient`]; checked in the tests below).
+#[cfg(test)]
+fn walked_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
     layer_walk(model, x, seed, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::GraphBuilder;
+    use burn::nn::conv::Conv2dConfig;
+    use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+    use burn::nn::{BatchNormConfig, LinearConfig, PaddingConfig2d, Relu};
+    use burn::tensor::{Device, Distribution};
+
+    #[test]
+    fn the_layer_walk_equals_whole_model_autodiff() {
+        // Convolutions, BatchNorm, ReLU, a residual add, a concatenation, both pools, flatten
+        // and a linear layer: the per-layer walk against one autodiff pass.
+        let device = Device::default();
+        let conv = |cin, cout, k, p| {
+            Box::new(
+                Conv2dConfig::new([cin, cout], [k, k])
+                    .with_padding(PaddingConfig2d::Explicit(p, p, p, p))
+                    .init(&device),
+            )
+        };
+        let mut g = GraphBuilder::new();
+        let a = g.layer("c1", "Conv", conv(3, 4, 3, 1), 0).unwrap();
+        let a = g.layer("bn", "BatchNorm", Box::new(BatchNormConfig::new(4).init(&device)), a).unwrap();
+        let a = g.layer("r1", "Relu", Box::new(Relu::new()), a).unwrap();
+        let b = g.layer("c2", "Conv", conv(4, 4, 1, 0), a).unwrap();
+        let c = g.add("add", a, b).unwrap();
+        let d = g.layer("c3", "Conv", conv(4, 2, 3, 1), c).unwrap();
+        let e = g.concat("cat", vec![c, d]).unwrap();
+        let e = g.layer("r2", "Relu", Box::new(Relu::new()), e).unwrap();
+        let e = g.layer("max", "MaxPool", Box::new(MaxPool2dConfig::new([2, 2]).init()), e).unwrap();
+        let e =
+            g.layer("avg", "AvgPool", Box::new(AvgPool2dConfig::new([2, 2]).with_strides([1, 1]).init()), e).unwrap();
+        let f = g.flatten("flatten", e).unwrap();
+        let y = g.layer("fc", "Linear", Box::new(LinearConfig::new(6 * 3 * 3, 5).init(&device)), f).unwrap();
+        let net = g.finish(y).unwrap();
+        let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+        let seed = Tensor::<2>::random([2, 5], Distribution::Normal(0.0, 1.0), &device);
+        let a = crate::tensor::to_vec(&input_gradient(&net, x.clone(), &seed).unwrap());
+        let b = crate::tensor::to_vec(&walked_gradient(&net, x, seed).unwrap());
+        let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+        let err = a.iter().zip(&b).fold(0.0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
+        assert!(err < 1e-5, "relative error {err}");
+        assert!(a.iter().any(|v| *v != 0.0));
+    }
 }

@@ -50,20 +50,82 @@ pub const MAX_PERTURBATION_BATCH: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PerturbationConfig {
     /// Pixels removed per step (all channels of a pixel at once).
-    pub pixels_per_step: usize,
+    pub(crate) pixels_per_step: usize,
     /// Number of steps (the curve has `steps + 1` points; point 0 is the unperturbed input).
-    pub steps: usize,
+    pub(crate) steps: usize,
     /// The value removed pixels get.
-    pub value: f32,
+    pub(crate) value: f32,
     /// Which score the curve follows.
-    pub score: Score,
+    pub(crate) score: Score,
     /// At most this many perturbed copies per forward pass (1 to [`MAX_PERTURBATION_BATCH`]).
-    pub batch: usize,
+    pub(crate) batch: usize,
 }
 
 impl Default for PerturbationConfig {
     fn default() -> Self {
         Self { pixels_per_step: 100, steps: 40, value: 0.0, score: Score::Logit, batch: 64 }
+    }
+}
+
+impl PerturbationConfig {
+    /// Sets: Pixels removed per step (all channels of a pixel at once).
+    #[must_use]
+    pub fn with_pixels_per_step(mut self, pixels_per_step: usize) -> Self {
+        self.pixels_per_step = pixels_per_step;
+        self
+    }
+
+    /// Pixels removed per step (all channels of a pixel at once).
+    pub fn pixels_per_step(&self) -> usize {
+        self.pixels_per_step
+    }
+
+    /// Sets: Number of steps (the curve has `steps + 1` points; point 0 is the unperturbed input).
+    #[must_use]
+    pub fn with_steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// Number of steps (the curve has `steps + 1` points; point 0 is the unperturbed input).
+    pub fn steps(&self) -> usize {
+        self.steps
+    }
+
+    /// Sets: The value removed pixels get.
+    #[must_use]
+    pub fn with_value(mut self, value: f32) -> Self {
+        self.value = value;
+        self
+    }
+
+    /// The value removed pixels get.
+    pub fn value(&self) -> f32 {
+        self.value
+    }
+
+    /// Sets: Which score the curve follows.
+    #[must_use]
+    pub fn with_score(mut self, score: Score) -> Self {
+        self.score = score;
+        self
+    }
+
+    /// Which score the curve follows.
+    pub fn score(&self) -> Score {
+        self.score
+    }
+
+    /// Sets: At most this many perturbed copies per forward pass (1 to [`MAX_PERTURBATION_BATCH`]).
+    #[must_use]
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// At most this many perturbed copies per forward pass (1 to [`MAX_PERTURBATION_BATCH`]).
+    pub fn batch(&self) -> usize {
+        self.batch
     }
 }
 

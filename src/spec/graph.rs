@@ -39,13 +39,37 @@ impl std::fmt::Debug for GraphNetwork {
     }
 }
 
-/// Builds a [`GraphNetwork`] step by step; each `push_*` returns the new value's number.
+/// Builds a [`GraphNetwork`] step by step: value 0 is the network's input, and each call returns
+/// the number of the value its step computes. Loaders of other model formats use it.
+///
+/// ```
+/// use burn::nn::{LinearConfig, Relu};
+/// use burn::tensor::{Device, Tensor};
+/// use rap_attrib::spec::GraphBuilder;
+/// use rap_attrib::{Composite, Explainer, Target};
+///
+/// let device = Device::default();
+/// let mut g = GraphBuilder::new();
+/// let h = g.layer("fc1", "Linear", Box::new(LinearConfig::new(4, 8).init(&device)), 0)?;
+/// let h = g.layer("relu", "Relu", Box::new(Relu::new()), h)?;
+/// let y = g.layer("fc2", "Linear", Box::new(LinearConfig::new(8, 3).init(&device)), h)?;
+/// let net = g.finish(y)?;
+/// let x = Tensor::<2>::ones([2, 4], &device);
+/// let e = Explainer::new(&net, Composite::rap()).explain(x, Target::Predicted)?;
+/// assert_eq!(e.relevance.dims(), [2, 4]);
+/// # Ok::<(), rap_attrib::AttribError>(())
+/// ```
 #[derive(Default)]
-pub(crate) struct GraphBuilder {
+pub struct GraphBuilder {
     steps: Vec<GraphStep>,
 }
 
 impl GraphBuilder {
+    /// An empty graph: only the input (value 0).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     fn push(&mut self, name: &str, type_name: &str, kind: StepKind, inputs: Vec<usize>) -> Result<usize> {
         let next = self.steps.len() + 1;
         if let Some(bad) = inputs.iter().find(|&&i| i >= next) {
@@ -59,7 +83,7 @@ impl GraphBuilder {
     }
 
     /// A layer applied to one value.
-    pub(crate) fn layer(
+    pub fn layer(
         &mut self,
         name: &str,
         type_name: &str,
@@ -70,23 +94,23 @@ impl GraphBuilder {
     }
 
     /// `a + b`.
-    pub(crate) fn add(&mut self, name: &str, a: usize, b: usize) -> Result<usize> {
+    pub fn add(&mut self, name: &str, a: usize, b: usize) -> Result<usize> {
         self.push(name, "Add", StepKind::Add, vec![a, b])
     }
 
     /// Channel concatenation of `inputs`, labelled `input0`, `input1`, ….
-    pub(crate) fn concat(&mut self, name: &str, inputs: Vec<usize>) -> Result<usize> {
+    pub fn concat(&mut self, name: &str, inputs: Vec<usize>) -> Result<usize> {
         let labels = (0..inputs.len()).map(|i| format!("input{i}")).collect();
         self.push(name, "Concat", StepKind::Concat(labels), inputs)
     }
 
     /// Flatten to `[B, features]`.
-    pub(crate) fn flatten(&mut self, name: &str, input: usize) -> Result<usize> {
+    pub fn flatten(&mut self, name: &str, input: usize) -> Result<usize> {
         self.push(name, "Flatten", StepKind::Flatten, vec![input])
     }
 
     /// The network whose output is `output`.
-    pub(crate) fn finish(self, output: usize) -> Result<GraphNetwork> {
+    pub fn finish(self, output: usize) -> Result<GraphNetwork> {
         if output == 0 || output > self.steps.len() {
             return Err(AttribError::Spec(format!(
                 "the network's output is value {output}; expected a step's output (1..={})",

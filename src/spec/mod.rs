@@ -14,8 +14,7 @@
 mod graph;
 mod weights;
 
-pub(crate) use graph::GraphBuilder;
-pub use graph::GraphNetwork;
+pub use graph::{GraphBuilder, GraphNetwork};
 
 pub use weights::HostTensor;
 #[cfg(feature = "weights")]

@@ -363,7 +363,7 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
     /// Explains a batch.
     pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
         let (mut tracer, out, logits) = self.trace_with_logits(&input)?;
-        let (initial, targets) = resolve_target(&logits, target, self.composite.initial)?;
+        let (initial, targets) = resolve_target(&logits, target, self.composite.initial())?;
         let (relevance, layers, marked) = self.walk(&mut tracer, out, initial.clone())?;
         if !all_finite(&relevance) {
             return Err(AttribError::NonFinite {
@@ -599,7 +599,7 @@ impl Roles {
         let is_linear: Vec<bool> = ops.iter().map(|o| o.layer.get().as_linear().is_some()).collect();
         let mut input = vec![false; ops.len()];
         let mut output = vec![false; ops.len()];
-        if composite.input_layers.is_empty() {
+        if composite.input_layers().is_empty() {
             // Forward from the input through weight-free layers.
             let mut reached = vec![false; tracer.values.len()];
             reached[0] = true;
@@ -614,10 +614,10 @@ impl Roles {
             }
         } else {
             for (k, op) in ops.iter().enumerate() {
-                input[k] = composite.input_layers.iter().any(|n| n == &op.name);
+                input[k] = composite.input_layers().iter().any(|n| n == &op.name);
             }
         }
-        if composite.output_layers.is_empty() {
+        if composite.output_layers().is_empty() {
             // Backward from the output through weight-free layers.
             let mut reached = vec![false; tracer.values.len()];
             reached[out.0] = true;
@@ -634,7 +634,7 @@ impl Roles {
             }
         } else {
             for (k, op) in ops.iter().enumerate() {
-                output[k] = composite.output_layers.iter().any(|n| n == &op.name);
+                output[k] = composite.output_layers().iter().any(|n| n == &op.name);
             }
         }
         // A ReLU output is non-negative; so is anything that max/average-pools, drops out,

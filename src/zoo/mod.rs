@@ -50,12 +50,31 @@ pub const RULE_NAMES: [&str; 9] = [
     "epsilon-alpha2-beta1-flat",
 ];
 
-/// The weights bundled with the crate in its source tree (`assets/models`): ImageNet SqueezeNet 1.1
-/// (torchvision's `squeezenet1_1`, safetensors); `None` for the other architectures. The file is
-/// not in the published package.
-pub fn bundled_weights(architecture: Architecture) -> Option<std::path::PathBuf> {
-    (architecture == Architecture::SqueezeNet1_1)
-        .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/squeezenet1_1.safetensors"))
+/// The composite of one of [`RULE_NAMES`] for a model of ImageNet-normalised photos, with the
+/// input and output layers found in the trace (the first and the last linear layer).
+/// [`ZooModel::composite`] names them; any other model, an ONNX one for example, can take this.
+pub fn rule_preset(rule: &str) -> Result<Composite> {
+    let image_box = Bounds::normalized_unit_range(&IMAGENET_MEAN, &IMAGENET_STD);
+    Ok(match rule {
+        "rap" => Composite::rap(),
+        "lrp-a1b0" => Composite::lrp_alpha_beta(1.0, 0.0)?,
+        "lrp-a2b1" => Composite::lrp_alpha_beta(2.0, 1.0)?,
+        "lrp-eps" => Composite::new()
+            .with(Selector::InputLayer, ZBeta::new(image_box))
+            .with(Selector::Type(LayerType::BatchNorm), Pass::default())
+            .with(Selector::Any, Epsilon::default()),
+        "epsilon-plus" => Composite::zennit_epsilon_plus(),
+        "epsilon-plus-flat" => Composite::zennit_epsilon_plus_flat(),
+        "epsilon-gamma-box" => Composite::zennit_epsilon_gamma_box(image_box),
+        "epsilon-alpha2-beta1" => Composite::zennit_epsilon_alpha2_beta1(),
+        "epsilon-alpha2-beta1-flat" => Composite::zennit_epsilon_alpha2_beta1_flat(),
+        other => {
+            return Err(AttribError::InvalidParameter(format!(
+                "unknown rule `{other}`; expected one of {}",
+                RULE_NAMES.join(", ")
+            )));
+        }
+    })
 }
 
 /// Random parameters for every tensor a network description expects, deterministic in `seed`:
@@ -165,27 +184,7 @@ impl ZooModel {
     /// - `epsilon-gamma-box`: [`Composite::zennit_epsilon_gamma_box`] on the ImageNet pixel box
     ///   (the normalised 0 and 1 of each channel)
     pub fn composite(&self, rule: &str) -> Result<Composite> {
-        let image_box = Bounds::normalized_unit_range(&IMAGENET_MEAN, &IMAGENET_STD);
-        let c = match rule {
-            "rap" => Composite::rap(),
-            "lrp-a1b0" => Composite::lrp_alpha_beta(1.0, 0.0)?,
-            "lrp-a2b1" => Composite::lrp_alpha_beta(2.0, 1.0)?,
-            "lrp-eps" => Composite::new()
-                .with(Selector::InputLayer, ZBeta::new(image_box))
-                .with(Selector::Type(LayerType::BatchNorm), Pass::default())
-                .with(Selector::Any, Epsilon::default()),
-            "epsilon-plus" => Composite::zennit_epsilon_plus(),
-            "epsilon-plus-flat" => Composite::zennit_epsilon_plus_flat(),
-            "epsilon-gamma-box" => Composite::zennit_epsilon_gamma_box(image_box),
-            "epsilon-alpha2-beta1" => Composite::zennit_epsilon_alpha2_beta1(),
-            "epsilon-alpha2-beta1-flat" => Composite::zennit_epsilon_alpha2_beta1_flat(),
-            other => {
-                return Err(AttribError::InvalidParameter(format!(
-                    "unknown rule `{other}`; expected one of {}",
-                    RULE_NAMES.join(", ")
-                )));
-            }
-        };
+        let c = rule_preset(rule)?;
         Ok(c.with_input_layers([self.input_layer()]).with_output_layers([self.output_layer()]))
     }
 }
