@@ -7,7 +7,7 @@ mod common;
 use common::{NetOptions, Rng, device, random_image_net, random_input, random_mlp, tensor2, tensor4};
 use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::gradients::{
-    GradientExplainer, GradientMethod, IgBaseline, IntegratedGradients, Quadrature, SmoothGrad, input_gradient,
+    GradientExplainer, GradientMethod, IgBaseline, IntegratedGradients, Quadrature, SmoothGrad,
 };
 use rap_attrib::spec::{HostTensor, SpecNetwork};
 use rap_attrib::tensor::to_vec;
