@@ -29,6 +29,7 @@ struct GraphStep {
 /// engine's own, so every rule and composite applies.
 pub struct GraphNetwork {
     steps: Vec<GraphStep>,
+    marks: Vec<(String, usize)>,
     output: usize,
 }
 
@@ -62,6 +63,7 @@ impl std::fmt::Debug for GraphNetwork {
 #[derive(Default)]
 pub struct GraphBuilder {
     steps: Vec<GraphStep>,
+    marks: Vec<(String, usize)>,
 }
 
 impl GraphBuilder {
@@ -104,9 +106,32 @@ impl GraphBuilder {
         self.push(name, "Concat", StepKind::Concat(labels), inputs)
     }
 
+    /// Channel concatenation of `inputs` with a label per branch (for
+    /// [`Explanation::at`](crate::Explanation::at): `<name>.<label>`).
+    pub fn concat_labelled(&mut self, name: &str, inputs: Vec<usize>, labels: Vec<String>) -> Result<usize> {
+        if labels.len() != inputs.len() {
+            return Err(AttribError::Spec(format!(
+                "concatenation `{name}` has {} inputs and {} labels",
+                inputs.len(),
+                labels.len()
+            )));
+        }
+        self.push(name, "Concat", StepKind::Concat(labels), inputs)
+    }
+
     /// Flatten to `[B, features]`.
     pub fn flatten(&mut self, name: &str, input: usize) -> Result<usize> {
         self.push(name, "Flatten", StepKind::Flatten, vec![input])
+    }
+
+    /// Names a value, so that its relevance can be asked for by name
+    /// ([`Explanation::at`](crate::Explanation::at)).
+    pub fn mark(&mut self, name: &str, value: usize) -> Result<()> {
+        if value > self.steps.len() {
+            return Err(AttribError::Spec(format!("mark `{name}` names value {value}, which is not computed yet")));
+        }
+        self.marks.push((name.to_string(), value));
+        Ok(())
     }
 
     /// The network whose output is `output`.
@@ -117,7 +142,7 @@ impl GraphBuilder {
                 self.steps.len()
             )));
         }
-        Ok(GraphNetwork { steps: self.steps, output })
+        Ok(GraphNetwork { steps: self.steps, marks: self.marks, output })
     }
 }
 
@@ -169,6 +194,11 @@ impl Explain for GraphNetwork {
                 }
             };
             values.push(y);
+        }
+        for (name, v) in &self.marks {
+            if let Some(node) = values.get(*v) {
+                t.mark(name, *node);
+            }
         }
         values
             .get(self.output)

@@ -41,17 +41,93 @@ enum Step {
     Fire { name: String },
 }
 
-/// A network built from a JSON description and weights.
+/// A network built from a JSON description and weights: the description is lowered to a
+/// [`GraphNetwork`], the same explainable graph the ONNX loader builds.
 pub struct SpecNetwork {
-    layers: HashMap<String, Box<dyn Relevance + Send + Sync>>,
+    graph: GraphNetwork,
     types: HashMap<String, String>,
     steps: Vec<Step>,
-    flatten_at: Option<usize>,
 }
 
 impl std::fmt::Debug for SpecNetwork {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpecNetwork").field("steps", &self.steps).finish()
+    }
+}
+
+/// The description being lowered to a graph: the layers not placed yet.
+struct Lowering {
+    layers: HashMap<String, Box<dyn Relevance + Send + Sync>>,
+    types: HashMap<String, String>,
+    g: GraphBuilder,
+}
+
+impl Lowering {
+    fn apply(&mut self, name: &str, x: usize) -> Result<usize> {
+        let layer =
+            self.layers.remove(name).ok_or_else(|| spec_err(format!("no layer `{name}` (or it is used twice)")))?;
+        let ty = self.types.get(name).cloned().unwrap_or_default();
+        self.g.layer(name, &ty, layer, x)
+    }
+
+    fn chain(&mut self, block: &str, children: &[&str], mut x: usize) -> Result<usize> {
+        for c in children {
+            x = self.apply(&format!("{block}.{c}"), x)?;
+        }
+        Ok(x)
+    }
+
+    fn residual(&mut self, name: &str, main: &[&str], last_relu: &str, downsample: bool, x: usize) -> Result<usize> {
+        self.g.mark(name, x)?;
+        let m = self.chain(name, main, x)?;
+        let s = if downsample { self.chain(name, &["downsample.0", "downsample.1"], x)? } else { x };
+        let y = self.g.add(&format!("{name}.add"), m, s)?;
+        let y = self.apply(&format!("{name}.{last_relu}"), y)?;
+        self.g.mark(&format!("{name}.output"), y)?;
+        Ok(y)
+    }
+
+    fn lower(mut self, steps: &[Step], flatten_at: Option<usize>) -> Result<GraphNetwork> {
+        let mut x = 0;
+        for (i, step) in steps.iter().enumerate() {
+            if flatten_at == Some(i) {
+                x = self.g.flatten("flatten", x)?;
+            }
+            x = match step {
+                Step::Leaf(name) => self.apply(name, x)?,
+                Step::Bottleneck { name, downsample } => self.residual(
+                    name,
+                    &["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3"],
+                    "relu3",
+                    *downsample,
+                    x,
+                )?,
+                Step::BasicBlock { name, downsample } => {
+                    self.residual(name, &["conv1", "bn1", "relu1", "conv2", "bn2"], "relu2", *downsample, x)?
+                }
+                Step::Fire { name } => {
+                    self.g.mark(name, x)?;
+                    let s = self.chain(name, &["squeeze", "squeeze_activation"], x)?;
+                    self.g.mark(&format!("{name}.clone"), s)?;
+                    let e1 = self.chain(name, &["expand1x1", "expand1x1_activation"], s)?;
+                    let e3 = self.chain(name, &["expand3x3", "expand3x3_activation"], s)?;
+                    let y = self.g.concat_labelled(
+                        &format!("{name}.cat"),
+                        vec![e1, e3],
+                        vec!["expand1x1".into(), "expand3x3".into()],
+                    )?;
+                    self.g.mark(&format!("{name}.output"), y)?;
+                    y
+                }
+            };
+        }
+        if flatten_at == Some(steps.len()) {
+            x = self.g.flatten("flatten", x)?;
+        }
+        if x == 0 {
+            return Err(spec_err("the description has no layers"));
+        }
+        self.g.finish(x)
     }
 }
 
@@ -329,13 +405,32 @@ impl SpecNetwork {
         } else {
             None
         };
-        let net = SpecNetwork { layers, types, steps, flatten_at };
-        net.check_children()?;
-        Ok(net)
+        check_children(&steps, &layers)?;
+        let graph = Lowering { layers, types: types.clone(), g: GraphBuilder::new() }.lower(&steps, flatten_at)?;
+        Ok(SpecNetwork { graph, types, steps })
     }
 
-    fn check_children(&self) -> Result<()> {
-        for s in &self.steps {
+    /// The layer of this name.
+    pub fn layer(&self, name: &str) -> Option<&(dyn Relevance + Send + Sync)> {
+        self.graph.layer(name)
+    }
+
+    /// Names of the layers of a given descriptor type (`"Conv2d"`, …).
+    pub fn layers_of_type(&self, ty: &str) -> Vec<String> {
+        let mut v: Vec<String> = self.types.iter().filter(|(_, t)| t.as_str() == ty).map(|(n, _)| n.clone()).collect();
+        v.sort();
+        v
+    }
+
+    /// The explainable graph the description was lowered to.
+    pub fn graph(&self) -> &GraphNetwork {
+        &self.graph
+    }
+}
+
+fn check_children(steps: &[Step], layers: &HashMap<String, Box<dyn Relevance + Send + Sync>>) -> Result<()> {
+    {
+        for s in steps {
             let (name, children): (&str, Vec<&str>) = match s {
                 Step::Leaf(_) => continue,
                 Step::Bottleneck { name, downsample } => {
@@ -366,91 +461,17 @@ impl SpecNetwork {
             };
             for c in children {
                 let full = format!("{name}.{c}");
-                if !self.layers.contains_key(&full) {
+                if !layers.contains_key(&full) {
                     return Err(spec_err(format!("container `{name}` lacks its child `{full}`")));
                 }
             }
         }
         Ok(())
     }
-
-    /// The layer of this name.
-    pub fn layer(&self, name: &str) -> Option<&(dyn Relevance + Send + Sync)> {
-        self.layers.get(name).map(|b| b.as_ref())
-    }
-
-    /// Names of the layers of a given descriptor type (`"Conv2d"`, …).
-    pub fn layers_of_type(&self, ty: &str) -> Vec<String> {
-        let mut v: Vec<String> = self.types.iter().filter(|(_, t)| t.as_str() == ty).map(|(n, _)| n.clone()).collect();
-        v.sort();
-        v
-    }
-
-    fn apply<'m>(&'m self, t: &mut Tracer<'m>, name: &str, x: Node) -> Result<Node> {
-        let layer = self.layers.get(name).ok_or_else(|| spec_err(format!("no layer `{name}`")))?;
-        t.layer_multi(name, layer.as_ref(), &[x])
-    }
-
-    fn chain<'m>(&'m self, t: &mut Tracer<'m>, block: &str, children: &[&str], mut x: Node) -> Result<Node> {
-        for c in children {
-            x = self.apply(t, &format!("{block}.{c}"), x)?;
-        }
-        Ok(x)
-    }
-
-    fn residual<'m>(
-        &'m self,
-        t: &mut Tracer<'m>,
-        name: &str,
-        main: &[&str],
-        last_relu: &str,
-        downsample: bool,
-        x: Node,
-    ) -> Result<Node> {
-        t.mark(name, x);
-        let m = self.chain(t, name, main, x)?;
-        let s = if downsample { self.chain(t, name, &["downsample.0", "downsample.1"], x)? } else { x };
-        let y = t.add(&format!("{name}.add"), m, s)?;
-        let y = self.apply(t, &format!("{name}.{last_relu}"), y)?;
-        t.mark(&format!("{name}.output"), y);
-        Ok(y)
-    }
 }
 
 impl Explain for SpecNetwork {
-    fn trace<'m>(&'m self, t: &mut Tracer<'m>, mut x: Node) -> Result<Node> {
-        for (i, step) in self.steps.iter().enumerate() {
-            if self.flatten_at == Some(i) {
-                x = t.flatten("flatten", x)?;
-            }
-            x = match step {
-                Step::Leaf(name) => self.apply(t, name, x)?,
-                Step::Bottleneck { name, downsample } => self.residual(
-                    t,
-                    name,
-                    &["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3"],
-                    "relu3",
-                    *downsample,
-                    x,
-                )?,
-                Step::BasicBlock { name, downsample } => {
-                    self.residual(t, name, &["conv1", "bn1", "relu1", "conv2", "bn2"], "relu2", *downsample, x)?
-                }
-                Step::Fire { name } => {
-                    t.mark(name, x);
-                    let s = self.chain(t, name, &["squeeze", "squeeze_activation"], x)?;
-                    t.mark(&format!("{name}.clone"), s);
-                    let e1 = self.chain(t, name, &["expand1x1", "expand1x1_activation"], s)?;
-                    let e3 = self.chain(t, name, &["expand3x3", "expand3x3_activation"], s)?;
-                    let y = t.cat(&format!("{name}.cat"), &[("expand1x1", e1), ("expand3x3", e3)])?;
-                    t.mark(&format!("{name}.output"), y);
-                    y
-                }
-            };
-        }
-        if self.flatten_at == Some(self.steps.len()) {
-            x = t.flatten("flatten", x)?;
-        }
-        Ok(x)
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+        self.graph.trace(t, x)
     }
 }
