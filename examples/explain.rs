@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::imaging::load_imagenet;
 use rap_attrib::tensor::{sample_sums, to_vec};
-use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel, rule_preset};
+use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel};
 use rap_attrib::{Composite, Explain, Explainer, Node, Target, Tracer, viz};
 use std::path::PathBuf;
 
@@ -92,7 +92,7 @@ impl Model {
         match self {
             Model::Zoo(m) => m.composite(rule),
             #[cfg(feature = "onnx")]
-            Model::Onnx(_) => rule_preset(rule),
+            Model::Onnx(_) => rap_attrib::zoo::rule_preset(rule),
         }
         .map_err(|e| e.to_string())
     }

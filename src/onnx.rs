@@ -71,9 +71,9 @@ fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> AttribError {
 
 /// The constant behind an initializer argument, as an `f32` tensor of rank `D` on `device`.
 fn constant<const D: usize>(node: &str, arg: &Argument, what: &str, device: &Device) -> Result<Tensor<D>> {
-    let data = arg
-        .value()
-        .ok_or_else(|| unsupported(node, "", format!("its {what} `{}` is computed, not a constant", arg.name)))?;
+    let data = arg.value().ok_or_else(|| {
+        onnx_err(node, format!("its {what} `{}` is computed; rap-attrib explains constant weights", arg.name))
+    })?;
     if data.shape().len() != D {
         return Err(onnx_err(node, format!("{what} `{}` has shape {:?}; expected rank {D}", arg.name, data.shape())));
     }
@@ -141,6 +141,8 @@ struct Loader<'d> {
     /// has matched them.
     originals: Vec<(String, String)>,
     matched: usize,
+    /// The input's batch size where the file fixes it.
+    batch: Option<usize>,
 }
 
 impl Loader<'_> {
@@ -148,7 +150,7 @@ impl Loader<'_> {
     fn value(&self, node: &str, arg: &Argument) -> Result<usize> {
         self.values.get(&arg.name).copied().ok_or_else(|| {
             if arg.value().is_some() {
-                unsupported(node, "", format!("input `{}` is a constant where a computed value is expected", arg.name))
+                onnx_err(node, format!("input `{}` is a constant where a computed value is expected", arg.name))
             } else {
                 onnx_err(node, format!("reads `{}`, which no earlier node computes", arg.name))
             }
@@ -247,6 +249,17 @@ impl Loader<'_> {
                 self.layer(node, name, Box::new(conv))
             }
             Node::Linear(n) => {
+                let rank = static_dims(self.input(node, 0)?).map(|d| d.len());
+                if rank != Some(2) {
+                    return Err(unsupported(
+                        name,
+                        "MatMul",
+                        format!(
+                            "a product over a rank-{} input; only [batch, features] inputs are supported",
+                            rank.unwrap_or(0)
+                        ),
+                    ));
+                }
                 let w: Tensor<2> = constant(name, self.input(node, 1)?, "weight", device)?;
                 // Burn's layout is [in, out]; a Gemm's weight is [out, in].
                 let w = if n.config.transpose_weight { w.transpose() } else { w };
@@ -353,9 +366,16 @@ impl Loader<'_> {
                 self.bind(node, v)
             }
             Node::Reshape(n) => {
+                // The features of one sample, where the input's shape is known.
+                let features: Option<i64> = static_dims(self.input(node, 0)?)
+                    .and_then(|d| d.iter().skip(1).map(|x| x.and_then(|v| i64::try_from(v).ok())).product());
                 let to_2d = match &n.config.shape {
                     onnx_ir::node::reshape::ReshapeInput::Static(s) => match s.as_slice() {
-                        [b, f] => matches!(*b, 0 | -1) || *f == -1,
+                        // [0, -1], [-1, F], [0, F]: the batch kept, the rest flattened.
+                        [0, -1] => true,
+                        [0 | -1, f] => Some(*f) == features,
+                        // [B, -1] keeps the batch only where the model's batch is B.
+                        [b, -1] => self.batch.is_some_and(|n| i64::try_from(n).ok() == Some(*b)),
                         _ => false,
                     },
                     onnx_ir::node::reshape::ReshapeInput::Runtime(_) => false,
@@ -392,7 +412,7 @@ impl Loader<'_> {
         let bias: Option<Tensor<1>> = match node.inputs().get(2).filter(|a| !a.is_optional()) {
             Some(b) => {
                 let data = b.value().ok_or_else(|| {
-                    unsupported(name, "", format!("its bias `{}` is computed, not a constant", b.name))
+                    onnx_err(name, format!("its bias `{}` is computed; rap-attrib explains constant weights", b.name))
                 })?;
                 let n: usize = data.shape().iter().product();
                 if n != fout {
@@ -418,7 +438,8 @@ impl Loader<'_> {
 }
 
 impl OnnxModel {
-    /// Loads an `.onnx` file (weights inside it; external data files are read from beside it).
+    /// Loads an `.onnx` file (weights inside it, or as external data files beside it), at most
+    /// [`MAX_ONNX_BYTES`].
     pub fn from_file(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
         let shown = path.display().to_string();
@@ -431,20 +452,28 @@ impl OnnxModel {
             });
         }
         let bytes = std::fs::read(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?;
-        Self::from_bytes(&bytes, device).map_err(|e| match e {
+        // Parsed from the file, so that weights kept as external data beside it are found.
+        Self::parse(&bytes, device, || OnnxGraphBuilder::new().parse_file(path)).map_err(|e| match e {
             AttribError::Spec(m) => AttribError::Spec(format!("{shown}: {m}")),
             other => other,
         })
     }
 
-    /// Loads an ONNX model from its bytes.
+    /// Loads an ONNX model from its bytes (weights inside them; external data is not read).
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        Self::parse(bytes, device, || OnnxGraphBuilder::new().parse_bytes(bytes))
+    }
+
+    fn parse(
+        bytes: &[u8],
+        device: &Device,
+        parse: impl FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error>,
+    ) -> Result<Self> {
         // onnx-ir reports malformed files as errors; a panic inside it on an input it did not
         // foresee is turned into an error too, so a bad file never takes the caller down.
-        let parsed =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| OnnxGraphBuilder::new().parse_bytes(bytes)))
-                .map_err(|_| AttribError::Spec("not a readable ONNX model (the parser gave up on it)".into()))?
-                .map_err(|e| AttribError::Spec(format!("not a readable ONNX model: {e}")))?;
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+            .map_err(|_| AttribError::Spec("not a readable ONNX model (the parser gave up on it)".into()))?
+            .map_err(|e| AttribError::Spec(format!("not a readable ONNX model: {e}")))?;
         let [input] = parsed.inputs.as_slice() else {
             return Err(AttribError::Spec(format!(
                 "the model has {} inputs; rap-attrib explains models with one input",
@@ -471,6 +500,7 @@ impl OnnxModel {
             names: HashMap::new(),
             originals,
             matched: 0,
+            batch: input_shape.first().copied().flatten(),
         };
         loader.values.insert(input.name.clone(), 0);
         for (i, node) in parsed.nodes.iter().enumerate() {

@@ -220,3 +220,11 @@ fn evaluate_bad_input_is_one_line() {
         assert!(e.contains(needle), "{flag} {value}: {e}");
     }
 }
+
+#[test]
+fn an_onnx_model_needs_the_onnx_feature() {
+    // The example is built with the default features here, which do not read ONNX files.
+    let out = run(&["--onnx", "model.onnx"]);
+    let e = one_line_error(&out);
+    assert!(e.contains("--features onnx"), "{e}");
+}

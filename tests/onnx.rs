@@ -294,3 +294,38 @@ fn mutated_files_load_or_fail_without_panicking() {
     }
     println!("onnx mutations: {loaded} loaded, {refused} refused");
 }
+
+/// The `explain` example built with the `onnx` feature, as a user runs it on an export.
+#[test]
+fn the_explain_example_takes_an_onnx_model() {
+    let model = onnx_dir().join("case_s_squeezenet_chelsea.onnx");
+    if !model.exists() {
+        panic!("{} is missing", model.display());
+    }
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = std::process::Command::new(cargo);
+    build
+        .args(["build", "--quiet", "--features", "onnx", "--example", "explain"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        build.arg("--release");
+    }
+    assert!(build.status().unwrap().success(), "building the explain example with onnx failed");
+    let bin = profile_dir.join("examples").join(format!("explain{}", std::env::consts::EXE_SUFFIX));
+    let out_dir = std::env::temp_dir().join(format!("rap-attrib-onnx-cli-{}", std::process::id()));
+    let out = std::process::Command::new(bin)
+        .args(["--onnx", model.to_str().unwrap(), "--out", out_dir.to_str().unwrap()])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    // chelsea.png, resized as the golden case was: the golden case's top class.
+    let first = stdout.lines().find(|l| l.trim_start().starts_with("1.")).unwrap_or("");
+    assert!(first.contains("285") && first.contains("Egyptian cat"), "{stdout}");
+    assert!(out_dir.join("chelsea_rap_vs_lrp-a1b0.png").is_file(), "{stdout}");
+    let _ = std::fs::remove_dir_all(&out_dir);
+}
