@@ -306,8 +306,16 @@ fn the_explain_example_takes_an_onnx_model() {
     let profile_dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = std::process::Command::new(cargo);
+    // The features this test was built with, so the example shares its build.
+    let mut features = vec!["onnx"];
+    for (on, f) in [(cfg!(feature = "ndarray"), "ndarray"), (cfg!(feature = "wgpu"), "wgpu")] {
+        if on {
+            features.push(f);
+        }
+    }
+    let features = features.join(" ");
     build
-        .args(["build", "--quiet", "--features", "onnx", "--example", "explain"])
+        .args(["build", "--quiet", "--features", features.as_str(), "--example", "explain"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", profile_dir.parent().unwrap());
     if profile_dir.file_name().is_some_and(|n| n == "release") {

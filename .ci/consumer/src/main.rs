@@ -56,10 +56,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let e = explainer.explain(x.clone(), Target::Predicted)?;
     assert_eq!(e.relevance.dims(), [3, 3, 16, 16]);
     // A batch gives what each sample gives alone.
-    let batch: Vec<f32> = e.relevance.clone().into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+    let batch: Vec<f32> = e.relevance.clone().into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
     for b in 0..3 {
         let one = explainer.explain(x.clone().slice(b..b + 1), Target::Predicted)?;
-        let alone: Vec<f32> = one.relevance.into_data().to_vec().map_err(|e| format!("{e:?}"))?;
+        let alone: Vec<f32> = one.relevance.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?;
         let part = &batch[b * alone.len()..(b + 1) * alone.len()];
         let scale = alone.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
         let worst = part.iter().zip(&alone).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
@@ -146,10 +146,10 @@ mod onnx {
                     let data = TensorData::new(input.clone(), shape.clone());
                     let got: Vec<f32> = if shape.len() == 4 {
                         let e = explainer.explain(Tensor::<4>::from_data(data, device), Target::Classes(targets.clone()))?;
-                        e.relevance.into_data().to_vec().map_err(|e| format!("{e:?}"))?
+                        e.relevance.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?
                     } else {
                         let e = explainer.explain(Tensor::<2>::from_data(data, device), Target::Classes(targets.clone()))?;
-                        e.relevance.into_data().to_vec().map_err(|e| format!("{e:?}"))?
+                        e.relevance.into_data().try_to_vec::<f32>().map_err(|e| format!("{e:?}"))?
                     };
                     let max = want.iter().fold(0f32, |m, v| m.max(v.abs()));
                     let worst = got.iter().zip(want).fold(0f32, |m, (g, w)| m.max((g - w).abs()));
