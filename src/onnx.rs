@@ -27,7 +27,7 @@
 //! | `BatchNormalization` (inference form, constant statistics) | Burn's `BatchNorm`, kept as its own layer |
 //! | `Add` of two computed values | the residual join |
 //! | `Concat` on the channel axis | the concatenation |
-//! | `Flatten` (axis 1), `Reshape` to `[batch, features]` | flatten |
+//! | `Flatten` (axis 1), `Reshape` to `[batch, features]` (also `x.reshape(x.shape[0], -1)`'s computed shape) | flatten |
 //! | `Dropout`, `Identity` | nothing (their output is their input) |
 //!
 //! Any other operator is [`AttribError::UnsupportedLayer`] naming the node and the operator.
@@ -45,7 +45,7 @@ use burn::nn::conv::Conv2dConfig;
 use burn::nn::pool::{AdaptiveAvgPool2dConfig, AvgPool2dConfig, MaxPool2dConfig};
 use burn::nn::{BatchNormConfig, Initializer, LinearConfig, PaddingConfig2d, Relu};
 use burn::tensor::{Device, Tensor, TensorData};
-use onnx_ir::{ArgType, Argument, Message, Node, OnnxGraphBuilder};
+use onnx_ir::{ArgType, Argument, Message, Node, OnnxGraphBuilder, TensorDataExt};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -143,6 +143,19 @@ struct Loader<'d> {
     matched: usize,
     /// The input's batch size where the file fixes it.
     batch: Option<usize>,
+    /// Shape arithmetic followed symbolically: value name → its entries.
+    shapes: HashMap<String, Vec<Dim>>,
+}
+
+/// An entry of a shape computed in the graph.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Dim {
+    /// The batch size (entry 0 of any activation's shape).
+    Batch,
+    /// A constant.
+    Known(i64),
+    /// Anything else.
+    Unknown,
 }
 
 impl Loader<'_> {
@@ -159,6 +172,48 @@ impl Loader<'_> {
 
     fn input<'n>(&self, node: &'n Node, i: usize) -> Result<&'n Argument> {
         node.inputs().get(i).ok_or_else(|| onnx_err(node.name(), format!("has no input {i}")))
+    }
+
+    /// Follows a node of shape arithmetic (Shape of an activation, Gather of one entry,
+    /// Unsqueeze, Concat of pieces, integer constants), so that a Reshape's computed target can
+    /// be told; other nodes without an activation output are left unknown.
+    fn track_shape(&mut self, node: &Node) {
+        let Some(out) = node.outputs().first() else { return };
+        let known = |a: &Argument, shapes: &HashMap<String, Vec<Dim>>| -> Option<Vec<Dim>> {
+            shapes.get(&a.name).cloned().or_else(|| {
+                a.value().and_then(|v| v.to_i64_vec().ok()).map(|v| v.into_iter().map(Dim::Known).collect())
+            })
+        };
+        let dims: Option<Vec<Dim>> = match node {
+            Node::Shape(n) => node.inputs().first().and_then(|x| {
+                let rank = match &x.ty {
+                    ArgType::Tensor(t) if self.values.contains_key(&x.name) => t.rank,
+                    _ => return None,
+                };
+                let all: Vec<Dim> = (0..rank).map(|i| if i == 0 { Dim::Batch } else { Dim::Unknown }).collect();
+                all.get(n.config.start..n.config.end.min(rank)).map(<[Dim]>::to_vec)
+            }),
+            Node::Gather(n) if n.config.axis == 0 => {
+                let data = node.inputs().first().and_then(|a| known(a, &self.shapes));
+                let index = node.inputs().get(1).and_then(|a| a.value()).and_then(|v| v.to_i64_vec().ok());
+                match (data, index.as_deref()) {
+                    (Some(d), Some([i])) => {
+                        let i = if *i < 0 { d.len() as i64 + i } else { *i };
+                        usize::try_from(i).ok().and_then(|i| d.get(i).copied()).map(|x| vec![x])
+                    }
+                    _ => None,
+                }
+            }
+            Node::Unsqueeze(_) => node.inputs().first().and_then(|a| known(a, &self.shapes)),
+            Node::Constant(_) => node.inputs().first().or(Some(out)).and_then(|a| known(a, &self.shapes)),
+            Node::Concat(_) => {
+                node.inputs().iter().map(|a| known(a, &self.shapes)).collect::<Option<Vec<_>>>().map(|v| v.concat())
+            }
+            _ => None,
+        };
+        if let Some(d) = dims {
+            self.shapes.insert(out.name.clone(), d);
+        }
     }
 
     /// The file's name for a parsed node. The parser renames nodes (`conv2d1`) and may fuse or
@@ -205,6 +260,14 @@ impl Loader<'_> {
     }
 
     fn node(&mut self, node: &Node, index: usize) -> Result<()> {
+        // Shape arithmetic (Shape, Gather of a size, Unsqueeze, Concat of sizes, integer
+        // constants) carries no activation: it only feeds a Reshape's target shape, which the
+        // Reshape checks. Its values stay unknown, so any other use of them is an error.
+        let activation = |a: &Argument| matches!(&a.ty, ArgType::Tensor(t) if t.dtype.is_float());
+        if !node.outputs().is_empty() && !node.outputs().iter().any(activation) {
+            self.track_shape(node);
+            return Ok(());
+        }
         let name = self.step_name(node, index);
         let name = name.as_str();
         let op = format!("{:?}", node.node_type());
@@ -378,7 +441,16 @@ impl Loader<'_> {
                         [b, -1] => self.batch.is_some_and(|n| i64::try_from(n).ok() == Some(*b)),
                         _ => false,
                     },
-                    onnx_ir::node::reshape::ReshapeInput::Runtime(_) => false,
+                    // A computed target shape (`x.reshape(x.shape[0], -1)` with a dynamic batch,
+                    // exported as Shape → Gather → Unsqueeze → Concat): followed symbolically.
+                    onnx_ir::node::reshape::ReshapeInput::Runtime(r) => {
+                        let target = node.inputs().get(r.input_index).and_then(|a| self.shapes.get(&a.name));
+                        match target.map(Vec::as_slice) {
+                            Some([Dim::Batch | Dim::Known(0), Dim::Known(-1)]) => true,
+                            Some([Dim::Batch | Dim::Known(0), Dim::Known(f)]) => Some(*f) == features,
+                            _ => false,
+                        }
+                    }
                 };
                 let out_rank = node.outputs().first().and_then(static_dims).map(|d| d.len());
                 if !to_2d || out_rank != Some(2) {
@@ -501,6 +573,7 @@ impl OnnxModel {
             originals,
             matched: 0,
             batch: input_shape.first().copied().flatten(),
+            shapes: HashMap::new(),
         };
         loader.values.insert(input.name.clone(), 0);
         for (i, node) in parsed.nodes.iter().enumerate() {

@@ -1,12 +1,15 @@
 //! ONNX models explained to the golden numbers (`cargo test --features onnx --test onnx`).
 //!
-//! Every `<model>.onnx` in `RAP_ONNX_DIR` (default `../shared/onnx`) is loaded by
+//! Every `<model>.onnx` in the directories of `RAP_ONNX_DIR` (one or several joined by `:`;
+//! default `../shared/onnx` and `tests/data/onnx_extra`, written by `scripts/onnx_cases.py`:
+//! MatMul + Add, a flatten by Reshape with a computed shape, AveragePool, Dropout, Identity, and
+//! three Bottlenecks) is loaded by
 //! [`OnnxModel`] and checked against whatever references exist for it, through the same
 //! comparison as `tests/golden.rs`:
 //!
 //! - golden cases: every `<case>.json` + `<case>.safetensors` in the directories of
-//!   `RAP_GOLDEN_DIR` (one or several joined by `:`; default `../shared/golden` and
-//!   `../shared/golden_zennit`) whose name contains the model's name as a whole `_`-separated run
+//!   `RAP_GOLDEN_DIR` (one or several joined by `:`; default `../shared/golden`,
+//!   `../shared/golden_zennit` and `tests/data/golden_zennit_extra`) whose name contains the model's name as a whole `_`-separated run
 //!   (`case_b_vgg` serves `case_b_vgg`, `case_b_vgg_argmin` and `zennit_case_b_vgg`; the longest
 //!   model name wins). The case's `input` is explained with each rule it stores and the input
 //!   relevance, the heatmap, the logits and, where `<model>.nodes.json` maps a module to an
@@ -40,13 +43,24 @@ fn shared() -> PathBuf {
 }
 
 fn onnx_dir() -> PathBuf {
-    std::env::var_os("RAP_ONNX_DIR").map(PathBuf::from).unwrap_or_else(|| shared().join("onnx"))
+    shared().join("onnx")
+}
+
+fn extra() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
+}
+
+fn onnx_dirs() -> Vec<PathBuf> {
+    match std::env::var_os("RAP_ONNX_DIR") {
+        Some(d) => std::env::split_paths(&d).collect(),
+        None => vec![onnx_dir(), extra().join("onnx_extra")],
+    }
 }
 
 fn golden_dirs() -> Vec<PathBuf> {
     match std::env::var_os("RAP_GOLDEN_DIR") {
         Some(d) => std::env::split_paths(&d).collect(),
-        None => vec![shared().join("golden"), shared().join("golden_zennit")],
+        None => vec![shared().join("golden"), shared().join("golden_zennit"), extra().join("golden_zennit_extra")],
     }
 }
 
@@ -135,8 +149,8 @@ fn check_reference(
 #[test]
 fn onnx_models_reproduce_the_golden_cases() {
     let device = device();
-    let models = files(&onnx_dir(), "onnx");
-    assert!(!models.is_empty(), "no .onnx files in {}", onnx_dir().display());
+    let models: Vec<PathBuf> = onnx_dirs().iter().flat_map(|d| files(d, "onnx")).collect();
+    assert!(!models.is_empty(), "no .onnx files in {:?}", onnx_dirs());
     let cases: Vec<(PathBuf, PathBuf)> = golden_dirs()
         .iter()
         .flat_map(|d| files(d, "json").into_iter().map(move |j| (d.clone(), j)))
