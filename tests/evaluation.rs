@@ -90,7 +90,7 @@ fn evaluate_matches_the_metrics_called_directly() {
         .save(dir.join("q.mask.png"))
         .unwrap();
     let data = Dataset::load(&dir).unwrap();
-    let config = ZooConfig { num_classes: 10, width_divisor: 8 };
+    let config = ZooConfig::new(10, 8);
     let model = ZooModel::random(Architecture::SqueezeNet1_1, config, 3, &dev).unwrap();
     let rap = Explainer::new(&model, model.composite("rap").unwrap());
     let grad = GradientExplainer::new(&model, GradientMethod::Gradient);

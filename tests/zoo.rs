@@ -33,7 +33,7 @@ fn bundled_squeezenet_classifies_chelsea_as_the_model_readme_says() {
         &device,
     )
     .unwrap();
-    assert_eq!(model.config, ZooConfig { num_classes: 1000, width_divisor: 1 });
+    assert_eq!(model.config, ZooConfig::new(1000, 1));
     let (_, x) = load_imagenet(shared().join("images/chelsea.png"), 224, &device).unwrap();
     let logits = to_vec(&Explainer::new(&model, model.composite("rap").unwrap()).forward(x).unwrap());
     let mut order: Vec<usize> = (0..1000).collect();
@@ -78,7 +78,7 @@ fn narrow_torchvision_checkpoints_load_and_explain_with_every_rule() {
     for (arch, divisor, size) in
         [(Architecture::Vgg16, 16, 32), (Architecture::ResNet18, 16, 32), (Architecture::ResNet50, 16, 32)]
     {
-        let config = ZooConfig { num_classes: 7, width_divisor: divisor };
+        let config = ZooConfig::new(7, divisor);
         let params = random_checkpoint(arch, config, 42);
         let path = tmp(&format!("{}.safetensors", arch.name()));
         write_safetensors(&params, &path);
@@ -128,7 +128,7 @@ fn narrow_torchvision_checkpoints_load_and_explain_with_every_rule() {
 #[test]
 fn checkpoint_problems_name_the_tensor() {
     let device = Device::flex();
-    let config = ZooConfig { num_classes: 5, width_divisor: 16 };
+    let config = ZooConfig::new(5, 16);
     let arch = Architecture::ResNet18;
     let good = random_checkpoint(arch, config, 1);
     // Missing.

@@ -22,16 +22,32 @@ pub enum Architecture {
 /// Size options of a zoo network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ZooConfig {
-    /// Number of output classes (1000 for ImageNet).
-    pub num_classes: usize,
-    /// Divides every channel width (and VGG's classifier width); 1 is torchvision's network.
-    /// Narrow networks keep the names and the structure, for tests.
-    pub width_divisor: usize,
+    num_classes: usize,
+    width_divisor: usize,
 }
 
 impl Default for ZooConfig {
     fn default() -> Self {
         Self { num_classes: 1000, width_divisor: 1 }
+    }
+}
+
+impl ZooConfig {
+    /// `num_classes` outputs (1000 for ImageNet), every channel width (and VGG's classifier
+    /// width) divided by `width_divisor` (1 is torchvision's network; narrower networks keep the
+    /// names and the structure, for quick experiments). Checked when the network is described.
+    pub fn new(num_classes: usize, width_divisor: usize) -> Self {
+        Self { num_classes, width_divisor }
+    }
+
+    /// Number of output classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// The width divisor.
+    pub fn width_divisor(&self) -> usize {
+        self.width_divisor
     }
 }
 
