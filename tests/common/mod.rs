@@ -364,7 +364,7 @@ pub fn device() -> Device {
         #[cfg(feature = "wgpu")]
         Ok("wgpu") => Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default()),
         #[cfg(feature = "ndarray")]
-        Ok("ndarray") => Device::ndarray(),
+        Ok("ndarray") => rap_attrib::device_by_name("ndarray").expect("the ndarray feature is on"),
         Ok(other) => panic!(
             "RAP_TEST_DEVICE={other}: not a device of this build (flex, cpu{}{})",
             if cfg!(feature = "wgpu") { ", wgpu" } else { "" },
