@@ -56,13 +56,13 @@ impl std::fmt::Debug for SpecNetwork {
 }
 
 /// The description being lowered to a graph: the layers not placed yet.
-struct Lowering {
+struct Lowering<'a> {
     layers: HashMap<String, Box<dyn Relevance + Send + Sync>>,
-    types: HashMap<String, String>,
+    types: &'a HashMap<String, String>,
     g: GraphBuilder,
 }
 
-impl Lowering {
+impl Lowering<'_> {
     fn apply(&mut self, name: &str, x: usize) -> Result<usize> {
         let layer =
             self.layers.remove(name).ok_or_else(|| spec_err(format!("no layer `{name}` (or it is used twice)")))?;
@@ -406,7 +406,7 @@ impl SpecNetwork {
             None
         };
         check_children(&steps, &layers)?;
-        let graph = Lowering { layers, types: types.clone(), g: GraphBuilder::new() }.lower(&steps, flatten_at)?;
+        let graph = Lowering { layers, types: &types, g: GraphBuilder::new() }.lower(&steps, flatten_at)?;
         Ok(SpecNetwork { graph, types, steps })
     }
 
@@ -429,45 +429,43 @@ impl SpecNetwork {
 }
 
 fn check_children(steps: &[Step], layers: &HashMap<String, Box<dyn Relevance + Send + Sync>>) -> Result<()> {
-    {
-        for s in steps {
-            let (name, children): (&str, Vec<&str>) = match s {
-                Step::Leaf(_) => continue,
-                Step::Bottleneck { name, downsample } => {
-                    let mut c = vec!["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3", "relu3"];
-                    if *downsample {
-                        c.extend(["downsample.0", "downsample.1"]);
-                    }
-                    (name, c)
+    for s in steps {
+        let (name, children): (&str, Vec<&str>) = match s {
+            Step::Leaf(_) => continue,
+            Step::Bottleneck { name, downsample } => {
+                let mut c = vec!["conv1", "bn1", "relu1", "conv2", "bn2", "relu2", "conv3", "bn3", "relu3"];
+                if *downsample {
+                    c.extend(["downsample.0", "downsample.1"]);
                 }
-                Step::BasicBlock { name, downsample } => {
-                    let mut c = vec!["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"];
-                    if *downsample {
-                        c.extend(["downsample.0", "downsample.1"]);
-                    }
-                    (name, c)
+                (name, c)
+            }
+            Step::BasicBlock { name, downsample } => {
+                let mut c = vec!["conv1", "bn1", "relu1", "conv2", "bn2", "relu2"];
+                if *downsample {
+                    c.extend(["downsample.0", "downsample.1"]);
                 }
-                Step::Fire { name } => (
-                    name,
-                    vec![
-                        "squeeze",
-                        "squeeze_activation",
-                        "expand1x1",
-                        "expand1x1_activation",
-                        "expand3x3",
-                        "expand3x3_activation",
-                    ],
-                ),
-            };
-            for c in children {
-                let full = format!("{name}.{c}");
-                if !layers.contains_key(&full) {
-                    return Err(spec_err(format!("container `{name}` lacks its child `{full}`")));
-                }
+                (name, c)
+            }
+            Step::Fire { name } => (
+                name,
+                vec![
+                    "squeeze",
+                    "squeeze_activation",
+                    "expand1x1",
+                    "expand1x1_activation",
+                    "expand3x3",
+                    "expand3x3_activation",
+                ],
+            ),
+        };
+        for c in children {
+            let full = format!("{name}.{c}");
+            if !layers.contains_key(&full) {
+                return Err(spec_err(format!("container `{name}` lacks its child `{full}`")));
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 impl Explain for SpecNetwork {
