@@ -78,7 +78,7 @@ const JOBS: [(&str, &str); 8] = [
 
 /// One job, built once: an explainer kept across calls, as an application keeps it.
 enum Job<'m> {
-    Forward(Explainer<'m, ZooModel>),
+    Forward(Explainer<&'m ZooModel>),
     Method(Box<dyn AttributionMethod + 'm>),
 }
 

@@ -1,21 +1,109 @@
-//! Canonizers: rewrite a recorded network into an equivalent one that rules handle better.
+//! Canonizers: rewrite a network's [`Graph`] into an equivalent one that rules handle better.
 //!
-//! [`merge_batch_norm`] folds an eval-mode BatchNorm into the Linear or Conv2d right before it
-//! (Zennit's `SequentialMergeBatchNorm`): `W' = ŵ·W`, `b' = ŵ·b + (β − μŵ)` with
-//! `ŵ = γ/√(var + ε)` per output channel. The network computes the same function; rules then see
-//! one affine layer instead of two. The BatchNorm stays in the trace under its own name as an
-//! identity that passes relevance unchanged (as Zennit keeps the module, reset), so that its
-//! relevance can still be recorded and asked for by name.
+//! A canonizer is anything that implements [`Canonizer`]; a [`Composite`](crate::Composite) holds
+//! a list of them and the explainer applies them in order to every graph before it walks it
+//! ([`Composite::with_canonizer`](crate::Composite::with_canonizer)). A canonizer that changes
+//! the function from some op on returns that op, and the graph is replayed from there
+//! ([`Graph::replay_from`]).
+//!
+//! Two are built in, the BatchNorm merges ([`MergeBatchNorm`]): an eval-mode BatchNorm is folded
+//! into the Linear or Conv2d right before it (Zennit's `SequentialMergeBatchNorm`):
+//! `W' = ŵ·W`, `b' = ŵ·b + (β − μŵ)` with `ŵ = γ/√(var + ε)` per output channel. The network
+//! computes the same function; rules then see one affine layer instead of two. The BatchNorm
+//! stays in the graph under its own name as an identity that passes relevance unchanged (as
+//! Zennit keeps the module, reset), so that its relevance can still be recorded and asked for by
+//! name.
+//!
+//! A canonizer of your own is one `impl` (see `examples/custom_canonizer.rs`):
+//!
+//! ```
+//! use rap_attrib::canonizer::{Canonizer, KeptWeights};
+//! use rap_attrib::graph::Graph;
+//! use rap_attrib::{Composite, Result};
+//!
+//! /// Counts the ops and changes nothing.
+//! #[derive(Debug)]
+//! struct Census;
+//!
+//! impl Canonizer for Census {
+//!     fn name(&self) -> String {
+//!         "census".into()
+//!     }
+//!     fn apply(&self, graph: &mut Graph<'_>, _kept: &KeptWeights<'_>) -> Result<Option<usize>> {
+//!         assert!(graph.ops().len() < 1_000);
+//!         Ok(None) // the function is unchanged: no replay
+//!     }
+//! }
+//!
+//! let composite = Composite::rap().with_canonizer(Census);
+//! assert_eq!(composite.canonizers().len(), 1);
+//! ```
 
-// Indexing is checked by construction here: op and node indices come from the trace itself (positions found in `tracer.ops`, node indices it made).
+// Indexing is checked by construction here: op and node indices come from the graph itself (positions found in `graph.ops()`, node indices it made).
 #![allow(clippy::indexing_slicing)]
 
-use crate::composite::BatchNormMerge;
+use crate::cache::WeightCache;
 use crate::error::{AttribError, Result};
+use crate::graph::Graph;
 use crate::layers::{LayerType, LinearLayer, Relevance};
-use crate::walk::cache::WeightCache;
-use crate::walk::{LayerRef, Node, Tracer};
 use burn::tensor::Tensor;
+use std::fmt::Debug;
+
+/// A rewrite of a network's graph into an equivalent one (or, like Zennit's BatchNorm merge,
+/// one its references compute) that rules handle better.
+pub trait Canonizer: Debug + Send + Sync {
+    /// A short name, shown in reports.
+    fn name(&self) -> String;
+
+    /// Rewrites `graph` ([`Graph::replace_layer`], [`Graph::set_value`]) and returns the first op
+    /// from which the recorded values must be computed again (the explainer then calls
+    /// [`Graph::replay_from`]), or `None` when every recorded value is still right.
+    /// `kept` keeps weights the rewrite computes between calls of one explainer.
+    fn apply(&self, graph: &mut Graph<'_>, kept: &KeptWeights<'_>) -> Result<Option<usize>>;
+}
+
+/// The explainer's kept weights, as a canonizer sees them: weights a rewrite computes from the
+/// model's layers (a merged weight and bias) are made on the first call and kept.
+pub struct KeptWeights<'c> {
+    cache: Option<&'c WeightCache>,
+}
+
+impl<'c> KeptWeights<'c> {
+    /// Nothing kept: every call computes its weights anew.
+    pub fn none() -> Self {
+        Self { cache: None }
+    }
+
+    pub(crate) fn new(cache: Option<&'c WeightCache>) -> Self {
+        Self { cache }
+    }
+
+    /// The weight and bias of a layer that stands for the model's layers of ops `stands_for`
+    /// (see [`Graph::replace_layer`]), made by `make` on first use and kept under `name` while
+    /// those layers are the model's own (not for layers the graph owns).
+    pub fn weight_and_bias(
+        &self,
+        graph: &Graph<'_>,
+        name: &str,
+        stands_for: &[usize],
+        make: impl FnOnce() -> Result<(Tensor<4>, Tensor<1>)>,
+    ) -> Result<(Tensor<4>, Tensor<1>)> {
+        match (self.cache, graph.identity_of(stands_for)) {
+            (Some(cache), Some(identity)) => {
+                let entry = cache.entry(name, Some(identity));
+                match entry.kept() {
+                    Some((weight, Some(bias))) => Ok((weight, bias)),
+                    _ => {
+                        let (weight, bias) = make()?;
+                        entry.keep(weight.clone(), Some(bias.clone()));
+                        Ok((weight, bias))
+                    }
+                }
+            }
+            _ => make(),
+        }
+    }
+}
 
 /// A Linear or Conv2d with a BatchNorm folded in: the original layer's operator with new
 /// weight and bias.
@@ -51,14 +139,19 @@ impl LinearLayer for MergedLinear<'_> {
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
         self.linear().transpose_with(y, weight, x_shape)
     }
+
+    fn structure(&self) -> crate::base::LinearStructure {
+        self.linear().structure()
+    }
 }
 
 impl Relevance for MergedLinear<'_> {
     fn layer_type(&self) -> LayerType {
         self.inner.layer_type()
     }
-    fn forward(&self, _name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
-        Ok(self.forward_with(inputs[0].clone(), &self.weight, Some(self.bias.clone())))
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        let [x] = crate::layers::inputs_n::<1>(name, inputs)?;
+        Ok(self.forward_with(x.clone(), &self.weight, Some(self.bias.clone())))
     }
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
@@ -96,85 +189,74 @@ impl Relevance for MergedBatchNorm {
     }
 }
 
-/// Folds every BatchNorm whose input comes from a Linear/Conv2d used by nothing else into that
-/// layer. The merged layer keeps the Linear/Conv2d's name; the BatchNorm stays in the trace
-/// under its name as an identity (no rule applies to it, relevance passes unchanged).
-pub fn merge_batch_norm(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
-    let _ = out;
-    merge_batch_norm_kept(tracer, None, BatchNormMerge::Exact)
+/// Folds every BatchNorm whose input comes from a Linear or Conv2d used by nothing else into that
+/// layer. The merged layer keeps the Linear/Conv2d's name; the BatchNorm stays in the graph under
+/// its name as an identity (no rule applies to it, relevance passes unchanged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MergeBatchNorm {
+    zennit: bool,
 }
 
-/// [`merge_batch_norm`] as Zennit 0.5.1's `SequentialMergeBatchNorm` does it: every merged
-/// BatchNorm keeps dividing by `√(1 + ε)` ([`BatchNormMerge::Zennit`](crate::BatchNormMerge)),
-/// and the recorded values are computed again through the canonized network.
-pub fn merge_batch_norm_zennit(tracer: &mut Tracer<'_>, out: Node) -> Result<()> {
-    let _ = out;
-    merge_batch_norm_kept(tracer, None, BatchNormMerge::Zennit)
-}
+impl MergeBatchNorm {
+    /// The exact merge ([`BatchNormMerge::Exact`](crate::BatchNormMerge::Exact)): the merged
+    /// network computes the same function.
+    pub fn exact() -> Self {
+        Self { zennit: false }
+    }
 
-/// Merges BatchNorm as `mode` says, with the explainer's weight cache: the merged weight and bias
-/// of a layer the model lends are made once and kept. Zennit's merge changes the function, so
-/// the recorded values are computed again from the first merged layer on (not at all when
-/// nothing was merged).
-pub(crate) fn merge_batch_norm_kept(
-    tracer: &mut Tracer<'_>,
-    cache: Option<&WeightCache>,
-    mode: BatchNormMerge,
-) -> Result<()> {
-    let zennit = match mode {
-        BatchNormMerge::Exact => false,
-        BatchNormMerge::Zennit => true,
-        _ => return Ok(()),
-    };
-    match fold_batch_norms(tracer, cache, zennit)? {
-        Some(first) if zennit => recompute(tracer, first),
-        _ => Ok(()),
+    /// Zennit 0.5.1's `SequentialMergeBatchNorm`
+    /// ([`BatchNormMerge::Zennit`](crate::BatchNormMerge::Zennit)): every merged BatchNorm keeps
+    /// dividing by `√(1 + ε)`, and the graph is replayed from the first merged layer on.
+    pub fn zennit() -> Self {
+        Self { zennit: true }
+    }
+
+    /// Whether this is Zennit's merge.
+    pub fn is_zennit(&self) -> bool {
+        self.zennit
     }
 }
 
-/// Folds every mergeable BatchNorm (see [`merge_batch_norm`]); returns the index of the first op
-/// it changed, if it merged anything.
-fn fold_batch_norms(tracer: &mut Tracer<'_>, cache: Option<&WeightCache>, zennit: bool) -> Result<Option<usize>> {
+impl Canonizer for MergeBatchNorm {
+    fn name(&self) -> String {
+        if self.zennit { "MergeBatchNorm(Zennit)".into() } else { "MergeBatchNorm".into() }
+    }
+
+    fn apply(&self, graph: &mut Graph<'_>, kept: &KeptWeights<'_>) -> Result<Option<usize>> {
+        let first = fold_batch_norms(graph, kept, self.zennit)?;
+        // Zennit's merge changes the function: replay from the first merged layer on.
+        Ok(if self.zennit { first } else { None })
+    }
+}
+
+/// Folds every mergeable BatchNorm; returns the index of the first op it changed, if any.
+fn fold_batch_norms(graph: &mut Graph<'_>, kept: &KeptWeights<'_>, zennit: bool) -> Result<Option<usize>> {
     let mut first: Option<usize> = None;
-    let mut k = 0;
-    while k < tracer.ops.len() {
-        let bn = &tracer.ops[k];
-        if bn.layer.get().layer_type() != LayerType::BatchNorm {
-            k += 1;
+    for k in 0..graph.ops().len() {
+        let bn = &graph.ops()[k];
+        if bn.layer().layer_type() != LayerType::BatchNorm {
             continue;
         }
-        let src_node = bn.inputs[0];
-        let users = tracer.ops.iter().filter(|o| o.inputs.contains(&src_node)).count();
-        let marked = tracer.marks.values().any(|&m| m == src_node);
-        let Some(p) = tracer.ops.iter().position(|o| o.output == src_node) else {
-            k += 1;
+        let Some(src) = bn.inputs().next() else { continue };
+        let Some(p) = graph.producer(src) else { continue };
+        let (Some(prev), 1, false) = (graph.ops()[p].borrowed_layer(), graph.users(src), graph.is_marked(src)) else {
             continue;
         };
-        let (LayerRef::Borrowed(prev), true, false) = (&tracer.ops[p].layer, users == 1, marked) else {
-            k += 1;
-            continue;
-        };
-        let prev: &dyn Relevance = *prev;
         if !matches!(prev.layer_type(), LayerType::Linear | LayerType::Conv2d) {
-            k += 1;
             continue;
         }
-        let (Some(lin), Some(bn_lin)) = (prev.as_linear(), bn.layer.get().as_linear()) else {
+        let (Some(lin), Some(bn_lin)) = (prev.as_linear(), bn.layer().as_linear()) else {
             return Err(AttribError::UnsupportedLayer {
-                layer: bn.name.clone(),
+                layer: bn.name().to_string(),
                 layer_type: "BatchNorm".into(),
                 reason: "cannot merge: a layer is not linear".into(),
             });
-        };
-        let identity = match (&tracer.ops[p].identity, &bn.identity) {
-            (Some((layer, _)), Some((norm, _))) => Some((*layer, *norm)),
-            _ => None,
         };
         let merge = || {
             let scale = bn_lin.weight(); // [C, 1, 1, 1]
             let [c, _, _, _] = scale.dims();
             let shift = bn_lin.bias().ok_or_else(|| AttribError::UnsupportedLayer {
-                layer: bn.name.clone(),
+                layer: bn.name().to_string(),
                 layer_type: "BatchNorm".into(),
                 reason: "cannot merge: the layer has no shift".into(),
             })?;
@@ -186,74 +268,27 @@ fn fold_batch_norms(tracer: &mut Tracer<'_>, cache: Option<&WeightCache>, zennit
             };
             Ok::<_, AttribError>((weight, bias))
         };
-        // An explainer keeps the merged weights of the layers the model lends (by identity).
-        let (weight, bias) = match (cache, identity) {
-            (Some(cache), Some(_)) => {
-                let entry = cache.entry(&tracer.ops[p].name, identity);
-                match entry.kept() {
-                    Some((weight, Some(bias))) => (weight, bias),
-                    _ => {
-                        let (weight, bias) = merge()?;
-                        entry.keep(weight.clone(), Some(bias.clone()));
-                        (weight, bias)
-                    }
-                }
-            }
-            _ => merge()?,
-        };
-        let scale = match (zennit, bn.layer.get().normalization_epsilon()) {
+        // An explainer keeps the merged weights of the layers the model lends.
+        let (weight, bias) = kept.weight_and_bias(graph, graph.ops()[p].name(), &[p, k], merge)?;
+        let scale = match (zennit, bn.layer().normalization_epsilon()) {
             (false, _) => None,
             (true, Some(eps)) => Some(1.0 / (1.0 + eps).sqrt()),
             (true, None) => {
                 return Err(AttribError::UnsupportedLayer {
-                    layer: bn.name.clone(),
+                    layer: bn.name().to_string(),
                     layer_type: "BatchNorm".into(),
                     reason: "Zennit's merge needs the layer's ε (Relevance::normalization_epsilon)".into(),
                 });
             }
         };
+        let bn_out = graph.value(bn.output())?.clone();
+        let identity = graph.identity_of(&[p, k]);
         let merged = MergedLinear { inner: prev, linear: lin, weight, bias };
-        let bn_out = bn.output;
-        tracer.ops[p].layer = LayerRef::Owned(Box::new(merged));
-        tracer.ops[p].identity = identity;
+        graph.replace_layer_with_identity(p, Box::new(merged), identity)?;
         // The merged layer's output is the BatchNorm's output (up to rounding).
-        tracer.values[src_node] = tracer.values[bn_out].clone();
-        tracer.ops[k].layer = LayerRef::Owned(Box::new(MergedBatchNorm { scale }));
-        tracer.ops[k].identity = None;
+        graph.set_value(src, bn_out)?;
+        graph.replace_layer_with_identity(k, Box::new(MergedBatchNorm { scale }), None)?;
         first = Some(first.map_or(p, |f| f.min(p)));
-        k += 1;
     }
     Ok(first)
-}
-
-/// Runs the recorded graph forward again from op `from` on and keeps every value (after a
-/// canonizer that changes the function from that op on, such as Zennit's BatchNorm merge).
-fn recompute(tracer: &mut Tracer<'_>, from: usize) -> Result<()> {
-    for k in from..tracer.ops.len() {
-        let op = &tracer.ops[k];
-        let inputs = op
-            .inputs
-            .iter()
-            .map(|&i| tracer.values[i].clone().ok_or(AttribError::UnknownNode(i)))
-            .collect::<Result<Vec<_>>>()?;
-        let y = op.layer.get().forward(&op.name, &inputs)?;
-        let o = op.output;
-        tracer.values[o] = Some(y);
-    }
-    Ok(())
-}
-
-/// Runs the recorded graph forward again from its input (for checking canonizers).
-pub fn replay(tracer: &Tracer<'_>, out: Node) -> Result<Tensor<4>> {
-    let mut values: Vec<Option<Tensor<4>>> = vec![None; tracer.values.len()];
-    values[0] = tracer.values[0].clone();
-    for op in &tracer.ops {
-        let inputs = op
-            .inputs
-            .iter()
-            .map(|&i| values[i].clone().ok_or(AttribError::UnknownNode(i)))
-            .collect::<Result<Vec<_>>>()?;
-        values[op.output] = Some(op.layer.get().forward(&op.name, &inputs)?);
-    }
-    values[out.0].clone().ok_or(AttribError::UnknownNode(out.0))
 }

@@ -1,9 +1,12 @@
 //! Composites: which rule each layer gets.
 //!
 //! A [`Composite`] is an ordered list of (selector, rule) pairs; the first selector that matches
-//! a layer gives its rule. Selectors match by position (input layer, output layer), by type and
-//! by name. Layer roles come from the graph (the layer that receives the network input, the one
-//! that produces the output) or from names the user gives; they are never guessed from shapes.
+//! a layer gives its rule. Selectors match by position (input layer, output layer), by type, by
+//! name and by any predicate over the layer's context ([`Selector::when`]). Layer roles come from
+//! the graph (the layer that receives the network input, the one that produces the output) or
+//! from names the user gives; they are never guessed from shapes. A composite also holds the
+//! [`Canonizer`]s applied to the graph before the walk, and the presets parse from their names
+//! ([`Composite::from_str`](std::str::FromStr), [`Composite::preset`]).
 //!
 //! ```
 //! use rap_attrib::{Composite, Selector, LayerType, rules::{Epsilon, ZPlus}};
@@ -14,9 +17,28 @@
 //! assert_eq!(composite.len(), 2);
 //! ```
 
+use crate::canonizer::{Canonizer, MergeBatchNorm};
+use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
 use crate::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, Rap, Rule, RuleContext, Sharing, ZBeta, ZPlus};
 use std::sync::Arc;
+
+/// A predicate over a layer's context, for [`Selector::Predicate`] (built by [`Selector::when`]).
+#[derive(Clone)]
+pub struct Predicate(Arc<dyn Fn(&RuleContext) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Predicate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Predicate(..)")
+    }
+}
+
+/// Two predicates are equal when they are the same closure (clones of one [`Selector::when`]).
+impl PartialEq for Predicate {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
 
 /// Which layers a composite entry applies to.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +58,28 @@ pub enum Selector {
     NamePrefix(String),
     /// All of these selectors match.
     All(Vec<Selector>),
+    /// Layers for which the predicate holds ([`Selector::when`]).
+    Predicate(Predicate),
 }
 
 impl Selector {
+    /// Layers for which `predicate` holds, given the layer's context: its name, type, roles and
+    /// depth ([`RuleContext`]).
+    ///
+    /// ```
+    /// use rap_attrib::{Composite, LayerType, Selector, rules::{Epsilon, ZPlus}};
+    ///
+    /// // Z⁺ on the convolutions of `features.` after the first three rule-taking layers.
+    /// let deep_conv = Selector::when(|ctx| {
+    ///     ctx.layer_type == LayerType::Conv2d && ctx.name.starts_with("features.") && ctx.depth >= 3
+    /// });
+    /// let composite = Composite::new().with(deep_conv, ZPlus::zennit()).with(Selector::Any, Epsilon::default());
+    /// assert_eq!(composite.len(), 2);
+    /// ```
+    pub fn when(predicate: impl Fn(&RuleContext) -> bool + Send + Sync + 'static) -> Self {
+        Selector::Predicate(Predicate(Arc::new(predicate)))
+    }
+
     /// Whether the selector matches the layer described by `ctx`.
     pub fn matches(&self, ctx: &RuleContext) -> bool {
         match self {
@@ -49,6 +90,7 @@ impl Selector {
             Selector::Name(n) => ctx.name == n,
             Selector::NamePrefix(p) => ctx.name.starts_with(p.as_str()),
             Selector::All(all) => all.iter().all(|s| s.matches(ctx)),
+            Selector::Predicate(p) => (p.0)(ctx),
         }
     }
 }
@@ -71,11 +113,12 @@ pub struct Composite {
     input_layers: Vec<String>,
     output_layers: Vec<String>,
     batch_norm: BatchNormMerge,
+    canonizers: Vec<Arc<dyn Canonizer>>,
     sharing: Sharing,
 }
 
-/// Whether and how BatchNorm is merged into the Linear or Conv2d before it (the canonizer,
-/// [`merge_batch_norm`](crate::canonizer::merge_batch_norm)).
+/// Whether and how BatchNorm is merged into the Linear or Conv2d before it (the canonizer
+/// [`MergeBatchNorm`], first in [`Composite::canonizers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum BatchNormMerge {
@@ -110,6 +153,7 @@ impl Composite {
             input_layers: Vec::new(),
             output_layers: Vec::new(),
             batch_norm: BatchNormMerge::Off,
+            canonizers: Vec::new(),
             sharing: Sharing::SafeDivide,
         }
     }
@@ -161,6 +205,31 @@ impl Composite {
         self
     }
 
+    /// Appends a canonizer, applied to the graph before the walk after the ones already held
+    /// (the BatchNorm merge, when set, runs first).
+    pub fn with_canonizer(mut self, canonizer: impl Canonizer + 'static) -> Self {
+        self.canonizers.push(Arc::new(canonizer));
+        self
+    }
+
+    /// Appends a shared canonizer.
+    pub fn with_shared_canonizer(mut self, canonizer: Arc<dyn Canonizer>) -> Self {
+        self.canonizers.push(canonizer);
+        self
+    }
+
+    /// The canonizers applied before the walk, in order: the BatchNorm merge
+    /// ([`with_batch_norm_merge`](Composite::with_batch_norm_merge)) when set, then the ones added
+    /// with [`with_canonizer`](Composite::with_canonizer).
+    pub fn canonizers(&self) -> Vec<Arc<dyn Canonizer>> {
+        let merge: Option<Arc<dyn Canonizer>> = match self.batch_norm {
+            BatchNormMerge::Exact => Some(Arc::new(MergeBatchNorm::exact())),
+            BatchNormMerge::Zennit => Some(Arc::new(MergeBatchNorm::zennit())),
+            BatchNormMerge::Off => None,
+        };
+        merge.into_iter().chain(self.canonizers.iter().cloned()).collect()
+    }
+
     /// Merges BatchNorm exactly into the preceding Linear/Conv2d ([`BatchNormMerge::Exact`]) or
     /// not at all ([`BatchNormMerge::Off`]).
     pub fn with_merged_batch_norm(mut self, merge: bool) -> Self {
@@ -203,9 +272,9 @@ impl Composite {
 
     /// Checks every layer name the composite gives (input and output layers, `Selector::Name`
     /// and `Selector::NamePrefix`) against the names of a traced model; an unknown one is
-    /// [`AttribError::UnknownLayer`](crate::AttribError::UnknownLayer) listing the model's layers.
-    pub fn check_names(&self, layer_names: &[&str]) -> crate::Result<()> {
-        let unknown = |field: &str, name: &str| crate::AttribError::UnknownLayer {
+    /// [`AttribError::UnknownLayer`] listing the model's layers.
+    pub fn check_names(&self, layer_names: &[&str]) -> Result<()> {
+        let unknown = |field: &str, name: &str| AttribError::UnknownLayer {
             field: field.to_string(),
             name: name.to_string(),
             known: layer_names.join(", "),
@@ -258,7 +327,7 @@ impl Composite {
 
     /// LRP-αβ as the RAP reference runs it: logit start, [`AlphaBeta`] everywhere (output layer
     /// included), [`ZBeta::reference_lrp`] at a Conv2d input layer, BatchNorm as masked [`Pass`].
-    pub fn lrp_alpha_beta(alpha: f64, beta: f64) -> crate::Result<Self> {
+    pub fn lrp_alpha_beta(alpha: f64, beta: f64) -> Result<Self> {
         Ok(Self::new()
             .with(Self::input_conv(), ZBeta::reference_lrp())
             .with(Selector::Type(LayerType::BatchNorm), Pass::masked())
@@ -266,7 +335,7 @@ impl Composite {
     }
 
     /// LRP-ε on every linear layer; BatchNorm passes relevance unchanged.
-    pub fn epsilon(epsilon: f64) -> crate::Result<Self> {
+    pub fn epsilon(epsilon: f64) -> Result<Self> {
         Ok(Self::new()
             .with(Selector::Type(LayerType::BatchNorm), Pass::default())
             .with(Selector::Any, Epsilon::new(epsilon)?))
@@ -334,5 +403,79 @@ impl Composite {
     /// with Flat on the input layer (a Conv2d or a Linear).
     pub fn zennit_epsilon_alpha2_beta1_flat() -> Self {
         Self::zennit(Some((true, Arc::new(Flat::zennit()))), AlphaBeta::zennit_alpha2_beta1())
+    }
+}
+
+/// The presets by name ([`Composite::PRESETS`]).
+impl Composite {
+    /// The names [`Composite::preset`] and [`FromStr`](std::str::FromStr) take.
+    pub const PRESETS: [&'static str; 9] = [
+        "rap",
+        "lrp-a1b0",
+        "lrp-a2b1",
+        "lrp-eps",
+        "epsilon-plus",
+        "epsilon-plus-flat",
+        "epsilon-gamma-box",
+        "epsilon-alpha2-beta1",
+        "epsilon-alpha2-beta1-flat",
+    ];
+
+    /// A preset by name, with `input_bounds` for the presets whose input layer takes Z^β / ZBox
+    /// (`lrp-eps`, `epsilon-gamma-box`): the range of the input values, per sample
+    /// ([`Bounds::PerSample`]) or for the model's normalisation (for ImageNet-normalised photos,
+    /// [`Bounds::normalized_unit_range`]).
+    ///
+    /// | name | composite |
+    /// |---|---|
+    /// | `rap` | [`Composite::rap`] |
+    /// | `lrp-a1b0`, `lrp-a2b1` | [`Composite::lrp_alpha_beta`] (1, 0) and (2, 1) |
+    /// | `lrp-eps` | Z^β (`input_bounds`) on the input layer, Pass on BatchNorm, LRP-ε elsewhere |
+    /// | `epsilon-plus` | [`Composite::zennit_epsilon_plus`] |
+    /// | `epsilon-plus-flat` | [`Composite::zennit_epsilon_plus_flat`] |
+    /// | `epsilon-gamma-box` | [`Composite::zennit_epsilon_gamma_box`] (`input_bounds`) |
+    /// | `epsilon-alpha2-beta1` | [`Composite::zennit_epsilon_alpha2_beta1`] |
+    /// | `epsilon-alpha2-beta1-flat` | [`Composite::zennit_epsilon_alpha2_beta1_flat`] |
+    ///
+    /// Any other name is [`AttribError::InvalidParameter`] listing these.
+    pub fn preset(name: &str, input_bounds: Bounds) -> Result<Self> {
+        Ok(match name {
+            "rap" => Composite::rap(),
+            "lrp-a1b0" => Composite::lrp_alpha_beta(1.0, 0.0)?,
+            "lrp-a2b1" => Composite::lrp_alpha_beta(2.0, 1.0)?,
+            "lrp-eps" => Composite::new()
+                .with(Selector::InputLayer, ZBeta::new(input_bounds))
+                .with(Selector::Type(LayerType::BatchNorm), Pass::default())
+                .with(Selector::Any, Epsilon::default()),
+            "epsilon-plus" => Composite::zennit_epsilon_plus(),
+            "epsilon-plus-flat" => Composite::zennit_epsilon_plus_flat(),
+            "epsilon-gamma-box" => Composite::zennit_epsilon_gamma_box(input_bounds),
+            "epsilon-alpha2-beta1" => Composite::zennit_epsilon_alpha2_beta1(),
+            "epsilon-alpha2-beta1-flat" => Composite::zennit_epsilon_alpha2_beta1_flat(),
+            other => {
+                return Err(AttribError::InvalidParameter(format!(
+                    "preset `{other}` is not allowed; expected one of {}",
+                    Self::PRESETS.join(", ")
+                )));
+            }
+        })
+    }
+}
+
+/// A preset by name ([`Composite::preset`]), with per-sample input bounds.
+///
+/// ```
+/// use rap_attrib::Composite;
+///
+/// let c: Composite = "epsilon-plus-flat".parse()?;
+/// assert!(!c.is_empty());
+/// assert!("lrp-zero".parse::<Composite>().is_err());
+/// # Ok::<(), rap_attrib::AttribError>(())
+/// ```
+impl std::str::FromStr for Composite {
+    type Err = AttribError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Composite::preset(name, Bounds::PerSample)
     }
 }

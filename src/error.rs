@@ -34,6 +34,18 @@ pub enum AttribError {
         /// The shape it got.
         got: Vec<usize>,
     },
+    /// An input lives on another device than the weights of the layer it reaches.
+    #[error(
+        "layer `{layer}`: its input is on device {input}, the layer's weights on {model}; move the input to the model's device"
+    )]
+    DeviceMismatch {
+        /// Layer name.
+        layer: String,
+        /// The input's device.
+        input: String,
+        /// The device of the layer's weights.
+        model: String,
+    },
     /// A target class index is not a valid output index.
     #[error(
         "target class {class} of sample {sample} is out of range; the network has {classes} outputs (expected 0..{classes})"

@@ -53,6 +53,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 mod backend;
+pub mod base;
+mod cache;
 pub mod canonizer;
 pub mod composite;
 pub mod error;
@@ -60,6 +62,7 @@ pub mod error;
 pub mod evaluation;
 #[cfg(feature = "gradients")]
 pub mod gradients;
+pub mod graph;
 #[cfg(feature = "images")]
 pub mod imaging;
 pub mod layers;
@@ -78,9 +81,11 @@ pub mod walk;
 pub mod zoo;
 
 pub use backend::device_by_name;
+pub use canonizer::Canonizer;
 pub use composite::{BatchNormMerge, Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};
-pub use layers::{LayerType, LinearLayer, Relevance};
+pub use graph::Graph;
+pub use layers::{LayerType, LinearLayer, LinearStructure, Relevance};
 pub use rules::{Rule, RuleContext};
 pub use walk::{
     AttributionMethod, Conservation, Explain, Explainer, Explanation, LayerRelevance, Node, Target, Tracer,

@@ -9,6 +9,7 @@
 //! error (a truncated picture is never explained as a half-grey one), and a description with a
 //! duplicate layer name is an error.
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::device;
@@ -22,8 +23,7 @@ use serde_json::{Value, json};
 use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-#[path = "common/pth.rs"]
-mod pth;
+use common::pth;
 
 fn cases() -> u32 {
     std::env::var("RAP_HOSTILE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000)
@@ -36,7 +36,7 @@ fn runner() -> TestRunner {
 }
 
 fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared")
+    common::data()
 }
 
 fn tmp(name: &str) -> PathBuf {

@@ -53,14 +53,17 @@
 
 use crate::composite::InitialRelevance;
 use crate::error::{AttribError, Result};
+use crate::graph::Step;
 use crate::layers::LayerType;
+use crate::limits::Limits;
 use crate::tensor::{all_finite, sample_max, sample_min, to_vec};
-use crate::walk::explain::{logits_of, prepare, resolve_target, run_model};
-use crate::walk::{AttributionMethod, Explain, Explanation, Target, Tracer};
+use crate::walk::explain::{logits_of, prepare, resolve_target, run_model, trace_model};
+use crate::walk::{AttributionMethod, Explain, Explanation, Target};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::HashMap;
+use std::ops::Deref;
 
 /// Where integrated gradients starts its path.
 #[derive(Debug, Clone)]
@@ -263,16 +266,30 @@ impl GradientMethod {
 pub const MAX_COPIES: usize = 100_000;
 
 /// Explains a model with a gradient method; the counterpart of [`crate::Explainer`].
-pub struct GradientExplainer<'a, M: Explain + ?Sized> {
-    model: &'a M,
+///
+/// Like [`Explainer`](crate::Explainer), it holds the model by a borrow (`&M`) or an owner
+/// (`Arc<M>`, `Box<M>`).
+pub struct GradientExplainer<P> {
+    model: P,
     method: GradientMethod,
     chunk: usize,
+    limits: Limits,
 }
 
-impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
-    /// An explainer for `model` using `method`.
-    pub fn new(model: &'a M, method: GradientMethod) -> Self {
-        Self { model, method, chunk: 16 }
+impl<P> GradientExplainer<P>
+where
+    P: Deref,
+    P::Target: Explain,
+{
+    /// An explainer for `model` (a borrow or an owner) using `method`.
+    pub fn new(model: P, method: GradientMethod) -> Self {
+        Self { model, method, chunk: 16, limits: Limits::default() }
+    }
+
+    /// The limits this explainer's calls run under ([`Limits`]; default: the process-wide ones).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// At most `chunk` copies (integration steps, noisy samples) per forward/backward pass
@@ -290,24 +307,28 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
     /// Explains a batch (`[B, C, H, W]` or `[B, F]`). The explanation's `initial` is the gradient
     /// seed at the output (one-hot, or the given output vector) and `layers` is empty.
     pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
+        self.limits.scope(|| self.explain_within_limits(input, target))
+    }
+
+    fn explain_within_limits<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
         self.method.check()?;
         let x = prepare(&input)?;
         let (logits, seed, targets, relevance) = match &self.method {
             // One forward pass on the autodiff device gives the logits and the graph.
             GradientMethod::Gradient | GradientMethod::InputTimesGradient => {
-                let (logits, seed, targets, g) = gradient_at_target(self.model, x.clone(), target)?;
+                let (logits, seed, targets, g) = gradient_at_target(&*self.model, x.clone(), target)?;
                 let g = if matches!(self.method, GradientMethod::Gradient) { g } else { g * x };
                 (logits, seed, targets, g)
             }
             method => {
-                let logits = run_model(self.model, x.clone())?;
+                let logits = run_model(&*self.model, x.clone())?;
                 let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
                 let relevance = match method {
-                    GradientMethod::GuidedBackprop => layer_walk(self.model, x, seed.clone(), true)?,
+                    GradientMethod::GuidedBackprop => layer_walk(&*self.model, x, seed.clone(), true)?,
                     GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, &seed, ig)?,
                     GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, &seed, sg)?,
                     GradientMethod::Gradient | GradientMethod::InputTimesGradient => {
-                        input_gradient(self.model, x, &seed)?
+                        input_gradient(&*self.model, x, &seed)?
                     }
                 };
                 (logits, seed, targets, relevance)
@@ -344,7 +365,7 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
             let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
             let inputs = build(chunk, start * self.chunk, &idx)?;
             let seeds = seed.clone().select(0, idx.clone());
-            let g = input_gradient(self.model, inputs, &seeds)?;
+            let g = input_gradient(&*self.model, inputs, &seeds)?;
             let w: Vec<f32> = chunk.iter().map(|(_, w)| *w).collect();
             let w = Tensor::<4>::from_data(TensorData::new(w, [n, 1, 1, 1]), &device);
             acc = acc.select_assign(0, idx, g * w, IndexingUpdateOp::Add);
@@ -420,7 +441,11 @@ impl<'a, M: Explain + ?Sized> GradientExplainer<'a, M> {
     }
 }
 
-impl<M: Explain + ?Sized> AttributionMethod for GradientExplainer<'_, M> {
+impl<P> AttributionMethod for GradientExplainer<P>
+where
+    P: Deref,
+    P::Target: Explain,
+{
     fn attribute(&self, input: Tensor<4>, target: Target) -> Result<Explanation<4>> {
         self.explain(input, target)
     }
@@ -434,9 +459,8 @@ impl<M: Explain + ?Sized> AttributionMethod for GradientExplainer<'_, M> {
 /// - returns: shaped like `x`
 pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tensor<2>) -> Result<Tensor<4>> {
     let xa = x.clone().autodiff().require_grad();
-    let (mut tracer, node) = Tracer::new(xa.clone());
-    let out = model.trace(&mut tracer, node)?;
-    let y = tracer.value(out)?.clone();
+    let (graph, out) = trace_model(model, xa.clone())?;
+    let y = graph.value(out)?.clone();
     let [b, k, h, w] = y.dims();
     if h != 1 || w != 1 {
         return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
@@ -444,7 +468,7 @@ pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tenso
     if seed.dims() != [b, k] {
         return Err(AttribError::OutputRelevanceShape { got: seed.dims().to_vec(), expected: vec![b, k] });
     }
-    drop(tracer);
+    drop(graph);
     let score = (y.reshape([b, k]) * seed.clone()).sum_dim(1).sum();
     let grads = score.backward();
     Ok(xa.grad(&grads).unwrap_or_else(|| x.zeros_like()))
@@ -458,10 +482,9 @@ fn gradient_at_target<M: Explain + ?Sized>(
     target: Target,
 ) -> Result<(Tensor<2>, Tensor<2>, Vec<usize>, Tensor<4>)> {
     let xa = x.clone().autodiff().require_grad();
-    let (mut tracer, node) = Tracer::new(xa.clone());
-    let out = model.trace(&mut tracer, node)?;
-    let y = tracer.value(out)?.clone();
-    drop(tracer);
+    let (graph, out) = trace_model(model, xa.clone())?;
+    let y = graph.value(out)?.clone();
+    drop(graph);
     let [b, k, h, w] = y.dims();
     if h != 1 || w != 1 {
         return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
@@ -477,48 +500,30 @@ fn gradient_at_target<M: Explain + ?Sized>(
     Ok((logits, seed, targets, g))
 }
 
-/// The traced graph walked backwards, each layer's vector–Jacobian product by autodiff; with
-/// `guided`, ReLUs send `1[x > 0] · max(∂, 0)` (guided backprop), otherwise the plain gradient.
+/// The traced graph walked backwards by the graph's one backward walk, each op's
+/// vector–Jacobian product by autodiff; with `guided`, ReLUs send `1[x > 0] · max(∂, 0)` (guided
+/// backprop), otherwise the plain gradient.
 fn layer_walk<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>, guided: bool) -> Result<Tensor<4>> {
-    let (mut tracer, node) = Tracer::new(x);
-    let out = model.trace(&mut tracer, node)?;
-    let dims = logits_of(&tracer, out)?.dims();
-    vjp_walk(&tracer, out, seed.reshape([dims[0], dims[1], 1, 1]), guided)
-}
-
-/// Walks a trace backwards with per-layer vector–Jacobian products; `guided` changes ReLUs.
-fn vjp_walk(tracer: &Tracer, out: crate::Node, seed: Tensor<4>, guided: bool) -> Result<Tensor<4>> {
-    let mut grad: Vec<Option<Tensor<4>>> = vec![None; tracer.values.len()];
-    grad[out.0] = Some(seed);
-    for op in tracer.ops.iter().rev() {
-        let Some(g) = grad[op.output].take() else { continue };
-        let layer = op.layer.get();
-        let inputs = op
-            .inputs
-            .iter()
-            .map(|&i| tracer.values[i].clone().ok_or(AttribError::UnknownNode(i)))
-            .collect::<Result<Vec<_>>>()?;
-        let grads_in: Vec<Tensor<4>> = if guided && layer.layer_type() == LayerType::Relu {
-            vec![g.clamp_min(0.0).mask_fill(inputs[0].clone().lower_equal_elem(0.0), 0.0)]
-        } else {
-            let tracked: Vec<Tensor<4>> = inputs.iter().map(|t| t.clone().autodiff().require_grad()).collect();
-            let y = layer.forward(&op.name, &tracked)?;
-            // Reduced axis by axis: burn 0.22.1's wgpu reduction over one long axis drops
-            // elements, and with fusion on it also corrupts this sum's gradient (seen on Mesa).
-            let grads = crate::tensor::sample_sum(y * g).sum().backward();
-            tracked.iter().zip(&inputs).map(|(t, x)| t.grad(&grads).unwrap_or_else(|| x.zeros_like())).collect()
-        };
-        for (&i, gi) in op.inputs.iter().zip(grads_in) {
-            grad[i] = Some(match grad[i].take() {
-                Some(prev) => prev + gi,
-                None => gi,
-            });
+    let (mut graph, out) = trace_model(model, x)?;
+    let dims = logits_of(&graph, out)?.dims();
+    let step = |step: Step<'_, '_>| -> Result<Vec<Tensor<4>>> {
+        let layer = step.op.layer();
+        let g = step.relevance;
+        if guided && layer.layer_type() == LayerType::Relu {
+            return Ok(step
+                .inputs
+                .iter()
+                .map(|x| g.clone().clamp_min(0.0).mask_fill(x.clone().lower_equal_elem(0.0), 0.0))
+                .collect());
         }
-    }
-    Ok(match grad[0].take() {
-        Some(g) => g,
-        None => tracer.values[0].clone().ok_or(AttribError::UnknownNode(0))?.zeros_like(),
-    })
+        let tracked: Vec<Tensor<4>> = step.inputs.iter().map(|t| t.clone().autodiff().require_grad()).collect();
+        let y = layer.forward(step.op.name(), &tracked)?;
+        // Reduced axis by axis: burn 0.22.1's wgpu reduction over one long axis drops
+        // elements, and with fusion on it also corrupts this sum's gradient (seen on Mesa).
+        let grads = crate::tensor::sample_sum(y * g).sum().backward();
+        Ok(tracked.iter().zip(&step.inputs).map(|(t, x)| t.grad(&grads).unwrap_or_else(|| x.zeros_like())).collect())
+    };
+    graph.backward(out, seed.reshape([dims[0], dims[1], 1, 1]), step, |_, _| {})
 }
 
 /// The plain gradient by the same per-layer walk as guided backprop (it must equal

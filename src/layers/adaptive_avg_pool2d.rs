@@ -4,8 +4,8 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::{LayerType, Relevance, inputs_n, shape_error, z_rule_pool};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::nn::pool::AdaptiveAvgPool2d;
 use burn::tensor::module::adaptive_avg_pool2d;
 use burn::tensor::{Device, Tensor, TensorData};

@@ -1,8 +1,8 @@
 //! Residual Add: `y = a + b`.
 
 use super::{LayerType, Relevance, inputs_n, shape_error};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
 
 /// Elementwise sum of two branches (a residual connection).

@@ -2,8 +2,8 @@
 
 use super::conv2d::padding_of;
 use super::{LayerType, Relevance, Window, inputs_n, shape_error, z_rule_pool};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::nn::pool::AvgPool2d;
 use burn::tensor::Tensor;
 use burn::tensor::module::{avg_pool2d, avg_pool2d_backward};

@@ -18,7 +18,7 @@ pub(crate) fn scale_shift(bn: &BatchNorm) -> (Tensor<1>, Tensor<1>) {
 ///
 /// As a [`LinearLayer`] it is the diagonal map `x ↦ ŵ x + (β − μ ŵ)`; the rule-facing weight is
 /// `ŵ` as `[C, 1, 1, 1]`. Rules see it like any affine layer; the presets give it
-/// [`Pass`](crate::rules::Pass), and [`merge_batch_norm`](crate::canonizer::merge_batch_norm)
+/// [`Pass`](crate::rules::Pass), and [`MergeBatchNorm`](crate::canonizer::MergeBatchNorm)
 /// can fold it into the preceding Linear or Conv2d.
 ///
 /// # Shapes
@@ -49,11 +49,25 @@ impl LinearLayer for BatchNorm {
         let [c, _, _, _] = weight.dims();
         y * weight.clone().reshape([1, c, 1, 1])
     }
+
+    fn structure(&self) -> crate::base::LinearStructure {
+        crate::base::LinearStructure::Diagonal
+    }
 }
 
 impl Relevance for BatchNorm {
     fn layer_type(&self) -> LayerType {
         LayerType::BatchNorm
+    }
+
+    fn weights_key(&self) -> Option<u64> {
+        // The running statistics change in place only in training mode (their ids stay): see
+        // `Explainer::with_weight_cache`.
+        Some(super::weights_key(&[Some(self.gamma.id.val()), Some(self.beta.id.val()), Some(self.epsilon.to_bits())]))
+    }
+
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.gamma.val().device())
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

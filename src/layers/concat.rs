@@ -1,8 +1,8 @@
 //! Channel concatenation of parallel branches (SqueezeNet's Fire, Inception).
 
 use super::{LayerType, Relevance, shape_error};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
 
 /// Concatenation along the channel dimension.

@@ -238,6 +238,14 @@ impl Relevance for Conv2d {
         LayerType::Conv2d
     }
 
+    fn weights_key(&self) -> Option<u64> {
+        Some(super::weights_key(&[Some(self.weight.id.val()), self.bias.as_ref().map(|b| b.id.val())]))
+    }
+
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.weight.val().device())
+    }
+
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
         let [x] = inputs_n::<1>(name, inputs)?;
         let dims = x.dims();

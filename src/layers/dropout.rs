@@ -1,8 +1,8 @@
 //! [`burn::nn::Dropout`]: the identity at inference.
 
 use super::{LayerType, Relevance, inputs_n};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::nn::Dropout;
 use burn::tensor::Tensor;
 

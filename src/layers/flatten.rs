@@ -1,8 +1,8 @@
 //! Flatten: `[B, C, H, W] → [B, C·H·W]` in row-major (C, H, W) order.
 
 use super::{LayerType, Relevance, inputs_n};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
 
 /// Reshape to a vector per sample, row-major over (C, H, W) like PyTorch's `x.view(B, -1)`.

@@ -41,11 +41,23 @@ impl LinearLayer for Linear {
         let w: Tensor<2> = weight.clone().reshape([d_out, d_in]);
         y.reshape([b, d_out]).matmul(w).reshape(x_shape)
     }
+
+    fn structure(&self) -> crate::base::LinearStructure {
+        crate::base::LinearStructure::Dense
+    }
 }
 
 impl Relevance for Linear {
     fn layer_type(&self) -> LayerType {
         LayerType::Linear
+    }
+
+    fn weights_key(&self) -> Option<u64> {
+        Some(super::weights_key(&[Some(self.weight.id.val()), self.bias.as_ref().map(|b| b.id.val())]))
+    }
+
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.weight.val().device())
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

@@ -2,8 +2,8 @@
 
 use super::conv2d::padding_of;
 use super::{LayerType, Relevance, Window, inputs_n, shape_error};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::nn::pool::MaxPool2d;
 use burn::tensor::module::max_pool2d_with_indices;
 use burn::tensor::ops::MaxPoolOptions;
@@ -98,14 +98,7 @@ mod tests {
     use burn::tensor::Device;
 
     fn ctx() -> RuleContext<'static> {
-        RuleContext {
-            name: "pool",
-            layer_type: LayerType::MaxPool2d,
-            is_input_layer: false,
-            is_output_layer: false,
-            input_nonnegative: false,
-            sharing: Default::default(),
-        }
+        RuleContext::new("pool", LayerType::MaxPool2d)
     }
 
     #[test]

@@ -29,171 +29,12 @@ pub use concat::Concat;
 pub use conv2d::transpose_as_conv;
 pub use flatten::Flatten;
 
+pub use crate::base::{LayerType, LinearLayer, LinearStructure, WeightStack};
+pub(crate) use crate::base::{forward_apart, transpose_apart};
+
+use crate::base::{Rule, RuleContext, Sharing};
 use crate::error::{AttribError, Result};
-use crate::rules::{Rule, RuleContext};
 use burn::tensor::Tensor;
-use std::fmt;
-use std::sync::Arc;
-
-/// The kind of a layer, used by composites to pick rules by type and by error messages.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum LayerType {
-    /// Fully connected layer.
-    Linear,
-    /// 2-D convolution.
-    Conv2d,
-    /// Batch normalisation (eval mode).
-    BatchNorm,
-    /// Rectified linear unit.
-    Relu,
-    /// Dropout (identity at inference).
-    Dropout,
-    /// Max pooling.
-    MaxPool2d,
-    /// Average pooling.
-    AvgPool2d,
-    /// Adaptive average pooling.
-    AdaptiveAvgPool2d,
-    /// Reshape to `[B, C·H·W]`.
-    Flatten,
-    /// Residual sum of two branches.
-    Add,
-    /// Channel concatenation of branches.
-    Concat,
-    /// A user-defined layer type.
-    Custom(String),
-}
-
-impl fmt::Display for LayerType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LayerType::Custom(name) => write!(f, "{name}"),
-            other => write!(f, "{other:?}"),
-        }
-    }
-}
-
-/// A layer that is linear (affine) in its input: `y = W ⋆ x + b`.
-///
-/// Rules work on this view. The weight is always a rank-4 tensor in a layout of the layer's own
-/// choosing (Linear: `[out, in, 1, 1]`; Conv2d: `[out, in/groups, kh, kw]`; BatchNorm:
-/// `[C, 1, 1, 1]`, the per-channel scale `γ/√(var+ε)`), so that a rule can modify it
-/// elementwise (`W⁺`, `W⁻`, `W²`, …) without knowing the layer type.
-///
-/// # Shapes
-///
-/// - `x`: the layer input, `[B, C_in, H, W]` (vectors as `[B, F, 1, 1]`)
-/// - `forward_with` output: `[B, C_out, H', W']`
-/// - `transpose_with(y)`: same shape as `x`
-pub trait LinearLayer {
-    /// The layer's weight in its rank-4 layout.
-    fn weight(&self) -> Tensor<4>;
-    /// The layer's bias `[C_out]`, if it has one.
-    fn bias(&self) -> Option<Tensor<1>>;
-    /// `W ⋆ x + b` with a given (possibly modified) weight and bias.
-    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4>;
-    /// The adjoint of `x ↦ W ⋆ x` (no bias), evaluated at `y`, for an input of shape `x_shape`.
-    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4>;
-
-    /// Prepares several weights of this layer for [`forward_stack`](LinearLayer::forward_stack)
-    /// and [`transpose_stack`](LinearLayer::transpose_stack). The default keeps them apart (one
-    /// product per weight); Conv2d stacks them along its output channels so that all products
-    /// are one convolution.
-    fn stack(&self, parts: Vec<Tensor<4>>) -> WeightStack {
-        WeightStack::new(parts)
-    }
-
-    /// `[W₁ ⋆ x, W₂ ⋆ x, …]` (no bias) for the weights of `stack`, in their order.
-    fn forward_stack(&self, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
-        forward_apart(self, x, stack)
-    }
-
-    /// `Σₖ Wₖᵀ yₖ`: the adjoints of the weights of `stack` at `ys` (one per weight), summed,
-    /// for an input of shape `x_shape`.
-    fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
-        transpose_apart(self, ys, stack, x_shape)
-    }
-
-    /// The signed parts `[W⁺, |W⁻|]` of the weight, stacked by [`stack`](LinearLayer::stack).
-    ///
-    /// The explainer keeps them per layer for as long as it lives (see
-    /// [`Explainer::with_weight_cache`](crate::Explainer::with_weight_cache)), so rules that
-    /// split the weight by sign pay for the split once per model, not once per call.
-    fn signed_weights(&self) -> Arc<WeightStack> {
-        let w = self.weight();
-        Arc::new(self.stack(vec![w.clone().clamp_min(0.0), w.clamp_max(0.0).neg()]))
-    }
-}
-
-/// [`LinearLayer::forward_stack`] one product per weight (the default, and a layer's fallback).
-pub(crate) fn forward_apart<L: LinearLayer + ?Sized>(layer: &L, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
-    stack.parts().iter().map(|w| layer.forward_with(x.clone(), w, None)).collect()
-}
-
-/// [`LinearLayer::transpose_stack`] one adjoint per weight, summed (the default, and a layer's
-/// fallback).
-pub(crate) fn transpose_apart<L: LinearLayer + ?Sized>(
-    layer: &L,
-    ys: Vec<Tensor<4>>,
-    stack: &WeightStack,
-    x_shape: [usize; 4],
-) -> Tensor<4> {
-    ys.into_iter()
-        .zip(stack.parts())
-        .map(|(y, w)| layer.transpose_with(y, w, x_shape))
-        .reduce(|a, b| a + b)
-        .unwrap_or_else(|| Tensor::zeros(x_shape, &layer.weight().device()))
-}
-
-/// Weights of one layer prepared for products in one call (built by [`LinearLayer::stack`]).
-///
-/// It holds the weights themselves and, where the layer has one, a fused form of them (Conv2d:
-/// the weights stacked along the output channels of each group, and for stride-1 convolutions
-/// the stacked kernel of the adjoint as a forward convolution).
-#[derive(Debug, Clone)]
-pub struct WeightStack {
-    parts: Vec<Tensor<4>>,
-    forward: Option<Tensor<4>>,
-    transpose: Option<Tensor<4>>,
-}
-
-impl WeightStack {
-    /// The weights kept apart: one product per weight.
-    pub fn new(parts: Vec<Tensor<4>>) -> Self {
-        Self { parts, forward: None, transpose: None }
-    }
-
-    /// The weights with a layer's fused forms for the forward products and for the adjoint.
-    pub fn fused(parts: Vec<Tensor<4>>, forward: Option<Tensor<4>>, transpose: Option<Tensor<4>>) -> Self {
-        Self { parts, forward, transpose }
-    }
-
-    /// The weights, in order.
-    pub fn parts(&self) -> &[Tensor<4>] {
-        &self.parts
-    }
-
-    /// The number of weights.
-    pub fn len(&self) -> usize {
-        self.parts.len()
-    }
-
-    /// Whether the stack holds no weight.
-    pub fn is_empty(&self) -> bool {
-        self.parts.is_empty()
-    }
-
-    /// The layer's fused form for the forward products, if it made one.
-    pub fn fused_forward(&self) -> Option<&Tensor<4>> {
-        self.forward.as_ref()
-    }
-
-    /// The layer's fused form for the adjoint, if it made one.
-    pub fn fused_transpose(&self) -> Option<&Tensor<4>> {
-        self.transpose.as_ref()
-    }
-}
 
 /// Relevance propagation through one layer type.
 ///
@@ -225,6 +66,23 @@ pub trait Relevance {
         None
     }
 
+    /// A key for the weights the layer holds now, under which an explainer keeps what it
+    /// prepares from them between calls ([`Explainer::with_weight_cache`](crate::Explainer::with_weight_cache)):
+    /// it must change whenever the weights change. Burn's layers give a hash of their
+    /// parameters' ids (`ParamId`), which a replaced, re-initialised or loaded layer changes.
+    /// `None` (the default) keeps nothing for the layer: its weights are prepared on every call.
+    /// A layer of your own whose weights change behind `&self` returns a version it bumps on
+    /// every change, or `None`.
+    fn weights_key(&self) -> Option<u64> {
+        None
+    }
+
+    /// The device the layer's weights live on, if it has weights; an input on another device
+    /// is refused before the layer runs ([`AttribError::DeviceMismatch`]).
+    fn device(&self) -> Option<burn::tensor::Device> {
+        None
+    }
+
     /// For a normalisation layer (BatchNorm), the `ε` added to its variance; `None` for other
     /// layers. The canonizer that reproduces Zennit's BatchNorm merge needs it
     /// ([`BatchNormMerge::Zennit`](crate::BatchNormMerge::Zennit)).
@@ -232,13 +90,14 @@ pub trait Relevance {
         None
     }
 
-    /// Sends relevance `r` (shaped like `output`) back to the inputs.
+    /// Sends relevance `r` (shaped like `output`) back to the inputs: the op's relevance step,
+    /// which the walk calls for every op.
     ///
     /// `rule` is the composite's rule for this layer; it is `Some` exactly when
-    /// [`as_linear`](Relevance::as_linear) is `Some`. The default implementation hands linear
-    /// layers to the rule and refuses everything else. The explainer's walk calls this method
-    /// for layers without a linear view only: a linear layer of one input goes straight to its
-    /// rule, seen through the explainer's weight cache.
+    /// [`as_linear`](Relevance::as_linear) is `Some`. The default implementation hands a linear
+    /// layer of one input to the rule, seen through `ctx.linear_view()` (the layer with the
+    /// weights the explainer keeps; its own linear view when none is set), and refuses
+    /// everything else. Override it for an op with an exact step of its own.
     fn relevance(
         &self,
         inputs: &[Tensor<4>],
@@ -248,7 +107,7 @@ pub trait Relevance {
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
         let _ = output;
-        match (self.as_linear(), rule) {
+        match (ctx.linear_view().or(self.as_linear()), rule) {
             (Some(linear), Some(rule)) => {
                 let [x] = inputs_n::<1>(ctx.name, inputs)?;
                 Ok(vec![rule.relevance(linear, x, r, ctx)?])
@@ -335,9 +194,17 @@ pub(crate) fn z_rule_pool(
     x: &Tensor<4>,
     z: &Tensor<4>,
     r: Tensor<4>,
-    sharing: crate::rules::Sharing,
+    sharing: Sharing,
     adjoint: impl FnOnce(Tensor<4>) -> Tensor<4>,
 ) -> Tensor<4> {
     let s = sharing.divide(r, z.clone());
     x.clone() * adjoint(s)
+}
+
+/// One key from the parts of a layer's weights key ([`Relevance::weights_key`]).
+pub(crate) fn weights_key(parts: &[Option<u64>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    parts.hash(&mut h);
+    h.finish()
 }

@@ -1,8 +1,8 @@
 //! [`burn::nn::Relu`]: relevance passes through unchanged.
 
 use super::{LayerType, Relevance, inputs_n};
+use crate::base::{Rule, RuleContext};
 use crate::error::Result;
-use crate::rules::{Rule, RuleContext};
 use burn::nn::Relu;
 use burn::tensor::Tensor;
 

@@ -1,8 +1,8 @@
 //! LRP-αβ.
 
 use super::{Rule, RuleContext, Stabilizer, add_bias, share, signed_products as products, signed_weights};
+use crate::base::{LinearLayer, WeightStack};
 use crate::error::{AttribError, Result};
-use crate::layers::{LinearLayer, WeightStack};
 use crate::tensor::{neg, pos, safe_div};
 use burn::tensor::Tensor;
 

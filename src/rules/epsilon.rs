@@ -1,8 +1,8 @@
 //! LRP-ε.
 
 use super::{Rule, RuleContext, Stabilizer, z_step};
+use crate::base::LinearLayer;
 use crate::error::{AttribError, Result};
-use crate::layers::LinearLayer;
 use burn::tensor::Tensor;
 
 /// LRP-ε: `R_i = Σ_j x_i w_ji / (z_j + ε·sign(z_j)) · R_j`, `sign(0) = 1`.

@@ -1,8 +1,8 @@
 //! Flat.
 
 use super::{Rule, RuleContext, Stabilizer, z_step};
+use crate::base::LinearLayer;
 use crate::error::Result;
-use crate::layers::LinearLayer;
 use burn::tensor::Tensor;
 
 /// Flat: every input of a receptive field gets an equal share, `R_i = Σ_{j ∋ i} R_j / stab(n_j)`,

@@ -1,8 +1,8 @@
 //! LRP-γ.
 
 use super::{Rule, RuleContext, Stabilizer, add_bias, signed_products, signed_weights, z_step};
+use crate::base::LinearLayer;
 use crate::error::{AttribError, Result};
-use crate::layers::LinearLayer;
 use crate::tensor::{neg, pos};
 use burn::tensor::Tensor;
 

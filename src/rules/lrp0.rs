@@ -1,8 +1,8 @@
 //! LRP-0.
 
 use super::{Rule, RuleContext, Stabilizer, z_step};
+use crate::base::LinearLayer;
 use crate::error::Result;
-use crate::layers::LinearLayer;
 use burn::tensor::Tensor;
 
 /// LRP-0 (the basic rule): `R_i = Σ_j x_i w_ji / z_j · R_j` with `z_j = Σ_i x_i w_ji + b_j`.

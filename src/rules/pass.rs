@@ -1,8 +1,8 @@
 //! Pass.
 
 use super::{Rule, RuleContext};
+use crate::base::LinearLayer;
 use crate::error::{AttribError, Result};
-use crate::layers::LinearLayer;
 use burn::tensor::Tensor;
 
 /// Pass: relevance crosses the layer unchanged. Meant for shape-preserving layers such as

@@ -1,8 +1,8 @@
 //! RAP: Relative Attributing Propagation (Nam, Gur, Choi, Wolf, Lee, AAAI 2020).
 
 use super::{Rule, RuleContext, signed_products, signed_weights, stack_error};
+use crate::base::{LinearLayer, LinearStructure};
 use crate::error::Result;
-use crate::layers::{LayerType, LinearLayer};
 use crate::tensor::{neg, pos, safe_div, sample_sum};
 use burn::tensor::Tensor;
 
@@ -14,19 +14,21 @@ use burn::tensor::Tensor;
 /// relative influence. It has three parts, each a method here:
 ///
 /// 1. **Output Linear layer** ([`Rap::output_step`], Eq. 5 and 6; only when the composite marks
-///    the layer as the output layer *and* it is a Linear, as in the reference): the bias is
+///    the layer as the output layer *and* it is dense ([`LinearStructure::Dense`], a Linear), as in the
+///    reference): the bias is
 ///    shared over the positive inputs, `R̃ᵢ = xᵢwₜᵢ + x⁺ᵢw⁺ₜᵢ·sd(bₜ sd(P,z), A) +
 ///    x⁺ᵢw⁻ₜᵢ·sd(bₜ sd(N,z), B)`, then the absolute influence is normalised per sample,
 ///    `R′ᵢ = |R̃ᵢ| · ΣR̃ / Σ|R̃|`. The sum equals the target logit.
 /// 2. **Middle layers** ([`Rap::middle_step`], Eq. 7 to 9): the input is split into the branches
 ///    `u = x⁺` and `u = |x⁻|`. Per output `j`, `Aⱼ = Σ uᵢ w⁺ⱼᵢ`, `Nⱼ = Σ uᵢ |w⁻ⱼᵢ|`; the ν term
-///    `sd(Rⱼ sd(Nⱼ, Aⱼ+Nⱼ), Nⱼ)` is spread by `|w⁻|`. For a **Linear** layer both signs of `R`
+///    `sd(Rⱼ sd(Nⱼ, Aⱼ+Nⱼ), Nⱼ)` is spread by `|w⁻|`. For a **dense** layer ([`LinearStructure::Dense`]) both signs of `R`
 ///    go through `A`; for a **Conv2d** `R⁺` goes through `A` and `R⁻` through `N`. Each branch
 ///    is then shifted uniformly over its nonzero entries so it conserves `ΣR` exactly:
 ///    `Ψ = sd(ΣC − ΣR, #{C ≠ 0})`, `K = C − Ψ·1[C ≠ 0]`.
 /// 3. **Input layer**: [`ZBeta`](super::ZBeta) (Eq. 10), assigned by the composite.
 ///
-/// BatchNorm under RAP is [`Pass`](super::Pass) with `mask_zero_inputs` (the reference).
+/// BatchNorm under RAP is [`Pass`](super::Pass) with `mask_zero_inputs` (the reference); RAP
+/// mapped to a per-channel scale ([`LinearStructure::Diagonal`]) does the same.
 ///
 /// # Conservation
 ///
@@ -138,7 +140,7 @@ impl Rap {
     ) -> Result<Tensor<4>> {
         let (signed, _, _) = signed_weights(layer, ctx)?;
         let signed = signed.as_ref();
-        let linear = ctx.layer_type == LayerType::Linear;
+        let linear = layer.structure() == LinearStructure::Dense;
         // [W⁺, |W⁻|], kept by the explainer between calls; one product for both parts.
         let r_sum = sample_sum(r.clone());
         let branch = |u: Tensor<4>| -> Result<Tensor<4>> {
@@ -171,10 +173,11 @@ impl Rule for Rap {
     }
 
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>> {
-        if ctx.layer_type == LayerType::BatchNorm {
+        let structure = layer.structure();
+        if structure == LinearStructure::Diagonal {
             return Ok(r.mask_fill(x.clone().equal_elem(0.0), 0.0));
         }
-        if self.output_layer_step && ctx.is_output_layer && ctx.layer_type == LayerType::Linear {
+        if self.output_layer_step && ctx.is_output_layer && structure == LinearStructure::Dense {
             return self.output_step(layer, x, r, ctx);
         }
         self.middle_step(layer, x, r, ctx)

@@ -1,8 +1,8 @@
 //! Z^β (the bounded input rule).
 
 use super::{Rule, RuleContext, Stabilizer, signed_weights};
+use crate::base::LinearLayer;
 use crate::error::{AttribError, Result};
-use crate::layers::LinearLayer;
 use crate::tensor::{sample_max, sample_min};
 use burn::tensor::{Tensor, TensorData};
 

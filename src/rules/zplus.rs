@@ -1,8 +1,8 @@
 //! Z⁺.
 
 use super::{Rule, RuleContext, Stabilizer, add_bias, signed_weights};
+use crate::base::LinearLayer;
 use crate::error::Result;
-use crate::layers::LinearLayer;
 use crate::tensor::{neg, pos};
 use burn::tensor::Tensor;
 

@@ -3,15 +3,18 @@
 // Indexing is checked by construction here: node and op indices here are the trace's own (made by `Tracer::push`, checked there), and per-op vectors are sized from the trace.
 #![allow(clippy::indexing_slicing)]
 
-use super::cache::{CachedLinear, WeightCache};
-use super::trace::{Node, Tracer};
+use super::trace::Tracer;
+use crate::base::{LayerType, RuleContext};
+use crate::cache::{CachedLinear, WeightCache};
+use crate::canonizer::KeptWeights;
 use crate::composite::{Composite, InitialRelevance};
 use crate::error::{AttribError, Result};
-use crate::layers::LayerType;
-use crate::rules::RuleContext;
+use crate::graph::{Graph, Node};
+use crate::limits::Limits;
 use crate::tensor::{all_finite, sample_sum, sample_sums, to_vec};
 use burn::tensor::{Int, Tensor, TensorData};
 use std::collections::HashMap;
+use std::ops::Deref;
 
 /// A model that can be explained: it runs its layers through a [`Tracer`].
 ///
@@ -195,26 +198,90 @@ impl<const D: usize> Explanation<D> {
 /// assert_eq!(out.relevance.dims(), [2, 4]);
 /// # Ok::<(), rap_attrib::AttribError>(())
 /// ```
-pub struct Explainer<'a, M: Explain + ?Sized> {
-    model: &'a M,
+///
+/// # Owning the model
+///
+/// `P` is how the explainer holds the model: a borrow (`&M`), or a shared owner (`Arc<M>`,
+/// `Box<M>`) so that an application can keep the explainer beside its model, move it into a
+/// thread or an async task, and serve many requests from its kept weights. It is
+/// `Send + Sync + 'static` when `P` is (see `examples/serve.rs`):
+///
+/// ```
+/// # use burn::nn::{Linear, LinearConfig};
+/// # use burn::tensor::{Device, Tensor};
+/// # use rap_attrib::{Composite, Explain, Explainer, Node, Result, Target, Tracer};
+/// # struct Mlp { fc: Linear }
+/// # impl Explain for Mlp {
+/// #     fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> { t.layer("fc", &self.fc, x) }
+/// # }
+/// use std::sync::Arc;
+///
+/// let device = Device::default();
+/// let model = Arc::new(Mlp { fc: LinearConfig::new(4, 3).init(&device) });
+/// let explainer = Arc::new(Explainer::new(model.clone(), Composite::rap()));
+/// let worker = {
+///     let explainer = explainer.clone();
+///     std::thread::spawn(move || {
+///         let x = Tensor::<2>::ones([1, 4], &Device::default());
+///         explainer.explain(x, Target::Predicted).map(|e| e.targets)
+///     })
+/// };
+/// assert_eq!(worker.join().unwrap()?.len(), 1);
+/// # Ok::<(), rap_attrib::AttribError>(())
+/// ```
+pub struct Explainer<P> {
+    model: P,
     composite: Composite,
     record: bool,
     cache: Option<WeightCache>,
+    limits: Limits,
 }
 
-impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
-    /// An explainer for `model` using `composite`.
+impl<P> Explainer<P>
+where
+    P: Deref,
+    P::Target: Explain,
+{
+    /// An explainer for `model` (a borrow `&M`, or an owner such as `Arc<M>`) using
+    /// `composite`.
     ///
     /// The explainer keeps each linear layer's weight and its signed parts `[W⁺, |W⁻|]` after
     /// the first call (see [`with_weight_cache`](Explainer::with_weight_cache)), so explain many
     /// inputs with one explainer rather than building one per call.
-    pub fn new(model: &'a M, composite: Composite) -> Self {
-        Self { model, composite, record: false, cache: Some(WeightCache::default()) }
+    pub fn new(model: P, composite: Composite) -> Self {
+        Self { model, composite, record: false, cache: Some(WeightCache::default()), limits: Limits::default() }
+    }
+
+    /// The model.
+    pub fn model(&self) -> &P::Target {
+        &self.model
+    }
+
+    /// The limits this explainer's calls run under (default: the process-wide ones,
+    /// [`Limits::default`]).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits in force for this explainer.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// Whether to keep each linear layer's weight and signed parts between calls (default:
-    /// on). The model is borrowed immutably while the explainer lives, so kept weights cannot go
-    /// stale. Memory: up to about twice the size of the model's weights (three times for Linear
+    /// on).
+    ///
+    /// Kept weights are keyed by the layer's name and its weights key
+    /// ([`Relevance::weights_key`](crate::Relevance::weights_key)): Burn's layers give the ids of
+    /// their parameters (`ParamId`), so a layer that is replaced, re-initialised or loaded from
+    /// another record (a new id) is prepared anew, even behind interior mutability. A layer
+    /// without a weights key (the default for layers of your own) is prepared on every call.
+    /// What the key cannot see: a parameter changed while keeping its id (`Param::map`, an
+    /// optimizer step) or BatchNorm statistics updated in training mode; call
+    /// [`clear_weight_cache`](Explainer::clear_weight_cache) after such a change.
+    ///
+    /// Memory: up to about twice the size of the model's weights (three times for Linear
     /// layers, whose rule-facing layout is a transposed copy) on the model's device; turn it off
     /// where that does not fit, and every call then prepares the weights anew.
     pub fn with_weight_cache(mut self, keep: bool) -> Self {
@@ -240,20 +307,27 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         &self.composite
     }
 
-    /// Records the forward pass of `input` (after the composite's canonizers).
-    pub fn trace<const D: usize>(&self, input: &Tensor<D>) -> Result<(Tracer<'a>, Node)> {
-        let (tracer, out, _) = self.trace_with_logits(input)?;
-        Ok((tracer, out))
+    /// The graph this explainer walks for `input`: the model's trace after the composite's
+    /// canonizers ([`Composite::canonizers`]), with its output node.
+    pub fn graph<const D: usize>(&self, input: &Tensor<D>) -> Result<(Graph<'_>, Node)> {
+        self.limits.scope(|| {
+            let (graph, out, _) = self.graph_with_logits(input)?;
+            Ok((graph, out))
+        })
     }
 
-    /// The trace after the canonizers, and the model's own logits (before them).
-    fn trace_with_logits<const D: usize>(&self, input: &Tensor<D>) -> Result<(Tracer<'a>, Node, Tensor<2>)> {
+    /// The graph after the canonizers, and the model's own logits (before them).
+    fn graph_with_logits<const D: usize>(&self, input: &Tensor<D>) -> Result<(Graph<'_>, Node, Tensor<2>)> {
         let x = prepare(input)?;
-        let (mut tracer, node) = Tracer::new(x);
-        let out = self.model.trace(&mut tracer, node)?;
-        let logits = logits_of(&tracer, out)?;
-        crate::canonizer::merge_batch_norm_kept(&mut tracer, self.cache.as_ref(), self.composite.batch_norm_merge())?;
-        Ok((tracer, out, logits))
+        let (mut graph, out) = trace_model(&*self.model, x)?;
+        let logits = logits_of(&graph, out)?;
+        let kept = KeptWeights::new(self.cache.as_ref());
+        for canonizer in self.composite.canonizers() {
+            if let Some(from) = canonizer.apply(&mut graph, &kept)? {
+                graph.replay_from(from)?;
+            }
+        }
+        Ok((graph, out, logits))
     }
 
     /// Checks that the trace computes what the model's own forward computes: `model_logits` is
@@ -300,10 +374,18 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
                 "check_trace: `tolerance` = {tolerance} is not allowed; expected a finite number ≥ 0"
             )));
         }
+        self.limits.scope(|| self.check_trace_within_limits(input, model_logits, tolerance))
+    }
+
+    fn check_trace_within_limits<const D: usize>(
+        &self,
+        input: Tensor<D>,
+        model_logits: Tensor<2>,
+        tolerance: f32,
+    ) -> Result<f32> {
         let x = prepare(&input)?;
-        let (mut tracer, node) = Tracer::new(x);
-        let out = self.model.trace(&mut tracer, node)?;
-        let traced = logits_of(&tracer, out)?;
+        let (graph, out) = trace_model(&*self.model, x)?;
+        let traced = logits_of(&graph, out)?;
         if traced.dims() != model_logits.dims() {
             return Err(AttribError::OutputRelevanceShape {
                 got: model_logits.dims().to_vec(),
@@ -320,13 +402,12 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
             return Ok(worst / scale);
         }
         // The first traced layer whose output differs from its own module's.
-        for op in &tracer.ops {
-            let inputs = op.inputs.iter().map(|&i| tracer.values.get(i).cloned().flatten()).collect::<Option<Vec<_>>>();
-            let (Some(inputs), Some(Some(mine))) = (inputs, tracer.values.get(op.output)) else { continue };
-            let Some(native) = op.layer.get().native_forward(&inputs) else { continue };
+        for (k, op) in graph.ops().iter().enumerate() {
+            let (Ok(inputs), Ok(mine)) = (graph.inputs_of(k), graph.value(op.output())) else { continue };
+            let Some(native) = op.layer().native_forward(&inputs) else { continue };
             if native.dims() != mine.dims() {
                 return Err(AttribError::TraceMismatch {
-                    layer: op.name.clone(),
+                    layer: op.name().to_string(),
                     reason: format!("its output is {:?}; its own module gives {:?}", mine.dims(), native.dims()),
                     difference: f32::INFINITY,
                     tolerance: tolerance * scale,
@@ -337,15 +418,17 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
             let diff = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
             if diff > tolerance * local {
                 return Err(AttribError::TraceMismatch {
-                    layer: op.name.clone(),
+                    layer: op.name().to_string(),
                     reason: "its traced output differs from its own module's forward on the same input".into(),
                     difference: diff,
                     tolerance: tolerance * local,
                 });
             }
         }
-        let last =
-            tracer.ops.iter().rev().find(|o| o.output == out.0).map_or("the output".to_string(), |o| o.name.clone());
+        let last = graph
+            .producer(out)
+            .and_then(|k| graph.ops().get(k))
+            .map_or("the output".to_string(), |o| o.name().to_string());
         Err(AttribError::TraceMismatch {
             layer: last,
             reason: "every traced layer agrees with its own module, so the trace skips, adds, reorders or misconnects an operation of the model's forward".into(),
@@ -356,15 +439,18 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
 
     /// The network output for `input`, `[B, classes]` (the model's own, before any canonizer).
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<2>> {
-        let x = prepare(&input)?;
-        run_model(self.model, x)
+        self.limits.scope(|| run_model(&*self.model, prepare(&input)?))
     }
 
     /// Explains a batch.
     pub fn explain<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
-        let (mut tracer, out, logits) = self.trace_with_logits(&input)?;
+        self.limits.scope(|| self.explain_within_limits(input, target))
+    }
+
+    fn explain_within_limits<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
+        let (mut graph, out, logits) = self.graph_with_logits(&input)?;
         let (initial, targets) = resolve_target(&logits, target, self.composite.initial())?;
-        let (relevance, layers, marked) = self.walk(&mut tracer, out, initial.clone())?;
+        let (relevance, layers, marked) = self.walk(&mut graph, out, initial.clone())?;
         if !all_finite(&relevance) {
             return Err(AttribError::NonFinite {
                 what: "the input relevance (a rule divided by zero or overflowed)".into(),
@@ -374,97 +460,73 @@ impl<'a, M: Explain + ?Sized> Explainer<'a, M> {
         Ok(Explanation { relevance: relevance.reshape(dims), logits, targets, initial, layers, marked })
     }
 
+    /// The LRP/RAP step of every op, by the graph's one backward walk: a linear op's relevance
+    /// step ([`Relevance::relevance`](crate::Relevance::relevance)) gets the composite's rule and
+    /// the op seen through the kept weights; any other op its own step.
     #[allow(clippy::type_complexity)]
-    fn walk(
+    fn walk<'g>(
         &self,
-        tracer: &mut Tracer<'a>,
+        graph: &mut Graph<'g>,
         out: Node,
         initial: Tensor<2>,
     ) -> Result<(Tensor<4>, Vec<LayerRelevance>, HashMap<String, Tensor<4>>)> {
-        self.composite.check_names(&tracer.layer_names())?;
-        let roles = Roles::of(tracer, out, &self.composite);
-        let n = tracer.values.len();
-        let mut rel: Vec<Option<Tensor<4>>> = vec![None; n];
-        let out_dims = tracer.value(out)?.dims();
-        rel[out.0] = Some(initial.reshape(out_dims));
+        self.composite.check_names(&graph.op_names())?;
+        let roles = Roles::of(graph, out, &self.composite);
+        let seed = initial.reshape(graph.value(out)?.dims());
         let mut records = Vec::new();
-        let mut node_rel: HashMap<usize, Tensor<4>> = HashMap::new();
-        let marked_nodes: Vec<usize> = tracer.marks.values().copied().collect();
-        for (k, op) in tracer.ops.iter().enumerate().rev() {
-            let Some(r) = rel[op.output].take() else { continue };
-            if self.record && marked_nodes.contains(&op.output) {
-                node_rel.insert(op.output, r.clone());
-            }
-            let layer = op.layer.get();
-            let ctx = RuleContext {
-                name: &op.name,
-                layer_type: layer.layer_type(),
-                is_input_layer: roles.input[k],
-                is_output_layer: roles.output[k],
-                input_nonnegative: op.inputs.len() == 1 && roles.nonnegative[op.inputs[0]],
-                sharing: self.composite.sharing(),
-            };
-            let rule = match layer.as_linear() {
-                Some(_) => Some(self.composite.rule_for(&ctx).ok_or_else(|| AttribError::NoRule {
-                    layer: op.name.clone(),
+        let mut node_rel: HashMap<Node, Tensor<4>> = HashMap::new();
+        let marked_nodes: Vec<Node> = if self.record { graph.marks().map(|(_, n)| n).collect() } else { Vec::new() };
+        let composite = &self.composite;
+        let step = |step: crate::graph::Step<'_, 'g>| -> Result<Vec<Tensor<4>>> {
+            let (k, op) = (step.index, step.op);
+            let layer = op.layer();
+            let mut ctx = RuleContext::new(op.name(), layer.layer_type())
+                .with_input_layer(roles.input[k])
+                .with_output_layer(roles.output[k])
+                .with_input_nonnegative(op.inputs().len() == 1 && op.inputs().all(|n| roles.nonnegative[n.index()]))
+                .with_sharing(composite.sharing())
+                .with_depth(roles.depth[k]);
+            let linear = layer.as_linear();
+            let rule = match linear {
+                Some(_) => Some(composite.rule_for(&ctx).ok_or_else(|| AttribError::NoRule {
+                    layer: op.name().to_string(),
                     layer_type: ctx.layer_type.to_string(),
                 })?),
                 None => None,
             };
-            let inputs = op
-                .inputs
-                .iter()
-                .map(|&i| tracer.values[i].clone().ok_or(AttribError::UnknownNode(i)))
-                .collect::<Result<Vec<_>>>()?;
-            let output = tracer.values[op.output].take().ok_or(AttribError::UnknownNode(op.output))?;
-            let r_out = if self.record { Some(r.clone()) } else { None };
-            let rels = match (layer.as_linear(), rule.as_deref(), inputs.as_slice()) {
-                // Linear layers go to their rule with the weights this explainer keeps.
-                (Some(linear), Some(rule), [x]) => {
-                    let entry = match &self.cache {
-                        Some(cache) => cache.entry(&op.name, op.identity),
-                        None => Default::default(),
-                    };
-                    let cached = CachedLinear { inner: linear, cache: &entry };
-                    vec![rule.relevance(&cached, x, r, &ctx)?]
-                }
-                _ => layer.relevance(&inputs, &output, r, rule.as_deref(), &ctx)?,
+            // A linear op is seen through the weights this explainer keeps.
+            let entry = match (&self.cache, linear) {
+                (Some(cache), Some(_)) => cache.entry(op.name(), op.identity()),
+                _ => Default::default(),
             };
-            if rels.len() != inputs.len() || rels.iter().zip(&inputs).any(|(r, x)| r.dims() != x.dims()) {
-                return Err(AttribError::UnsupportedLayer {
-                    layer: op.name.clone(),
-                    layer_type: ctx.layer_type.to_string(),
-                    reason: "its relevance does not match its inputs in number or shape".into(),
-                });
+            let cached = linear.map(|inner| CachedLinear { inner, cache: &entry });
+            if let Some(cached) = &cached {
+                ctx = ctx.with_linear_view(cached);
             }
+            let r_out = if self.record { Some(step.relevance.clone()) } else { None };
+            let rels = layer.relevance(&step.inputs, &step.output, step.relevance, rule.as_deref(), &ctx)?;
             if let Some(output) = r_out {
                 records.push(LayerRelevance {
-                    name: op.name.clone(),
+                    name: op.name().to_string(),
                     layer_type: ctx.layer_type.clone(),
                     rule: rule.as_ref().map(|r| r.name()),
                     output,
                     inputs: rels.clone(),
-                    labels: op.labels.clone(),
-                    activations: inputs.clone(),
+                    labels: op.labels().to_vec(),
+                    activations: step.inputs,
                 });
             }
-            for (&i, ri) in op.inputs.iter().zip(rels) {
-                rel[i] = Some(match rel[i].take() {
-                    Some(prev) => prev + ri,
-                    None => ri,
-                });
-            }
-        }
-        records.reverse();
-        let input = match rel[0].take() {
-            Some(r) => r,
-            None => tracer.values[0].clone().ok_or(AttribError::UnknownNode(0))?.zeros_like(),
+            Ok(rels)
         };
-        if self.record && marked_nodes.contains(&0) {
-            node_rel.insert(0, input.clone());
-        }
+        let visit = |node: Node, r: &Tensor<4>| {
+            if marked_nodes.contains(&node) {
+                node_rel.insert(node, r.clone());
+            }
+        };
+        let input = graph.backward(out, seed, step, visit)?;
+        records.reverse();
         let marked =
-            tracer.marks.iter().filter_map(|(name, i)| node_rel.get(i).map(|t| (name.clone(), t.clone()))).collect();
+            graph.marks().filter_map(|(name, n)| node_rel.get(&n).map(|t| (name.to_string(), t.clone()))).collect();
         Ok((input, records, marked))
     }
 }
@@ -477,7 +539,11 @@ pub trait AttributionMethod {
     fn attribute(&self, input: Tensor<4>, target: Target) -> Result<Explanation<4>>;
 }
 
-impl<M: Explain + ?Sized> AttributionMethod for Explainer<'_, M> {
+impl<P> AttributionMethod for Explainer<P>
+where
+    P: Deref,
+    P::Target: Explain,
+{
     fn attribute(&self, input: Tensor<4>, target: Target) -> Result<Explanation<4>> {
         self.explain(input, target)
     }
@@ -504,9 +570,15 @@ pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<Tensor<4>> {
 
 /// Runs `model` on a rank-4 input and returns its checked logits `[B, classes]`.
 pub(crate) fn run_model<M: Explain + ?Sized>(model: &M, x: Tensor<4>) -> Result<Tensor<2>> {
+    let (graph, out) = trace_model(model, x)?;
+    logits_of(&graph, out)
+}
+
+/// Records `model`'s forward pass of `x` into a graph (no canonizer).
+pub(crate) fn trace_model<'m, M: Explain + ?Sized>(model: &'m M, x: Tensor<4>) -> Result<(Graph<'m>, Node)> {
     let (mut tracer, node) = Tracer::new(x);
     let out = model.trace(&mut tracer, node)?;
-    logits_of(&tracer, out)
+    Ok((tracer.into_graph(), out))
 }
 
 /// The output relevance (or gradient seed) `[B, classes]` and the explained class per sample.
@@ -569,8 +641,8 @@ pub(crate) fn one_hot(targets: &[usize], classes: usize, device: &burn::tensor::
 }
 
 /// The output node's value as `[B, classes]`, checked.
-pub(crate) fn logits_of(tracer: &Tracer, out: Node) -> Result<Tensor<2>> {
-    let v = tracer.value(out)?;
+pub(crate) fn logits_of(graph: &Graph, out: Node) -> Result<Tensor<2>> {
+    let v = graph.value(out)?;
     let [b, k, h, w] = v.dims();
     if h != 1 || w != 1 {
         return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
@@ -586,64 +658,74 @@ pub(crate) fn argmax_rows(x: &Tensor<2>) -> Vec<usize> {
     idx.to_data().convert::<i64>().try_to_vec::<i64>().unwrap_or_default().into_iter().map(|i| i as usize).collect()
 }
 
-/// Input and output layer roles of every op, and which nodes are non-negative by construction.
+/// Input and output layer roles and the depth of every op, and which nodes are non-negative by
+/// construction.
 struct Roles {
     input: Vec<bool>,
     output: Vec<bool>,
+    depth: Vec<usize>,
     nonnegative: Vec<bool>,
 }
 
 impl Roles {
-    fn of(tracer: &Tracer, out: Node, composite: &Composite) -> Self {
-        let ops = &tracer.ops;
-        let is_linear: Vec<bool> = ops.iter().map(|o| o.layer.get().as_linear().is_some()).collect();
+    fn of(graph: &Graph, out: Node, composite: &Composite) -> Self {
+        let ops = graph.ops();
+        let is_linear: Vec<bool> = ops.iter().map(|o| o.layer().as_linear().is_some()).collect();
         let mut input = vec![false; ops.len()];
         let mut output = vec![false; ops.len()];
         if composite.input_layers().is_empty() {
             // Forward from the input through weight-free layers.
-            let mut reached = vec![false; tracer.values.len()];
+            let mut reached = vec![false; graph.len()];
             reached[0] = true;
             for (k, op) in ops.iter().enumerate() {
-                if op.inputs.iter().any(|&i| reached[i]) {
+                if op.inputs().any(|i| reached[i.index()]) {
                     if is_linear[k] {
                         input[k] = true;
                     } else {
-                        reached[op.output] = true;
+                        reached[op.output().index()] = true;
                     }
                 }
             }
         } else {
             for (k, op) in ops.iter().enumerate() {
-                input[k] = composite.input_layers().iter().any(|n| n == &op.name);
+                input[k] = composite.input_layers().iter().any(|n| n == op.name());
             }
         }
         if composite.output_layers().is_empty() {
             // Backward from the output through weight-free layers.
-            let mut reached = vec![false; tracer.values.len()];
-            reached[out.0] = true;
+            let mut reached = vec![false; graph.len()];
+            reached[out.index()] = true;
             for (k, op) in ops.iter().enumerate().rev() {
-                if reached[op.output] {
+                if reached[op.output().index()] {
                     if is_linear[k] {
                         output[k] = true;
                     } else {
-                        for &i in &op.inputs {
-                            reached[i] = true;
+                        for i in op.inputs() {
+                            reached[i.index()] = true;
                         }
                     }
                 }
             }
         } else {
             for (k, op) in ops.iter().enumerate() {
-                output[k] = composite.output_layers().iter().any(|n| n == &op.name);
+                output[k] = composite.output_layers().iter().any(|n| n == op.name());
             }
         }
+        let depth = is_linear
+            .iter()
+            .scan(0usize, |seen, &linear| {
+                let d = *seen;
+                *seen += usize::from(linear);
+                Some(d)
+            })
+            .collect();
         // A ReLU output is non-negative; so is anything that max/average-pools, drops out,
         // flattens or concatenates only non-negative values.
-        let mut nonnegative = vec![false; tracer.values.len()];
+        let mut nonnegative = vec![false; graph.len()];
         for op in ops {
-            let t = op.layer.get().layer_type();
-            let all_in = op.inputs.iter().all(|&i| nonnegative[i]);
-            nonnegative[op.output] = match t {
+            let t = op.layer().layer_type();
+            let all_in = op.inputs().all(|i| nonnegative[i.index()]);
+            nonnegative[op.output().index()] = match t {
                 LayerType::Relu => true,
                 LayerType::MaxPool2d
                 | LayerType::AvgPool2d
@@ -654,6 +736,6 @@ impl Roles {
                 _ => false,
             };
         }
-        Roles { input, output, nonnegative }
+        Roles { input, output, depth, nonnegative }
     }
 }

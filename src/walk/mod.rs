@@ -1,10 +1,9 @@
 //! The network walk: record the forward pass ([`Tracer`]), then send relevance backwards
 //! through it layer by layer ([`Explainer`]).
 
-pub(crate) mod cache;
 pub(crate) mod explain;
 mod trace;
 
+pub use crate::graph::Node;
 pub use explain::{AttributionMethod, Conservation, Explain, Explainer, Explanation, LayerRelevance, Target};
-pub(crate) use trace::LayerRef;
-pub use trace::{Node, Tracer};
+pub use trace::Tracer;

@@ -1,52 +1,9 @@
-//! The recorder: a network's forward pass as a graph of layer applications.
+//! The hand-written front end: a model's `trace` records its forward pass into a [`Graph`].
 
-use crate::error::{AttribError, Result};
+use crate::error::Result;
+use crate::graph::{Graph, LayerRef, Node};
 use crate::layers::{Add, Concat, Flatten, Relevance};
 use burn::tensor::Tensor;
-use std::collections::HashMap;
-
-/// A handle to a value (an activation) in a [`Tracer`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Node(pub(crate) usize);
-
-impl Node {
-    /// The index of the value in the trace (0 is the network input).
-    pub fn index(self) -> usize {
-        self.0
-    }
-}
-
-pub(crate) enum LayerRef<'m> {
-    Borrowed(&'m dyn Relevance),
-    Owned(Box<dyn Relevance + 'm>),
-}
-
-impl<'m> LayerRef<'m> {
-    pub(crate) fn get(&self) -> &dyn Relevance {
-        match self {
-            LayerRef::Borrowed(l) => *l,
-            LayerRef::Owned(l) => l.as_ref(),
-        }
-    }
-}
-
-/// One recorded layer application.
-pub(crate) struct Op<'m> {
-    pub(crate) name: String,
-    pub(crate) layer: LayerRef<'m>,
-    pub(crate) inputs: Vec<usize>,
-    pub(crate) labels: Vec<String>,
-    pub(crate) output: usize,
-    /// Where the layer lives, for the explainer's weight cache: the addresses of the borrowed
-    /// layer(s) it stands for (a merged layer: the layer and its BatchNorm). `None` for layers
-    /// the trace owns, which may differ from one call to the next.
-    pub(crate) identity: Option<(usize, usize)>,
-}
-
-/// The address of a borrowed layer (its identity while the model is borrowed).
-pub(crate) fn address(layer: &dyn Relevance) -> usize {
-    (layer as *const dyn Relevance).cast::<()>() as usize
-}
 
 /// Records a forward pass: every layer application, its inputs and its output.
 ///
@@ -71,21 +28,29 @@ pub(crate) fn address(layer: &dyn Relevance) -> usize {
 /// # let _ = Mlp { fc1: LinearConfig::new(4, 8).init(&device), act: Relu::new(), fc2: LinearConfig::new(8, 3).init(&device) };
 /// ```
 pub struct Tracer<'m> {
-    pub(crate) values: Vec<Option<Tensor<4>>>,
-    pub(crate) ops: Vec<Op<'m>>,
-    pub(crate) marks: HashMap<String, usize>,
+    graph: Graph<'m>,
 }
 
 impl<'m> Tracer<'m> {
     /// A new trace whose node 0 is `input` (`[B, C, H, W]`, or `[B, F, 1, 1]` for vectors).
     pub fn new(input: Tensor<4>) -> (Self, Node) {
-        let t = Tracer { values: vec![Some(input)], ops: Vec::new(), marks: HashMap::new() };
-        (t, Node(0))
+        let (graph, node) = Graph::new(input);
+        (Tracer { graph }, node)
+    }
+
+    /// The graph recorded so far.
+    pub fn graph(&self) -> &Graph<'m> {
+        &self.graph
+    }
+
+    /// The recorded graph.
+    pub fn into_graph(self) -> Graph<'m> {
+        self.graph
     }
 
     /// The value of a node.
     pub fn value(&self, node: Node) -> Result<&Tensor<4>> {
-        self.values.get(node.0).and_then(|v| v.as_ref()).ok_or(AttribError::UnknownNode(node.0))
+        self.graph.value(node)
     }
 
     /// Shape of a node's value.
@@ -94,30 +59,7 @@ impl<'m> Tracer<'m> {
     }
 
     fn push(&mut self, name: &str, layer: LayerRef<'m>, inputs: &[Node], labels: Vec<String>) -> Result<Node> {
-        if inputs.is_empty() {
-            return Err(AttribError::Shape {
-                layer: name.to_string(),
-                expected: "at least one input node".into(),
-                got: Vec::new(),
-            });
-        }
-        let values = inputs.iter().map(|n| self.value(*n).cloned()).collect::<Result<Vec<_>>>()?;
-        let out = layer.get().forward(name, &values)?;
-        let identity = match &layer {
-            LayerRef::Borrowed(l) => Some((address(*l), 0)),
-            LayerRef::Owned(_) => None,
-        };
-        self.values.push(Some(out));
-        let output = self.values.len() - 1;
-        self.ops.push(Op {
-            name: name.to_string(),
-            layer,
-            inputs: inputs.iter().map(|n| n.0).collect(),
-            labels,
-            output,
-            identity,
-        });
-        Ok(Node(output))
+        self.graph.push(name, layer, inputs, labels)
     }
 
     /// Applies a one-input layer (Linear, Conv2d, BatchNorm, ReLU, pooling, …) to `x`.
@@ -155,18 +97,18 @@ impl<'m> Tracer<'m> {
     /// Gives a node a name, so that its relevance can be asked for by name
     /// ([`Explanation::at`](crate::Explanation::at)).
     pub fn mark(&mut self, name: &str, node: Node) {
-        self.marks.insert(name.to_string(), node.0);
+        self.graph.mark(name, node);
     }
 
     /// Names of the recorded layer applications, in execution order.
     pub fn layer_names(&self) -> Vec<&str> {
-        self.ops.iter().map(|o| o.name.as_str()).collect()
+        self.graph.op_names()
     }
 
     /// Names of the recorded layers that rules apply to (those with a
     /// [`LinearLayer`](crate::layers::LinearLayer) view), in execution order. A BatchNorm merged
     /// by the canonizer stays in the trace as an identity and is not among them.
     pub fn linear_layer_names(&self) -> Vec<&str> {
-        self.ops.iter().filter(|o| o.layer.get().as_linear().is_some()).map(|o| o.name.as_str()).collect()
+        self.graph.linear_op_names()
     }
 }

@@ -14,7 +14,7 @@
 //!
 //! The networks are built from descriptions in the golden sidecar format
 //! ([`SpecNetwork`]), so every layer is one the engine knows. Weights are checked strictly:
-//! a missing, extra or wrongly shaped tensor is an [`AttribError::Weights`] naming it.
+//! a missing, extra or wrongly shaped tensor is an [`AttribError::Weights`](crate::AttribError::Weights) naming it.
 
 // Indexing is checked by construction here: random parameters are made for the zoo's own descriptions, whose shapes are never empty.
 #![allow(clippy::indexing_slicing)]
@@ -25,10 +25,9 @@ mod weights;
 pub use arch::{Architecture, ZooConfig};
 pub use weights::{expected_parameters, load_parameters};
 
-use crate::composite::{Composite, Selector};
-use crate::error::{AttribError, Result};
-use crate::layers::LayerType;
-use crate::rules::{Bounds, Epsilon, Pass, ZBeta};
+use crate::composite::Composite;
+use crate::error::Result;
+use crate::rules::Bounds;
 use crate::spec::{HostTensor, SpecNetwork};
 use crate::walk::{Explain, Node, Tracer};
 use burn::tensor::Device;
@@ -37,44 +36,15 @@ use std::path::Path;
 
 pub use crate::tensor::{IMAGENET_MEAN, IMAGENET_STD};
 
-/// The rule sets the zoo (and the `explain` example) offer by name.
-pub const RULE_NAMES: [&str; 9] = [
-    "rap",
-    "lrp-a1b0",
-    "lrp-a2b1",
-    "lrp-eps",
-    "epsilon-plus",
-    "epsilon-plus-flat",
-    "epsilon-gamma-box",
-    "epsilon-alpha2-beta1",
-    "epsilon-alpha2-beta1-flat",
-];
+/// The rule sets the zoo (and the `explain` example) offer by name: [`Composite::PRESETS`].
+pub const RULE_NAMES: [&str; 9] = Composite::PRESETS;
 
-/// The composite of one of [`RULE_NAMES`] for a model of ImageNet-normalised photos, with the
-/// input and output layers found in the trace (the first and the last linear layer).
-/// [`ZooModel::composite`] names them; any other model, an ONNX one for example, can take this.
+/// The preset of one of [`RULE_NAMES`] for a model of ImageNet-normalised photos
+/// ([`Composite::preset`] with the input bounds of that normalisation), with the input and output
+/// layers found in the graph (the first and the last linear layer). [`ZooModel::composite`] names
+/// them; any other model of such photos, an ONNX one for example, can take this.
 pub fn rule_preset(rule: &str) -> Result<Composite> {
-    let image_box = Bounds::normalized_unit_range(&IMAGENET_MEAN, &IMAGENET_STD);
-    Ok(match rule {
-        "rap" => Composite::rap(),
-        "lrp-a1b0" => Composite::lrp_alpha_beta(1.0, 0.0)?,
-        "lrp-a2b1" => Composite::lrp_alpha_beta(2.0, 1.0)?,
-        "lrp-eps" => Composite::new()
-            .with(Selector::InputLayer, ZBeta::new(image_box))
-            .with(Selector::Type(LayerType::BatchNorm), Pass::default())
-            .with(Selector::Any, Epsilon::default()),
-        "epsilon-plus" => Composite::zennit_epsilon_plus(),
-        "epsilon-plus-flat" => Composite::zennit_epsilon_plus_flat(),
-        "epsilon-gamma-box" => Composite::zennit_epsilon_gamma_box(image_box),
-        "epsilon-alpha2-beta1" => Composite::zennit_epsilon_alpha2_beta1(),
-        "epsilon-alpha2-beta1-flat" => Composite::zennit_epsilon_alpha2_beta1_flat(),
-        other => {
-            return Err(AttribError::InvalidParameter(format!(
-                "unknown rule `{other}`; expected one of {}",
-                RULE_NAMES.join(", ")
-            )));
-        }
-    })
+    Composite::preset(rule, Bounds::normalized_unit_range(&IMAGENET_MEAN, &IMAGENET_STD))
 }
 
 /// Random parameters for every tensor a network description expects, deterministic in `seed`:

@@ -1,0 +1,395 @@
+//! The small core that layers and rules share, and nothing else: the layer-type names
+//! ([`LayerType`]), the view a rule needs of a linear op ([`LinearLayer`], [`WeightStack`],
+//! [`LinearStructure`]), and the rule trait with its context ([`Rule`], [`RuleContext`],
+//! [`Sharing`], [`Stabilizer`]).
+//!
+//! [`layers`](crate::layers) and [`rules`](crate::rules) both depend on this module and never on
+//! each other: a layer hands its linear view to whatever rule the composite maps to it, and a rule
+//! works on that view without knowing the layer type. Everything here is re-exported where users
+//! look for it (`rap_attrib::layers`, `rap_attrib::rules`).
+
+use crate::error::{AttribError, Result};
+use crate::tensor::{safe_div, stabilize};
+use burn::tensor::Tensor;
+use std::fmt::{self, Debug};
+
+use std::sync::Arc;
+
+/// The kind of a layer, used by composites to pick rules by type and by error messages.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LayerType {
+    /// Fully connected layer.
+    Linear,
+    /// 2-D convolution.
+    Conv2d,
+    /// Batch normalisation (eval mode).
+    BatchNorm,
+    /// Rectified linear unit.
+    Relu,
+    /// Dropout (identity at inference).
+    Dropout,
+    /// Max pooling.
+    MaxPool2d,
+    /// Average pooling.
+    AvgPool2d,
+    /// Adaptive average pooling.
+    AdaptiveAvgPool2d,
+    /// Reshape to `[B, C·H·W]`.
+    Flatten,
+    /// Residual sum of two branches.
+    Add,
+    /// Channel concatenation of branches.
+    Concat,
+    /// A user-defined layer type.
+    Custom(String),
+}
+
+impl fmt::Display for LayerType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayerType::Custom(name) => write!(f, "{name}"),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
+
+/// A layer that is linear (affine) in its input: `y = W ⋆ x + b`.
+///
+/// Rules work on this view. The weight is always a rank-4 tensor in a layout of the layer's own
+/// choosing (Linear: `[out, in, 1, 1]`; Conv2d: `[out, in/groups, kh, kw]`; BatchNorm:
+/// `[C, 1, 1, 1]`, the per-channel scale `γ/√(var+ε)`), so that a rule can modify it
+/// elementwise (`W⁺`, `W⁻`, `W²`, …) without knowing the layer type.
+///
+/// # Shapes
+///
+/// - `x`: the layer input, `[B, C_in, H, W]` (vectors as `[B, F, 1, 1]`)
+/// - `forward_with` output: `[B, C_out, H', W']`
+/// - `transpose_with(y)`: same shape as `x`
+pub trait LinearLayer {
+    /// The layer's weight in its rank-4 layout.
+    fn weight(&self) -> Tensor<4>;
+    /// The layer's bias `[C_out]`, if it has one.
+    fn bias(&self) -> Option<Tensor<1>>;
+    /// `W ⋆ x + b` with a given (possibly modified) weight and bias.
+    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4>;
+    /// The adjoint of `x ↦ W ⋆ x` (no bias), evaluated at `y`, for an input of shape `x_shape`.
+    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4>;
+
+    /// Prepares several weights of this layer for [`forward_stack`](LinearLayer::forward_stack)
+    /// and [`transpose_stack`](LinearLayer::transpose_stack). The default keeps them apart (one
+    /// product per weight); Conv2d stacks them along its output channels so that all products
+    /// are one convolution.
+    fn stack(&self, parts: Vec<Tensor<4>>) -> WeightStack {
+        WeightStack::new(parts)
+    }
+
+    /// `[W₁ ⋆ x, W₂ ⋆ x, …]` (no bias) for the weights of `stack`, in their order.
+    fn forward_stack(&self, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
+        forward_apart(self, x, stack)
+    }
+
+    /// `Σₖ Wₖᵀ yₖ`: the adjoints of the weights of `stack` at `ys` (one per weight), summed,
+    /// for an input of shape `x_shape`.
+    fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
+        transpose_apart(self, ys, stack, x_shape)
+    }
+
+    /// The signed parts `[W⁺, |W⁻|]` of the weight, stacked by [`stack`](LinearLayer::stack).
+    ///
+    /// The explainer keeps them per layer for as long as it lives (see
+    /// [`Explainer::with_weight_cache`](crate::Explainer::with_weight_cache)), so rules that
+    /// split the weight by sign pay for the split once per model, not once per call.
+    fn signed_weights(&self) -> Arc<WeightStack> {
+        let w = self.weight();
+        Arc::new(self.stack(vec![w.clone().clamp_min(0.0), w.clamp_max(0.0).neg()]))
+    }
+
+    /// Which inputs each output reads ([`LinearStructure`]); rules whose published form differs
+    /// by structure (RAP's output-layer step and its shares, RAP on a per-channel scale) read it
+    /// here instead of matching on layer types. The default is
+    /// [`LinearStructure::Local`]: override it for a dense or per-channel layer of your own.
+    fn structure(&self) -> LinearStructure {
+        LinearStructure::Local
+    }
+}
+
+/// Which inputs each output of a linear op reads: the property of the op that rules whose
+/// published form differs between layer kinds (RAP) go by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LinearStructure {
+    /// Every output reads every input feature (a fully connected layer, Gemm).
+    Dense,
+    /// Each output reads a window of the input (a convolution).
+    Local,
+    /// Each output reads the one input at its own position, scaled (BatchNorm's per-channel
+    /// scale).
+    Diagonal,
+}
+
+/// [`LinearLayer::forward_stack`] one product per weight (the default, and a layer's fallback).
+pub(crate) fn forward_apart<L: LinearLayer + ?Sized>(layer: &L, x: Tensor<4>, stack: &WeightStack) -> Vec<Tensor<4>> {
+    stack.parts().iter().map(|w| layer.forward_with(x.clone(), w, None)).collect()
+}
+
+/// [`LinearLayer::transpose_stack`] one adjoint per weight, summed (the default, and a layer's
+/// fallback).
+pub(crate) fn transpose_apart<L: LinearLayer + ?Sized>(
+    layer: &L,
+    ys: Vec<Tensor<4>>,
+    stack: &WeightStack,
+    x_shape: [usize; 4],
+) -> Tensor<4> {
+    ys.into_iter()
+        .zip(stack.parts())
+        .map(|(y, w)| layer.transpose_with(y, w, x_shape))
+        .reduce(|a, b| a + b)
+        .unwrap_or_else(|| Tensor::zeros(x_shape, &layer.weight().device()))
+}
+
+/// Weights of one layer prepared for products in one call (built by [`LinearLayer::stack`]).
+///
+/// It holds the weights themselves and, where the layer has one, a fused form of them (Conv2d:
+/// the weights stacked along the output channels of each group, and for stride-1 convolutions
+/// the stacked kernel of the adjoint as a forward convolution).
+#[derive(Debug, Clone)]
+pub struct WeightStack {
+    parts: Vec<Tensor<4>>,
+    forward: Option<Tensor<4>>,
+    transpose: Option<Tensor<4>>,
+}
+
+impl WeightStack {
+    /// The weights kept apart: one product per weight.
+    pub fn new(parts: Vec<Tensor<4>>) -> Self {
+        Self { parts, forward: None, transpose: None }
+    }
+
+    /// The weights with a layer's fused forms for the forward products and for the adjoint.
+    pub fn fused(parts: Vec<Tensor<4>>, forward: Option<Tensor<4>>, transpose: Option<Tensor<4>>) -> Self {
+        Self { parts, forward, transpose }
+    }
+
+    /// The weights, in order.
+    pub fn parts(&self) -> &[Tensor<4>] {
+        &self.parts
+    }
+
+    /// The number of weights.
+    pub fn len(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Whether the stack holds no weight.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    /// The layer's fused form for the forward products, if it made one.
+    pub fn fused_forward(&self) -> Option<&Tensor<4>> {
+        self.forward.as_ref()
+    }
+
+    /// The layer's fused form for the adjoint, if it made one.
+    pub fn fused_transpose(&self) -> Option<&Tensor<4>> {
+        self.transpose.as_ref()
+    }
+}
+
+/// What a rule knows about the layer it is applied to.
+///
+/// The walk fills it per op; a test or a layer of your own builds one with
+/// [`RuleContext::new`] and the `with_*` setters.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RuleContext<'a> {
+    /// The layer's name in the graph.
+    pub name: &'a str,
+    /// The layer's type.
+    pub layer_type: LayerType,
+    /// The layer receives the network input (through weight-free layers only).
+    pub is_input_layer: bool,
+    /// The layer produces the network output (through weight-free layers only).
+    pub is_output_layer: bool,
+    /// The layer's input is known to be non-negative from the graph (it comes from a ReLU,
+    /// possibly through pooling, dropout, flatten or concatenation of such values). Rules use
+    /// it to skip the empty x⁻ branch without reading the sign back from the device.
+    pub input_nonnegative: bool,
+    /// How layers without weights (pooling, the residual sum) share relevance, from the
+    /// composite ([`Composite::with_sharing`](crate::Composite::with_sharing)).
+    pub sharing: Sharing,
+    /// How many rule-taking (linear) layers come before this one in execution order (0 for the
+    /// first), for selectors by depth ([`Selector::when`](crate::Selector::when)).
+    pub depth: usize,
+    linear: Option<&'a dyn LinearLayer>,
+}
+
+impl std::fmt::Debug for RuleContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleContext")
+            .field("name", &self.name)
+            .field("layer_type", &self.layer_type)
+            .field("is_input_layer", &self.is_input_layer)
+            .field("is_output_layer", &self.is_output_layer)
+            .field("input_nonnegative", &self.input_nonnegative)
+            .field("sharing", &self.sharing)
+            .field("depth", &self.depth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RuleContext<'a> {
+    /// The context of a middle layer (neither input nor output layer, input sign unknown,
+    /// [`Sharing::SafeDivide`], depth 0).
+    pub fn new(name: &'a str, layer_type: LayerType) -> Self {
+        Self {
+            name,
+            layer_type,
+            is_input_layer: false,
+            is_output_layer: false,
+            input_nonnegative: false,
+            sharing: Sharing::SafeDivide,
+            depth: 0,
+            linear: None,
+        }
+    }
+
+    /// Sets whether the layer receives the network input.
+    pub fn with_input_layer(mut self, yes: bool) -> Self {
+        self.is_input_layer = yes;
+        self
+    }
+
+    /// Sets whether the layer produces the network output.
+    pub fn with_output_layer(mut self, yes: bool) -> Self {
+        self.is_output_layer = yes;
+        self
+    }
+
+    /// Sets whether the layer's input is known to be non-negative.
+    pub fn with_input_nonnegative(mut self, yes: bool) -> Self {
+        self.input_nonnegative = yes;
+        self
+    }
+
+    /// Sets how weight-free layers share relevance.
+    pub fn with_sharing(mut self, sharing: Sharing) -> Self {
+        self.sharing = sharing;
+        self
+    }
+
+    /// Sets the layer's depth.
+    pub fn with_depth(mut self, depth: usize) -> Self {
+        self.depth = depth;
+        self
+    }
+
+    /// Sets the linear view the layer's relevance step hands its rule (the walk passes the
+    /// layer seen through the explainer's kept weights).
+    pub fn with_linear_view(mut self, linear: &'a dyn LinearLayer) -> Self {
+        self.linear = Some(linear);
+        self
+    }
+
+    /// The linear view the walk prepared for this layer (its weights kept between calls), if
+    /// it set one; a layer's [`Relevance::relevance`](crate::Relevance::relevance) hands this
+    /// to its rule rather than its own [`as_linear`](crate::Relevance::as_linear).
+    pub fn linear_view(&self) -> Option<&'a dyn LinearLayer> {
+        self.linear
+    }
+}
+
+/// How layers without weights share relevance among their inputs.
+///
+/// The two references differ here: the RAP authors' code divides by the layer output with the
+/// safe divide (`0` where it is `0`) and drops the relevance of a max-pool window whose maximum
+/// is `0`; Zennit applies its *Norm* rule to average pools and the residual sum, with the
+/// stabiliser `z + e·sgn0(z)` (`sgn0(0) = +1`), and leaves max pooling to its plain gradient.
+///
+/// | layer | [`Sharing::SafeDivide`] (authors' code) | [`Sharing::Norm`] (Zennit 0.5.1) |
+/// |---|---|---|
+/// | AvgPool2d, AdaptiveAvgPool2d | `x ⊙ Jᵀ sd(R, z)` | `x ⊙ Jᵀ (R ⊘ (z + e·sgn0 z))` |
+/// | residual Add | `a ⊙ sd(R, a + b)`, `b ⊙ sd(R, a + b)` | `a ⊙ R ⊘ stab(a + b)`, `b ⊙ R ⊘ stab(a + b)` |
+/// | MaxPool2d | `R` to the first maximum, `0` where the maximum is `0` | `R` to the first maximum (gradient) |
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[non_exhaustive]
+pub enum Sharing {
+    /// The RAP reference's z-rule with the safe divide (the default).
+    #[default]
+    SafeDivide,
+    /// Zennit's Norm rule with stabiliser `e` (Zennit's default `e` is `1e-6`).
+    Norm(f64),
+}
+
+impl Sharing {
+    /// `r ⊘ z` made safe the way this setting says.
+    pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        let stabilizer = match self {
+            Sharing::SafeDivide => Stabilizer::Safe,
+            Sharing::Norm(e) => Stabilizer::Epsilon(e),
+        };
+        stabilizer.divide(r, z)
+    }
+
+    /// Whether a max-pool window whose maximum is exactly `0` keeps its relevance (the plain
+    /// gradient) instead of dropping it (the reference's z-rule).
+    pub fn max_pool_passes_zero_windows(self) -> bool {
+        matches!(self, Sharing::Norm(_))
+    }
+}
+
+/// A propagation rule for linear layers.
+///
+/// Implement it for a rule of your own; [`z_step`] does the usual work.
+pub trait Rule: Debug + Send + Sync {
+    /// A short name, shown in reports.
+    fn name(&self) -> String;
+
+    /// Relevance at the input of `layer`, given its input `x` and the relevance `r` at its
+    /// output.
+    ///
+    /// # Shapes
+    ///
+    /// - `x`: `[B, C_in, H, W]`; `r`: the layer output's shape; result: `x`'s shape
+    fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>>;
+}
+
+/// How the denominator of [`z_step`] is made safe.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum Stabilizer {
+    /// `R / z` where `z ≠ 0`, else `0` (the RAP reference's safe divide).
+    Safe,
+    /// `R / (z + ε·sign(z))`, `sign(0) = 1` (Zennit's stabiliser).
+    Epsilon(f64),
+    /// `R / (z + ε)` (the reference code's Z^β for LRP).
+    Add(f64),
+}
+
+impl Stabilizer {
+    /// The stabiliser itself, or an error naming `rule` and `field` unless its ε is finite and
+    /// positive.
+    pub fn checked(self, rule: &str, field: &str) -> Result<Self> {
+        let ok = match self {
+            Stabilizer::Safe => true,
+            Stabilizer::Epsilon(e) | Stabilizer::Add(e) => e.is_finite() && e > 0.0,
+        };
+        if ok {
+            Ok(self)
+        } else {
+            Err(AttribError::InvalidParameter(format!(
+                "{rule}: `{field}` = {self:?} is not allowed; Epsilon(ε) and Add(ε) need a finite ε > 0"
+            )))
+        }
+    }
+
+    /// `r / stab(z)`.
+    pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        match self {
+            Stabilizer::Safe => safe_div(r, z),
+            Stabilizer::Epsilon(eps) => r / stabilize(z, eps),
+            Stabilizer::Add(eps) => r / z.add_scalar(eps),
+        }
+    }
+}

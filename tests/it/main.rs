@@ -1,0 +1,44 @@
+//! The integration tests, one module per file, in one binary (one link of Burn instead of one
+//! per file). Run one file's tests with a filter: `cargo test --test it golden::`.
+//!
+//! Each module is compiled when the features it needs are on, so `cargo test --all-targets`
+//! with any feature set runs what that set can run. `tests/hostile.rs` stays a binary of its own:
+//! it lowers the process-wide tensor budget.
+
+mod common;
+
+#[cfg(feature = "weights")]
+mod backend_agreement;
+#[cfg(all(
+    feature = "weights",
+    feature = "zoo",
+    feature = "images",
+    feature = "gradients",
+    feature = "eval",
+    feature = "plots"
+))]
+mod cli;
+mod custom_rule;
+#[cfg(feature = "weights")]
+mod errors;
+#[cfg(all(feature = "eval", feature = "gradients", feature = "zoo"))]
+mod evaluation;
+#[cfg(feature = "weights")]
+mod golden;
+#[cfg(all(feature = "gradients", feature = "weights"))]
+mod gradients;
+#[cfg(all(feature = "images", feature = "weights"))]
+mod imaging;
+#[cfg(feature = "eval")]
+mod metric_properties;
+#[cfg(all(feature = "eval", feature = "gradients"))]
+mod metrics;
+#[cfg(all(feature = "onnx", feature = "weights"))]
+mod onnx;
+mod properties;
+#[cfg(feature = "weights")]
+mod rap;
+mod rule_oracle;
+mod weight_cache;
+#[cfg(all(feature = "zoo", feature = "images"))]
+mod zoo;
