@@ -16,7 +16,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::imaging::load_imagenet;
-use rap_attrib::tensor::{sample_sums, to_vec};
+use rap_attrib::kit::{sample_sums, to_vec};
 use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooModel};
 use rap_attrib::{Composite, Explain, Explainer, Node, Target, Tracer, viz};
 use std::path::PathBuf;

@@ -10,8 +10,8 @@
 //! Run: `cargo run --release --example rap_layers`
 
 use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::kit::to_vec;
 use rap_attrib::spec::{SpecNetwork, read_safetensors};
-use rap_attrib::tensor::to_vec;
 use rap_attrib::{Composite, Explainer, Target};
 use std::path::PathBuf;
 

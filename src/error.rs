@@ -158,7 +158,56 @@ pub enum AttribError {
         path: String,
         /// The system's message.
         message: String,
+        /// The error underneath, when there is one (the system's, the image decoder's, the
+        /// plotter's).
+        #[source]
+        source: Option<Cause>,
     },
+    /// An ONNX model is malformed, or uses what the loader does not take.
+    #[error("ONNX model: {0}")]
+    Onnx(String),
+}
+
+impl AttribError {
+    /// An [`AttribError::Io`] on `path` caused by `source`.
+    pub fn io(path: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        AttribError::Io { path: path.into(), message: source.to_string(), source: Some(Cause::new(source)) }
+    }
+
+    /// An [`AttribError::Io`] on `path` with a message and no error underneath.
+    pub fn io_message(path: impl Into<String>, message: impl Into<String>) -> Self {
+        AttribError::Io { path: path.into(), message: message.into(), source: None }
+    }
+}
+
+/// The error underneath an [`AttribError`], shared so that the error stays `Clone`; two causes
+/// are equal when their messages are.
+#[derive(Debug, Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps an error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Cause(std::sync::Arc::new(error))
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_string() == other.0.to_string()
+    }
 }
 
 /// Result alias of the crate.

@@ -32,8 +32,8 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?;
-    decode_rgb(&bytes).map_err(|message| AttribError::Io { path: shown, message })
+    let bytes = std::fs::read(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+    decode_rgb(&bytes).map_err(|message| AttribError::io_message(shown, message))
 }
 
 /// Decodes PNG or JPEG bytes into RGB pixels, with the checks of [`load_rgb`].

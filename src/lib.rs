@@ -65,6 +65,7 @@ pub mod gradients;
 pub mod graph;
 #[cfg(feature = "images")]
 pub mod imaging;
+pub mod kit;
 pub mod layers;
 pub mod limits;
 #[cfg(feature = "eval")]
@@ -73,7 +74,7 @@ pub mod metrics;
 pub mod onnx;
 pub mod rules;
 pub mod spec;
-pub mod tensor;
+pub(crate) mod tensor;
 #[cfg(feature = "images")]
 pub mod viz;
 pub mod walk;

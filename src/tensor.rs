@@ -3,7 +3,7 @@
 //! All activations inside the engine are rank-4 tensors: images are `[B, C, H, W]`, vectors are
 //! `[B, F, 1, 1]`.
 
-use burn::tensor::{Bool, Tensor, TensorData};
+use burn::tensor::Tensor;
 
 /// ImageNet channel means (RGB), torchvision's normalisation.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -43,12 +43,6 @@ pub fn sample_sum(x: Tensor<4>) -> Tensor<4> {
     x.sum_dim(3).sum_dim(2).sum_dim(1)
 }
 
-/// Per-sample count of nonzero entries: `[B, ...] -> [B, 1, 1, 1]` (reduced axis by axis, see
-/// [`sample_sum`]).
-pub fn sample_nonzero(x: Tensor<4>) -> Tensor<4> {
-    sample_sum(x.not_equal_elem(0.0).float())
-}
-
 /// Per-sample minimum: `[B, ...] -> [B, 1, 1, 1]` (reduced axis by axis, see [`sample_sum`]).
 pub fn sample_min(x: Tensor<4>) -> Tensor<4> {
     x.min_dim(3).min_dim(2).min_dim(1)
@@ -59,31 +53,9 @@ pub fn sample_max(x: Tensor<4>) -> Tensor<4> {
     x.max_dim(3).max_dim(2).max_dim(1)
 }
 
-/// Mask of the nonzero entries, as floats (1 where `x != 0`).
-pub fn nonzero_mask(x: Tensor<4>) -> Tensor<4> {
-    x.not_equal_elem(0.0).float()
-}
-
-/// Whether any element of a mask is true, reduced axis by axis (see [`sample_sum`]: burn
-/// 0.22.1's wgpu `any()` over hundreds of thousands of elements misses true entries on Mesa's
-/// software Vulkan driver).
-fn any4(mask: Tensor<4, Bool>) -> bool {
-    mask.any_dim(3).any_dim(2).any_dim(1).any_dim(0).into_scalar::<bool>()
-}
-
-/// Whether any element is negative (reads one value back from the device).
-pub fn any_negative(x: &Tensor<4>) -> bool {
-    any4(x.clone().lower_elem(0.0))
-}
-
-/// Whether any element is positive (reads one value back from the device).
-pub fn any_positive(x: &Tensor<4>) -> bool {
-    any4(x.clone().greater_elem(0.0))
-}
-
 /// Whether all elements are finite. Reduced on the device axis by axis, so only one boolean
 /// is read back; a tensor with an axis longer than 65,536 is checked on the host values instead
-/// (see [`any_negative`]: burn 0.22.1's wgpu reduction of one long axis can drop elements).
+/// (see [`sample_sum`]: burn 0.22.1's wgpu reduction of one long axis can drop elements).
 pub fn all_finite<const D: usize>(x: &Tensor<D>) -> bool {
     if x.dims().iter().any(|&n| n > 65_536) {
         return to_vec(x).iter().all(|v| v.is_finite());
@@ -103,9 +75,4 @@ pub fn to_vec<const D: usize>(x: &Tensor<D>) -> Vec<f32> {
 /// Per-sample sums as host values.
 pub fn sample_sums(x: &Tensor<4>) -> Vec<f32> {
     to_vec(&sample_sum(x.clone()))
-}
-
-/// Builds a rank-4 tensor from host values.
-pub fn from_vec4(values: Vec<f32>, shape: [usize; 4], device: &burn::tensor::Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(values, shape), device)
 }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// One photo and its ground truth, at the photo's own size.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Sample {
     /// A name for reports (the file stem).
     pub name: String,
@@ -56,6 +57,7 @@ impl Sample {
 ///
 /// Photos without either are skipped and counted ([`Dataset::skipped`]).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Dataset {
     /// The samples, sorted by name.
     pub samples: Vec<Sample>,
@@ -63,12 +65,12 @@ pub struct Dataset {
     pub skipped: Vec<PathBuf>,
 }
 
-fn io(path: &Path, e: impl std::fmt::Display) -> AttribError {
-    AttribError::Io { path: path.display().to_string(), message: e.to_string() }
+fn io(path: &Path, e: impl std::error::Error + Send + Sync + 'static) -> AttribError {
+    AttribError::io(path.display().to_string(), e)
 }
 
 fn spec_error(path: &Path, what: impl std::fmt::Display) -> AttribError {
-    AttribError::Io { path: path.display().to_string(), message: format!("bad ground truth: {what}") }
+    AttribError::io_message(path.display().to_string(), format!("bad ground truth: {what}"))
 }
 
 fn parse_box(v: &Value, path: &Path) -> Result<BoundingBox> {

@@ -128,7 +128,7 @@ fn stack_conv(conv: &Conv2d, parts: Vec<Tensor<4>>, route: bool) -> WeightStack 
 /// convolution is slow (ndarray's is a scalar loop, about 100× slower than its convolution)
 /// are routed through their fast convolution; `None` where the identity does not apply
 /// (stride > 1, or padding beyond `dilation·(k−1)`).
-pub fn transpose_as_conv(
+pub(crate) fn transpose_as_conv(
     y: Tensor<4>,
     weight: &Tensor<4>,
     stride: [usize; 2],

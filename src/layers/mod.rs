@@ -26,7 +26,6 @@ mod relu;
 
 pub use add::Add;
 pub use concat::Concat;
-pub use conv2d::transpose_as_conv;
 pub use flatten::Flatten;
 
 pub use crate::base::{LayerType, LinearLayer, LinearStructure, WeightStack};

@@ -76,8 +76,8 @@ impl Region {
     pub fn load_mask(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| AttribError::Io { path: shown.clone(), message: e.to_string() })?;
-        let img = crate::imaging::decode_rgb(&bytes).map_err(|message| AttribError::Io { path: shown, message })?;
+        let bytes = std::fs::read(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+        let img = crate::imaging::decode_rgb(&bytes).map_err(|message| AttribError::io_message(shown, message))?;
         let img = image::DynamicImage::ImageRgb8(img).into_luma8();
         let (w, h) = img.dimensions();
         Self::from_mask(w as usize, h as usize, img.pixels().map(|p| p.0[0] > 127).collect())

@@ -18,7 +18,9 @@ pub use graph::{GraphBuilder, GraphNetwork};
 
 pub use weights::HostTensor;
 #[cfg(feature = "weights")]
-pub use weights::{ElementKind, decode, parse_safetensors, read_safetensors};
+pub(crate) use weights::{ElementKind, decode};
+#[cfg(feature = "weights")]
+pub use weights::{parse_safetensors, read_safetensors};
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;

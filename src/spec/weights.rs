@@ -9,20 +9,21 @@ use std::collections::HashMap;
 #[cfg(feature = "weights")]
 use std::path::Path;
 
-/// A tensor read from a file, kept on the host.
+/// A tensor read from a file, kept on the host as `f32` (the weights' own precision for `f32`
+/// files, no wider copy while loading).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HostTensor {
     /// Shape.
     pub shape: Vec<usize>,
-    /// Values as `f64` (floats and integers alike; exact for every `f32` and for integers
-    /// below 2⁵³).
-    pub values: Vec<f64>,
+    /// Values as `f32` (`f64`, `f16`, `bf16` and integers converted; integers are exact below
+    /// 2²⁴).
+    pub values: Vec<f32>,
 }
 
 impl HostTensor {
     /// The values as `f32`.
     pub fn to_f32(&self) -> Vec<f32> {
-        self.values.iter().map(|&v| v as f32).collect()
+        self.values.clone()
     }
 
     /// A device tensor of rank `D`; an error if the rank differs.
@@ -30,7 +31,7 @@ impl HostTensor {
         if self.shape.len() != D {
             return Err(AttribError::Weights(format!("tensor `{name}` has shape {:?}; expected rank {D}", self.shape)));
         }
-        Ok(Tensor::from_data(TensorData::new(self.to_f32(), self.shape.clone()), device))
+        Ok(Tensor::from_data(TensorData::new(self.values.clone(), self.shape.clone()), device))
     }
 }
 
@@ -38,8 +39,7 @@ impl HostTensor {
 /// All tensors of a safetensors file (f32, f64, f16, bf16, i64, i32 and bool are read).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTensor>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path)
-        .map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    let bytes = std::fs::read(path).map_err(|e| AttribError::io(path.display().to_string(), e))?;
     parse_safetensors(&bytes).map_err(|e| match e {
         AttribError::Weights(m) => AttribError::Weights(format!("{}: {m}", path.display())),
         other => other,
@@ -74,8 +74,7 @@ pub fn parse_safetensors(bytes: &[u8]) -> Result<HashMap<String, HostTensor>> {
 #[cfg(feature = "weights")]
 /// Element types that [`decode`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ElementKind {
+pub(crate) enum ElementKind {
     /// 32-bit float.
     F32,
     /// 64-bit float.
@@ -93,19 +92,19 @@ pub enum ElementKind {
 }
 
 #[cfg(feature = "weights")]
-/// Decodes little-endian element bytes to `f64` values.
-pub fn decode(kind: ElementKind, data: &[u8]) -> Vec<f64> {
+/// Decodes little-endian element bytes to `f32` values.
+pub(crate) fn decode(kind: ElementKind, data: &[u8]) -> Vec<f32> {
     /// Every whole `N`-byte element of `data` (a trailing partial element is dropped).
-    fn each<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f64) -> Vec<f64> {
+    fn each<const N: usize>(data: &[u8], f: impl Fn([u8; N]) -> f32) -> Vec<f32> {
         data.chunks_exact(N).filter_map(|c| <[u8; N]>::try_from(c).ok()).map(f).collect()
     }
     match kind {
-        ElementKind::F32 => each(data, |b| f32::from_le_bytes(b) as f64),
-        ElementKind::F64 => each(data, f64::from_le_bytes),
-        ElementKind::I64 => each(data, |b| i64::from_le_bytes(b) as f64),
-        ElementKind::I32 => each(data, |b| i32::from_le_bytes(b) as f64),
-        ElementKind::U8 => data.iter().map(|&b| b as f64).collect(),
-        ElementKind::F16 => each(data, |b| half::f16::from_le_bytes(b).to_f64()),
-        ElementKind::BF16 => each(data, |b| half::bf16::from_le_bytes(b).to_f64()),
+        ElementKind::F32 => each(data, f32::from_le_bytes),
+        ElementKind::F64 => each(data, |b| f64::from_le_bytes(b) as f32),
+        ElementKind::I64 => each(data, |b| i64::from_le_bytes(b) as f32),
+        ElementKind::I32 => each(data, |b| i32::from_le_bytes(b) as f32),
+        ElementKind::U8 => data.iter().map(|&b| f32::from(b)).collect(),
+        ElementKind::F16 => each(data, |b| half::f16::from_le_bytes(b).to_f32()),
+        ElementKind::BF16 => each(data, |b| half::bf16::from_le_bytes(b).to_f32()),
     }
 }

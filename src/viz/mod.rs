@@ -65,7 +65,7 @@ pub fn save_heatmap_png(relevance: &Tensor<4>, sample: usize, path: impl AsRef<P
     let (w, h, rgb) = heatmap_rgb(relevance, sample)?;
     let path = path.as_ref();
     image::save_buffer(path, &rgb, w, h, image::ExtendedColorType::Rgb8)
-        .map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
+        .map_err(|e| AttribError::io(path.display().to_string(), e))
 }
 
 /// The heatmap of one sample as an image.
@@ -157,9 +157,8 @@ pub fn save_panel(
     let (w, h) = (strip.width() + PANEL_SCALE_WIDTH, strip.height() + PANEL_TITLE_HEIGHT);
     let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
     image::imageops::replace(&mut canvas, &strip, 0, PANEL_TITLE_HEIGHT as i64);
-    let draw_error = |e: &dyn std::fmt::Display| AttribError::Io {
-        path: path.display().to_string(),
-        message: format!("drawing the panel failed: {e}"),
+    let draw_error = |e: &dyn std::fmt::Display| {
+        AttribError::io_message(path.display().to_string(), format!("drawing the panel failed: {e}"))
     };
     {
         use plotters::prelude::*;
@@ -195,7 +194,7 @@ pub fn save_panel(
         }
         root.present().map_err(|e| draw_error(&e))?;
     }
-    canvas.save(path).map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
+    canvas.save(path).map_err(|e| AttribError::io(path.display().to_string(), e))
 }
 
 #[cfg(test)]

@@ -49,7 +49,7 @@ const COLOURS: [RGBColor; 10] = [
 ];
 
 fn plot_error(path: &Path, e: impl std::fmt::Display) -> AttribError {
-    AttribError::Io { path: path.display().to_string(), message: format!("plotting failed: {e}") }
+    AttribError::io_message(path.display().to_string(), format!("plotting failed: {e}"))
 }
 
 /// Draws panels side by side in a grid of `columns` columns and writes a PNG of
@@ -139,7 +139,7 @@ pub fn plot_lines(path: impl AsRef<Path>, panels: &[LinePanel], columns: usize, 
         root.present().map_err(|e| plot_error(path, e))?;
     }
     let img = image::RgbImage::from_raw(w, h, buffer).ok_or_else(|| plot_error(path, "buffer size"))?;
-    img.save(path).map_err(|e| AttribError::Io { path: path.display().to_string(), message: e.to_string() })
+    img.save(path).map_err(|e| AttribError::io(path.display().to_string(), e))
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ pub enum Target {
 
 /// Relevance recorded at one layer (with [`Explainer::record_layers`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct LayerRelevance {
     /// Layer name.
     pub name: String,
@@ -59,6 +60,7 @@ pub struct LayerRelevance {
 
 /// The result of an explanation.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Explanation<const D: usize> {
     /// Relevance at the input, shaped like the input.
     pub relevance: Tensor<D>,
@@ -77,6 +79,7 @@ pub struct Explanation<const D: usize> {
 
 /// Per-sample relevance sums at every layer next to the target logit.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Conservation {
     /// Samples whose relevance vanished at the input ([`Explanation::vanished_samples`]).
     pub vanished: Vec<usize>,
@@ -91,6 +94,14 @@ pub struct Conservation {
 }
 
 impl<const D: usize> Explanation<D> {
+    /// An explanation of an attribution method of your own (for
+    /// [`AttributionMethod`]): the input relevance, the logits `[B, classes]`, the explained
+    /// class per sample and the output relevance (or gradient seed) the method started from;
+    /// no recorded layers.
+    pub fn new(relevance: Tensor<D>, logits: Tensor<2>, targets: Vec<usize>, initial: Tensor<2>) -> Self {
+        Self { relevance, logits, targets, initial, layers: Vec::new(), marked: HashMap::new() }
+    }
+
     /// Heatmap: the input relevance summed over channels, `[B, 1, H, W]` (rank-4 inputs only).
     pub fn heatmap(&self) -> Result<Tensor<4>> {
         if D != 4 {

@@ -60,11 +60,11 @@ pub fn random_parameters(spec: &serde_json::Value, seed: u64, random_batch_norm:
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
-            let mut normal = |scale: f64| -> f64 {
+            let mut normal = |scale: f64| -> f32 {
                 let z: f64 = StandardNormal.sample(&mut rng);
-                (z * scale) as f32 as f64
+                (z * scale) as f32
             };
-            let values: Vec<f64> = if shape.len() > 1 {
+            let values: Vec<f32> = if shape.len() > 1 {
                 let fan_in: usize = shape[1..].iter().product();
                 let s = (2.0 / fan_in.max(1) as f64).sqrt();
                 (0..n).map(|_| normal(s)).collect()
@@ -74,7 +74,7 @@ pub fn random_parameters(spec: &serde_json::Value, seed: u64, random_batch_norm:
                 let one = name.ends_with("running_var") || name.ends_with(".weight");
                 vec![if one { 1.0 } else { 0.0 }; n]
             } else if name.ends_with("running_var") || name.ends_with(".weight") {
-                (0..n).map(|_| (0.5 + rng.random::<f64>()) as f32 as f64).collect()
+                (0..n).map(|_| (0.5 + rng.random::<f64>()) as f32).collect()
             } else {
                 (0..n).map(|_| normal(0.1)).collect()
             };

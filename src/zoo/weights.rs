@@ -14,7 +14,7 @@ pub fn load_parameters(path: impl AsRef<Path>) -> Result<HashMap<String, HostTen
     let path = path.as_ref();
     let shown = path.display().to_string();
     if !path.is_file() {
-        return Err(AttribError::Io { path: shown, message: "no such file".into() });
+        return Err(AttribError::io_message(shown, "no such file"));
     }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     match ext.as_str() {

@@ -7,11 +7,11 @@
 #![cfg(feature = "wgpu")]
 
 use rap_attrib::burn::tensor::{Device, DeviceKind, Tensor};
+use rap_attrib::kit::to_vec;
 use rap_attrib::spec::{SpecNetwork, read_safetensors};
-use rap_attrib::tensor::to_vec;
 use rap_attrib::{Composite, Explainer, Target};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn golden_dir() -> PathBuf {
     crate::common::data().join("golden")

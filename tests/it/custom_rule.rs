@@ -4,7 +4,7 @@
 mod example;
 
 use rap_attrib::burn::tensor::{Device, Tensor};
-use rap_attrib::tensor::to_vec;
+use rap_attrib::kit::to_vec;
 use rap_attrib::{Explainer, Target};
 
 #[test]
@@ -16,8 +16,8 @@ fn the_w_square_rule_runs_and_conserves_at_its_layer() {
     let fc1 = e.layer("fc1").unwrap();
     assert_eq!(fc1.rule.as_deref(), Some("w²"));
     // w² conserves exactly (every output has a nonzero weight).
-    let out = rap_attrib::tensor::sample_sums(&fc1.output);
-    let inp = rap_attrib::tensor::sample_sums(&fc1.inputs[0]);
+    let out = rap_attrib::kit::sample_sums(&fc1.output);
+    let inp = rap_attrib::kit::sample_sums(&fc1.inputs[0]);
     for (a, b) in out.iter().zip(&inp) {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1e-6), "{a} vs {b}");
     }

@@ -266,7 +266,7 @@ fn vanished_relevance_is_reported() {
     let mut alive = mlp();
     alive.fc1.bias = None;
     let e = Explainer::new(&alive, Composite::epsilon(1e-6).unwrap()).explain(x, Target::Classes(vec![0])).unwrap();
-    let any = rap_attrib::tensor::to_vec(&e.relevance).iter().any(|v| *v != 0.0);
+    let any = rap_attrib::kit::to_vec(&e.relevance).iter().any(|v| *v != 0.0);
     assert_eq!(e.vanished_samples().is_empty(), any);
 }
 

@@ -123,7 +123,7 @@ fn evaluate_matches_the_metrics_called_directly() {
         // The kept first-sample relevance is the method's relevance of sample 0.
         let (_, x0) = load_imagenet(&data.samples[0].image, 64, &dev).unwrap();
         let r0 = methods[mi].1.attribute(x0, Target::Classes(vec![report.targets[0]])).unwrap().relevance;
-        assert_eq!(rap_attrib::tensor::to_vec(m.first_relevance.as_ref().unwrap()), rap_attrib::tensor::to_vec(&r0));
+        assert_eq!(rap_attrib::kit::to_vec(m.first_relevance.as_ref().unwrap()), rap_attrib::kit::to_vec(&r0));
         // Step 0 of every curve is the unperturbed score, the same for both orders.
         assert_eq!(m.morf.scores[0][0], m.lerf.scores[0][0]);
     }

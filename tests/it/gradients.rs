@@ -9,14 +9,14 @@ use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::gradients::{
     GradientExplainer, GradientMethod, IgBaseline, IntegratedGradients, Quadrature, SmoothGrad,
 };
+use rap_attrib::kit::to_vec;
 use rap_attrib::spec::{HostTensor, SpecNetwork};
-use rap_attrib::tensor::to_vec;
 use rap_attrib::{AttribError, Target};
 use serde_json::json;
 use std::collections::HashMap;
 
 fn host(shape: Vec<usize>, values: &[f64]) -> HostTensor {
-    HostTensor { shape, values: values.to_vec() }
+    HostTensor { shape, values: values.iter().map(|&v| v as f32).collect() }
 }
 
 /// `y = W x + b` with W = [[1, -2, 3], [0.5, 4, -1]], b = [0.25, -0.5].

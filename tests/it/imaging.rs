@@ -2,8 +2,8 @@
 
 use rap_attrib::burn::tensor::Device;
 use rap_attrib::imaging::load_imagenet;
+use rap_attrib::kit::to_vec;
 use rap_attrib::spec::read_safetensors;
-use rap_attrib::tensor::to_vec;
 use std::path::PathBuf;
 
 use crate::common;

@@ -118,7 +118,10 @@ fn pixel_sum_model(c: usize, hw: usize) -> SpecNetwork {
     let w: Vec<f64> = (0..c * hw).map(|i| ((i * 7) % 5) as f64 - 1.5).collect();
     let mut p = HashMap::new();
     let weight: Vec<f64> = w.iter().copied().chain(w.iter().map(|x| -x)).collect();
-    p.insert("fc.weight".to_string(), HostTensor { shape: vec![2, c * hw], values: weight });
+    p.insert(
+        "fc.weight".to_string(),
+        HostTensor { shape: vec![2, c * hw], values: weight.iter().map(|&v| v as f32).collect() },
+    );
     SpecNetwork::from_value(&spec, &p, "", &device()).unwrap()
 }
 

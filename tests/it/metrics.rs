@@ -137,7 +137,7 @@ fn linear_image_model() -> SpecNetwork {
                       "input_shape": [0, 1, 2, 3]});
     let mut p = HashMap::new();
     let w: Vec<f64> = (1..=6).map(|v| v as f64).chain(std::iter::repeat_n(0.0, 6)).collect();
-    p.insert("fc.weight".to_string(), HostTensor { shape: vec![2, 6], values: w });
+    p.insert("fc.weight".to_string(), HostTensor { shape: vec![2, 6], values: w.iter().map(|&v| v as f32).collect() });
     p.insert("fc.bias".to_string(), HostTensor { shape: vec![2], values: vec![0.0, 10.0] });
     SpecNetwork::from_value(&spec, &p, "", &device()).unwrap()
 }
@@ -255,7 +255,7 @@ fn rule_and_gradient_methods_share_one_interface() {
     let methods: Vec<&dyn AttributionMethod> = vec![&rap, &grad];
     let maps: Vec<Vec<f32>> = methods
         .iter()
-        .map(|m| rap_attrib::tensor::to_vec(&m.attribute(x.clone(), Target::Classes(vec![0])).unwrap().relevance))
+        .map(|m| rap_attrib::kit::to_vec(&m.attribute(x.clone(), Target::Classes(vec![0])).unwrap().relevance))
         .collect();
     // On a bias-free linear score, LRP-ε (tiny ε) and input × gradient agree: xᵢ wᵢ.
     let want: Vec<f32> = (1..=6).map(|i| (i * i) as f32).collect();

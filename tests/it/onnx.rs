@@ -27,9 +27,9 @@ use crate::common::golden as golden_common;
 use common::device;
 use golden_common::{Outcome, check_rules, compare};
 use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::kit::to_vec;
 use rap_attrib::onnx::OnnxModel;
 use rap_attrib::spec::{HostTensor, read_safetensors};
-use rap_attrib::tensor::to_vec;
 use rap_attrib::{AttribError, Composite, Explainer, Target};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -120,7 +120,7 @@ fn check_reference(
         shape[0] = 1;
         let one = HostTensor { shape, values: input.values[b * per..(b + 1) * per].to_vec() };
         let (r1, _) = explain_rap(model, &one, device).expect("explain one sample");
-        let want = HostTensor { shape: vec![1, per_rel], values: r1.iter().map(|&v| v as f64).collect() };
+        let want = HostTensor { shape: vec![1, per_rel], values: r1.to_vec() };
         if let Err(e) = compare("rap batch vs alone", &rel[b * per_rel..(b + 1) * per_rel], &want, 1, 1e-5) {
             return out.failed.push(format!("{label}: sample {b}: {e}"));
         }

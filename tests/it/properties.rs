@@ -12,10 +12,10 @@ use common::{NetOptions, RandomNet, Rng, device, random_image_net, random_input,
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::kit::{neg, pos, sample_max, sample_min, sample_sums, to_vec};
 use rap_attrib::layers::LayerType;
 use rap_attrib::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Lrp0, Pass, Rap, Rule, ZBeta, ZPlus};
 use rap_attrib::spec::SpecNetwork;
-use rap_attrib::tensor::{neg, pos, sample_max, sample_min, sample_sums, to_vec};
 use rap_attrib::{Composite, Explainer, InitialRelevance, LinearLayer, Selector, Target};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -176,7 +176,7 @@ fn expected_linear(
                 }
                 None => z.zeros_like(),
             };
-            let sd = rap_attrib::tensor::safe_div::<4>;
+            let sd = rap_attrib::kit::safe_div::<4>;
             let total = z.clone() + bias.clone() * sd(p, z.clone()) * nz(a) + bias * sd(n, z) * nz(bb);
             sums(r * total)
         }
@@ -187,7 +187,7 @@ fn expected_linear(
 /// Per sample, how many of RAP's two input branches (`x⁺`, `|x⁻|`) propagate a nonzero `C`
 /// (Eq. 7–9 of the paper as the reference computes them, with the safe divide).
 fn rap_live_branches(layer: &dyn LinearLayer, x: &Tensor<4>, r: &Tensor<4>, layer_type: &LayerType) -> Vec<usize> {
-    let sd = rap_attrib::tensor::safe_div::<4>;
+    let sd = rap_attrib::kit::safe_div::<4>;
     let w = layer.weight();
     let (wp, wn) = (pos(w.clone()), neg(w).neg());
     let shape = x.dims();
@@ -410,7 +410,7 @@ fn rap_input_relevance_sums_to_the_output_layer_relevance() {
                 let z = p.clone() + n.clone();
                 let [o] = layer.bias().unwrap().dims();
                 let b = layer.bias().unwrap().reshape([1, o, 1, 1]).abs();
-                let kappa = rap_attrib::tensor::safe_div(b * (p.abs() + n.abs()), z.abs());
+                let kappa = rap_attrib::kit::safe_div(b * (p.abs() + n.abs()), z.abs());
                 conditioning = sums(kappa * fc.output.clone().abs());
             }
             let scale: Vec<f32> =

@@ -5,9 +5,9 @@ use crate::common;
 
 use common::{Rng, device, random_input, tensor2, tensor4};
 use rap_attrib::burn::tensor::Tensor;
+use rap_attrib::kit::{sample_sums, to_vec};
 use rap_attrib::layers::LayerType;
 use rap_attrib::spec::{HostTensor, SpecNetwork};
-use rap_attrib::tensor::{sample_sums, to_vec};
 use rap_attrib::{Composite, Explainer, Target};
 use serde_json::json;
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ fn random_params(spec: &serde_json::Value, seed: u64, bias: bool) -> HashMap<Str
     let mut p = HashMap::new();
     let mut put = |name: String, shape: Vec<usize>, f: &mut dyn FnMut(&mut Rng) -> f64, rng: &mut Rng| {
         let n = shape.iter().product();
-        p.insert(name, HostTensor { shape, values: (0..n).map(|_| f(rng) as f32 as f64).collect() });
+        p.insert(name, HostTensor { shape, values: (0..n).map(|_| f(rng) as f32).collect() });
     };
     for l in spec["layers"].as_array().unwrap() {
         let name = l["name"].as_str().unwrap();

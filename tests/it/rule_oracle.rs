@@ -26,8 +26,8 @@ use rap_attrib::burn::module::Param;
 use rap_attrib::burn::nn::conv::Conv2dConfig;
 use rap_attrib::burn::nn::{LinearConfig, PaddingConfig2d};
 use rap_attrib::burn::tensor::{Device, Tensor, TensorData};
+use rap_attrib::kit::to_vec;
 use rap_attrib::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Lrp0, Rap, Rule, Sharing, ZBeta, ZPlus};
-use rap_attrib::tensor::to_vec;
 use rap_attrib::{LayerType, LinearLayer, RuleContext};
 use std::collections::HashMap;
 

@@ -7,9 +7,9 @@ use crate::common::pth;
 use common::Rng;
 use rap_attrib::burn::tensor::Device;
 use rap_attrib::imaging::load_imagenet;
+use rap_attrib::kit::{sample_sums, to_vec};
 use rap_attrib::layers::LayerType;
 use rap_attrib::spec::HostTensor;
-use rap_attrib::tensor::{sample_sums, to_vec};
 use rap_attrib::zoo::{Architecture, RULE_NAMES, ZooConfig, ZooModel, load_parameters, random_parameters};
 use rap_attrib::{AttribError, Explainer, Target};
 use std::collections::HashMap;
@@ -55,7 +55,7 @@ fn random_checkpoint(arch: Architecture, config: ZooConfig, seed: u64) -> HashMa
 fn write_safetensors(params: &HashMap<String, HostTensor>, path: &Path) {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = params
         .iter()
-        .map(|(k, t)| (k.clone(), t.values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect(), t.shape.clone()))
+        .map(|(k, t)| (k.clone(), t.values.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone()))
         .collect();
     let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
         .iter()

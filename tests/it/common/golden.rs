@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 use rap_attrib::burn::tensor::{Device, Tensor};
+use rap_attrib::kit::to_vec;
 use rap_attrib::rules::Bounds;
 use rap_attrib::spec::HostTensor;
-use rap_attrib::tensor::to_vec;
 use rap_attrib::{Composite, Explain, Explainer, Explanation, Target};
 use std::collections::HashMap;
 

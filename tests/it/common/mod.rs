@@ -124,7 +124,7 @@ fn out_size(len: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> O
 impl Builder<'_> {
     fn tensor(&mut self, name: String, shape: Vec<usize>, scale: f64, shift: f64) {
         let n: usize = shape.iter().product();
-        let values = (0..n).map(|_| (self.rng.normal() * scale + shift) as f32 as f64).collect();
+        let values = (0..n).map(|_| (self.rng.normal() * scale + shift) as f32).collect();
         self.params.insert(name, HostTensor { shape, values });
     }
 
@@ -154,8 +154,8 @@ impl Builder<'_> {
 
     fn bn(&mut self, name: &str, c: usize) {
         self.layers.push(json!({"name": name, "type": "BatchNorm2d", "num_features": c, "eps": 1e-5}));
-        let gamma = (0..c).map(|_| 0.5 + self.rng.unit()).collect();
-        let var = (0..c).map(|_| 0.5 + 1.5 * self.rng.unit()).collect();
+        let gamma = (0..c).map(|_| (0.5 + self.rng.unit()) as f32).collect();
+        let var = (0..c).map(|_| (0.5 + 1.5 * self.rng.unit()) as f32).collect();
         self.params.insert(format!("{name}.weight"), HostTensor { shape: vec![c], values: gamma });
         self.params.insert(format!("{name}.running_var"), HostTensor { shape: vec![c], values: var });
         self.tensor(format!("{name}.bias"), vec![c], 0.2, 0.0);

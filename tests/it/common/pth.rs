@@ -68,7 +68,7 @@ pub fn write_pth(params: &HashMap<String, HostTensor>, path: &Path) {
     zip.write_all(b"little").unwrap();
     for (i, name) in names.iter().enumerate() {
         zip.start_file(format!("archive/data/{i}"), opts).unwrap();
-        let bytes: Vec<u8> = params[*name].values.iter().flat_map(|v| (*v as f32).to_le_bytes()).collect();
+        let bytes: Vec<u8> = params[*name].values.iter().flat_map(|v| v.to_le_bytes()).collect();
         zip.write_all(&bytes).unwrap();
     }
     zip.start_file("archive/version", opts).unwrap();

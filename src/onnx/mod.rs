@@ -1,0 +1,406 @@
+//! Models from `.onnx` files (the `onnx` feature), parsed by Burn's own `onnx-ir`.
+//!
+//! ```no_run
+//! use rap_attrib::burn::tensor::{Device, Tensor};
+//! use rap_attrib::onnx::OnnxModel;
+//! use rap_attrib::{Composite, Explainer, Target};
+//!
+//! let device = Device::default();
+//! // A PyTorch export (`torch.onnx.export`), weights inside the file.
+//! let model = OnnxModel::from_file("resnet18.onnx", &device)?;
+//! let x = Tensor::<4>::zeros([1, 3, 224, 224], &device);
+//! model.check_input(&x.dims())?;
+//! let explanation = Explainer::new(&model, Composite::rap()).explain(x, Target::Predicted)?;
+//! # Ok::<(), rap_attrib::AttribError>(())
+//! ```
+//!
+//! The file becomes a [`GraphNetwork`]: each supported node is one of the engine's layers, named
+//! by the ONNX node name (`/features.0/Conv`), so every rule, composite and canonizer applies and
+//! the model runs once, through the tracer; there is no second forward pass.
+//!
+//! | ONNX operator | becomes |
+//! |---|---|
+//! | `Conv` (2-D, symmetric padding, any groups and dilation) | Burn's `Conv2d` |
+//! | `Gemm` (`transA = 0`), `MatMul` with a constant 2-D weight (and the `Add` of its bias) | Burn's `Linear` |
+//! | `Relu` | `Relu` |
+//! | `MaxPool` (2-D, ceil mode too), `AveragePool` (2-D), `GlobalAveragePool` | the pools |
+//! | `BatchNormalization` (inference form, constant statistics) | Burn's `BatchNorm`, kept as its own layer |
+//! | `Add` of two computed values | the residual join |
+//! | `Concat` on the channel axis | the concatenation |
+//! | `Flatten` (axis 1), `Reshape` to `[batch, features]` (also `x.reshape(x.shape[0], -1)`'s computed shape) | flatten |
+//! | `Dropout`, `Identity` | nothing (their output is their input) |
+//!
+//! Any other operator is [`AttribError::UnsupportedLayer`] naming the node and the operator.
+//! BatchNormalization is never folded into the convolution on loading, because folding changes
+//! RAP and LRP relevances though not the logits; the Zennit presets fold it with their own
+//! canonizer ([`BatchNormMerge`](crate::BatchNormMerge)).
+
+mod conv;
+mod join;
+mod linear;
+mod norm;
+mod pool;
+mod shape;
+
+use crate::error::{AttribError, Result};
+use crate::layers::Relevance;
+use crate::limits::{MAX_GEOMETRY, check_elements};
+use crate::spec::{GraphBuilder, GraphNetwork};
+use crate::walk::{Explain, Node as TraceNode, Tracer};
+use burn::nn::Relu;
+use burn::nn::pool::AdaptiveAvgPool2dConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+use onnx_ir::{ArgType, Argument, Message, Node, OnnxGraphBuilder};
+use shape::Dim;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The largest `.onnx` file read: 4 GiB (protobuf's own limit is 2 GiB per message).
+pub const MAX_ONNX_BYTES: u64 = 4 << 30;
+
+/// A model loaded from an ONNX file, explainable like any [`Explain`] model.
+#[derive(Debug)]
+pub struct OnnxModel {
+    graph: GraphNetwork,
+    input_name: String,
+    input_shape: Vec<Option<usize>>,
+    output_name: String,
+}
+
+fn onnx_err(node: &str, message: impl std::fmt::Display) -> AttribError {
+    AttribError::Onnx(format!("node `{node}`: {message}"))
+}
+
+fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> AttribError {
+    AttribError::UnsupportedLayer { layer: node.to_string(), layer_type: op.to_string(), reason: reason.into() }
+}
+
+/// The constant behind an initializer argument, as an `f32` tensor of rank `D` on `device`.
+fn constant<const D: usize>(node: &str, arg: &Argument, what: &str, device: &Device) -> Result<Tensor<D>> {
+    let data = arg.value().ok_or_else(|| {
+        onnx_err(node, format!("its {what} `{}` is computed; rap-attrib explains constant weights", arg.name))
+    })?;
+    if data.shape().len() != D {
+        return Err(onnx_err(node, format!("{what} `{}` has shape {:?}; expected rank {D}", arg.name, data.shape())));
+    }
+    let shape: Vec<usize> = data.shape().to_vec();
+    check_elements(&format!("ONNX tensor `{}`", arg.name), &shape)?;
+    let values: Vec<f32> = data
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .map_err(|e| onnx_err(node, format!("{what} `{}` cannot be read as numbers: {e:?}", arg.name)))?;
+    if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+        return Err(onnx_err(node, format!("{what} `{}` holds a non-finite value {bad}", arg.name)));
+    }
+    Ok(Tensor::from_data(TensorData::new(values, shape), device))
+}
+
+/// A symmetric 2-D padding `[h, w]`.
+fn symmetric(node: &str, op: &str, p: &onnx_ir::node::padding::PaddingConfig2d) -> Result<[usize; 2]> {
+    use onnx_ir::node::padding::PaddingConfig2d as P;
+    match p {
+        P::Valid => Ok([0, 0]),
+        P::Explicit(t, l, b, r) if t == b && l == r => Ok([*t, *l]),
+        P::Explicit(t, l, b, r) => Err(unsupported(
+            node,
+            op,
+            format!(
+                "pads (top {t}, left {l}, bottom {b}, right {r}) are not symmetric; only symmetric padding is supported"
+            ),
+        )),
+    }
+}
+
+fn geometry(node: &str, what: &str, v: [usize; 2], min: usize) -> Result<[usize; 2]> {
+    if v.iter().any(|&x| x < min || x > MAX_GEOMETRY) {
+        return Err(onnx_err(
+            node,
+            format!("`{what}` = {v:?} is not allowed; expected values in {min}..={MAX_GEOMETRY}"),
+        ));
+    }
+    Ok(v)
+}
+
+fn no_auto_pad(node: &str, op: &str, a: &onnx_ir::node::padding::AutoPad) -> Result<()> {
+    use onnx_ir::node::padding::AutoPad;
+    match a {
+        AutoPad::NotSet | AutoPad::Valid => Ok(()),
+        other => Err(unsupported(node, op, format!("auto_pad {other:?} is not supported; export with explicit pads"))),
+    }
+}
+
+/// The static dimensions of an argument's type, when it is a tensor.
+fn static_dims(arg: &Argument) -> Option<Vec<Option<usize>>> {
+    match &arg.ty {
+        ArgType::Tensor(t) => Some(t.static_shape.clone().unwrap_or_else(|| vec![None; t.rank])),
+        _ => None,
+    }
+}
+
+struct Loader<'d> {
+    device: &'d Device,
+    builder: GraphBuilder,
+    /// ONNX value name → graph value number.
+    values: HashMap<String, usize>,
+    names: HashMap<String, usize>,
+    /// The file's own nodes (name, operator), in order, and how far [`Loader::original_name`]
+    /// has matched them.
+    originals: Vec<(String, String)>,
+    matched: usize,
+    /// The input's batch size where the file fixes it.
+    batch: Option<usize>,
+    /// Shape arithmetic followed symbolically: value name → its entries.
+    shapes: HashMap<String, Vec<Dim>>,
+}
+
+impl Loader<'_> {
+    /// The graph value behind a computed (non-constant) input.
+    fn value(&self, node: &str, arg: &Argument) -> Result<usize> {
+        self.values.get(&arg.name).copied().ok_or_else(|| {
+            if arg.value().is_some() {
+                onnx_err(node, format!("input `{}` is a constant where a computed value is expected", arg.name))
+            } else {
+                onnx_err(node, format!("reads `{}`, which no earlier node computes", arg.name))
+            }
+        })
+    }
+
+    fn input<'n>(&self, node: &'n Node, i: usize) -> Result<&'n Argument> {
+        node.inputs().get(i).ok_or_else(|| onnx_err(node.name(), format!("has no input {i}")))
+    }
+
+    /// The file's name for a parsed node. The parser renames nodes (`conv2d1`) and may fuse or
+    /// drop some (`MatMul` + `Add`, `Identity`, constants) but keeps their order, so the next
+    /// file node of a matching operator is this node's origin.
+    fn original_name(&mut self, node: &Node) -> Option<String> {
+        let parsed = format!("{:?}", node.node_type());
+        let ops: Vec<&str> = match parsed.as_str() {
+            "Conv2d" => vec!["Conv"],
+            "Linear" => vec!["Gemm", "MatMul"],
+            "MaxPool2d" => vec!["MaxPool"],
+            "AveragePool2d" => vec!["AveragePool"],
+            other => vec![other],
+        };
+        let offset = self.originals.get(self.matched..)?.iter().position(|(_, op)| ops.contains(&op.as_str()))?;
+        let at = self.matched + offset;
+        self.matched = at + 1;
+        self.originals.get(at).map(|(name, _)| name.clone()).filter(|n| !n.is_empty())
+    }
+
+    /// A unique step name: the file's node name, or the parser's when the file's is empty or
+    /// cannot be told.
+    fn step_name(&mut self, node: &Node, index: usize) -> String {
+        let base = match self.original_name(node) {
+            Some(name) => name,
+            None if node.name().is_empty() => format!("{:?}_{index}", node.node_type()),
+            None => node.name().to_string(),
+        };
+        let n = self.names.entry(base.clone()).or_insert(0);
+        *n += 1;
+        if *n == 1 { base } else { format!("{base}_{n}") }
+    }
+
+    fn bind(&mut self, node: &Node, value: usize) -> Result<()> {
+        let out = node.outputs().first().ok_or_else(|| onnx_err(node.name(), "has no output"))?;
+        self.values.insert(out.name.clone(), value);
+        Ok(())
+    }
+
+    fn layer(&mut self, node: &Node, name: &str, layer: Box<dyn Relevance + Send + Sync>) -> Result<()> {
+        let x = self.value(name, self.input(node, 0)?)?;
+        let v = self.builder.layer(name, &format!("{:?}", node.node_type()), layer, x)?;
+        self.bind(node, v)
+    }
+
+    fn node(&mut self, node: &Node, index: usize) -> Result<()> {
+        // Shape arithmetic (Shape, Gather of a size, Unsqueeze, Concat of sizes, integer
+        // constants) carries no activation: it only feeds a Reshape's target shape, which the
+        // Reshape checks. Its values stay unknown, so any other use of them is an error.
+        let activation = |a: &Argument| matches!(&a.ty, ArgType::Tensor(t) if t.dtype.is_float());
+        if !node.outputs().is_empty() && !node.outputs().iter().any(activation) {
+            self.track_shape(node);
+            return Ok(());
+        }
+        let name = self.step_name(node, index);
+        let name = name.as_str();
+        let op = format!("{:?}", node.node_type());
+        match node {
+            Node::Conv2d(n) => self.conv(node, n, name, &op),
+            Node::Linear(n) => self.matmul(node, n, name),
+            Node::Gemm(n) => self.gemm(node, n, name, &op),
+            Node::Relu(_) => self.layer(node, name, Box::new(Relu::new())),
+            Node::MaxPool2d(n) => self.max_pool(node, n, name, &op),
+            Node::AveragePool2d(n) => self.average_pool(node, n, name, &op),
+            Node::GlobalAveragePool(_) => self.layer(node, name, Box::new(AdaptiveAvgPool2dConfig::new([1, 1]).init())),
+            Node::BatchNormalization(n) => self.batch_norm(node, n, name, &op),
+            Node::Add(_) => self.add(node, name),
+            Node::Concat(n) => self.concat(node, n, name, &op),
+            Node::Flatten(n) => self.flatten(node, n, name, &op),
+            Node::Reshape(n) => self.reshape(node, n, name, &op),
+            Node::Dropout(_) | Node::Identity(_) => {
+                let x = self.value(name, self.input(node, 0)?)?;
+                self.bind(node, x)
+            }
+            _ => Err(unsupported(
+                name,
+                &op,
+                "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, MaxPool, AveragePool, GlobalAveragePool, \
+                 BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Dropout and Identity",
+            )),
+        }
+    }
+}
+
+impl OnnxModel {
+    /// Loads an `.onnx` file (weights inside it, or as external data files beside it), at most
+    /// [`MAX_ONNX_BYTES`].
+    pub fn from_file(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let len = std::fs::metadata(path).map_err(|e| AttribError::io(shown.clone(), e))?.len();
+        if len > MAX_ONNX_BYTES {
+            return Err(AttribError::io_message(
+                shown,
+                format!("{len} bytes; at most {MAX_ONNX_BYTES} bytes are read"),
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+        // Parsed from the file, so that weights kept as external data beside it are found.
+        Self::parse(&bytes, device, || OnnxGraphBuilder::new().parse_file(path)).map_err(|e| match e {
+            AttribError::Onnx(m) => AttribError::Onnx(format!("{shown}: {m}")),
+            other => other,
+        })
+    }
+
+    /// Loads an ONNX model from its bytes (weights inside them; external data is not read).
+    pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
+        Self::parse(bytes, device, || OnnxGraphBuilder::new().parse_bytes(bytes))
+    }
+
+    fn parse(
+        bytes: &[u8],
+        device: &Device,
+        parse: impl FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error>,
+    ) -> Result<Self> {
+        // The graph builder's checks speak of network descriptions; here the file is ONNX.
+        Self::load(bytes, device, parse).map_err(|e| match e {
+            AttribError::Spec(m) => AttribError::Onnx(m),
+            other => other,
+        })
+    }
+
+    fn load(
+        bytes: &[u8],
+        device: &Device,
+        parse: impl FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error>,
+    ) -> Result<Self> {
+        // onnx-ir reports malformed files as errors; a panic inside it on an input it did not
+        // foresee is turned into an error too, so a bad file never takes the caller down.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+            .map_err(|_| AttribError::Onnx("not a readable ONNX model (the parser gave up on it)".into()))?
+            .map_err(|e| AttribError::Onnx(format!("not a readable ONNX model: {e}")))?;
+        let [input] = parsed.inputs.as_slice() else {
+            return Err(AttribError::Onnx(format!(
+                "the model has {} inputs; rap-attrib explains models with one input",
+                parsed.inputs.len()
+            )));
+        };
+        let [output] = parsed.outputs.as_slice() else {
+            return Err(AttribError::Onnx(format!(
+                "the model has {} outputs; rap-attrib explains models with one output (the logits)",
+                parsed.outputs.len()
+            )));
+        };
+        let input_shape = static_dims(input)
+            .filter(|d| d.len() == 2 || d.len() == 4)
+            .ok_or_else(|| AttribError::Onnx(format!("input `{}` is not a rank-2 or rank-4 tensor", input.name)))?;
+        // The file's own node names, which the parser replaces with its own.
+        let originals: Vec<(String, String)> = onnx_ir::ModelProto::parse_from_bytes(bytes)
+            .map(|m| m.graph.node.iter().map(|n| (n.name.clone(), n.op_type.clone())).collect())
+            .unwrap_or_default();
+        let mut loader = Loader {
+            device,
+            builder: GraphBuilder::default(),
+            values: HashMap::new(),
+            names: HashMap::new(),
+            originals,
+            matched: 0,
+            batch: input_shape.first().copied().flatten(),
+            shapes: HashMap::new(),
+        };
+        loader.values.insert(input.name.clone(), 0);
+        for (i, node) in parsed.nodes.iter().enumerate() {
+            loader.node(node, i)?;
+        }
+        let out = *loader
+            .values
+            .get(&output.name)
+            .ok_or_else(|| AttribError::Onnx(format!("no node computes the output `{}`", output.name)))?;
+        if static_dims(output).map(|d| d.len()) != Some(2) {
+            return Err(AttribError::Onnx(format!(
+                "output `{}` is not a [batch, classes] tensor; rap-attrib explains classifier logits",
+                output.name
+            )));
+        }
+        Ok(OnnxModel {
+            graph: loader.builder.finish(out)?,
+            input_name: input.name.clone(),
+            input_shape,
+            output_name: output.name.clone(),
+        })
+    }
+
+    /// The input's shape as the file declares it; `None` for a dynamic dimension (the batch).
+    pub fn input_shape(&self) -> &[Option<usize>] {
+        &self.input_shape
+    }
+
+    /// The names of the model's input and output.
+    pub fn io_names(&self) -> (&str, &str) {
+        (&self.input_name, &self.output_name)
+    }
+
+    /// Checks an input's dimensions against the declared shape (rank, and every static size):
+    /// [`AttribError::InvalidParameter`] naming the dimension otherwise.
+    pub fn check_input(&self, dims: &[usize]) -> Result<()> {
+        if dims.len() != self.input_shape.len() {
+            return Err(AttribError::InvalidParameter(format!(
+                "input `{}` has shape {dims:?}; the model expects rank {} ({})",
+                self.input_name,
+                self.input_shape.len(),
+                self.shape_text()
+            )));
+        }
+        for (i, (d, want)) in dims.iter().zip(&self.input_shape).enumerate() {
+            if want.is_some_and(|w| w != *d) || *d == 0 {
+                return Err(AttribError::InvalidParameter(format!(
+                    "input `{}` has {d} at dimension {i}; the model expects {}",
+                    self.input_name,
+                    self.shape_text()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn shape_text(&self) -> String {
+        let dims: Vec<String> =
+            self.input_shape.iter().map(|d| d.map_or_else(|| "batch".to_string(), |n| n.to_string())).collect();
+        format!("[{}]", dims.join(", "))
+    }
+
+    /// The explainable graph.
+    pub fn graph(&self) -> &GraphNetwork {
+        &self.graph
+    }
+}
+
+impl Explain for OnnxModel {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: TraceNode) -> Result<TraceNode> {
+        let dims = t.dims(x)?;
+        // The engine holds every input as [B, C, H, W]; a rank-2 model input is [B, F, 1, 1].
+        let given: Vec<usize> = if self.input_shape.len() == 2 { vec![dims[0], dims[1]] } else { dims.to_vec() };
+        self.check_input(&given)?;
+        self.graph.trace(t, x)
+    }
+}

@@ -1,0 +1,120 @@
+//! `Flatten`, `Reshape` to `[batch, features]`, and the shape arithmetic (`Shape`, `Gather`,
+//! `Unsqueeze`, `Concat` of sizes, integer constants) that computes a Reshape's target.
+
+use super::{Loader, static_dims, unsupported};
+use crate::error::Result;
+use onnx_ir::{ArgType, Argument, Node, TensorDataExt};
+use std::collections::HashMap;
+
+/// An entry of a shape computed in the graph.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Dim {
+    /// The batch size (entry 0 of any activation's shape).
+    Batch,
+    /// A constant.
+    Known(i64),
+    /// Anything else.
+    Unknown,
+}
+
+impl Loader<'_> {
+    pub(super) fn flatten(
+        &mut self,
+        node: &Node,
+        n: &onnx_ir::node::flatten::FlattenNode,
+        name: &str,
+        op: &str,
+    ) -> Result<()> {
+        if n.config.axis != 1 {
+            return Err(unsupported(name, op, format!("axis {} is not supported; only axis 1", n.config.axis)));
+        }
+        let x = self.value(name, self.input(node, 0)?)?;
+        let v = self.builder.flatten(name, x)?;
+        self.bind(node, v)
+    }
+
+    pub(super) fn reshape(
+        &mut self,
+        node: &Node,
+        n: &onnx_ir::node::reshape::ReshapeNode,
+        name: &str,
+        op: &str,
+    ) -> Result<()> {
+        // The features of one sample, where the input's shape is known.
+        let features: Option<i64> = static_dims(self.input(node, 0)?)
+            .and_then(|d| d.iter().skip(1).map(|x| x.and_then(|v| i64::try_from(v).ok())).product());
+        let to_2d = match &n.config.shape {
+            onnx_ir::node::reshape::ReshapeInput::Static(s) => match s.as_slice() {
+                // [0, -1], [-1, F], [0, F]: the batch kept, the rest flattened.
+                [0, -1] => true,
+                [0 | -1, f] => Some(*f) == features,
+                // [B, -1] keeps the batch only where the model's batch is B.
+                [b, -1] => self.batch.is_some_and(|n| i64::try_from(n).ok() == Some(*b)),
+                _ => false,
+            },
+            // A computed target shape (`x.reshape(x.shape[0], -1)` with a dynamic batch,
+            // exported as Shape → Gather → Unsqueeze → Concat): followed symbolically.
+            onnx_ir::node::reshape::ReshapeInput::Runtime(r) => {
+                let target = node.inputs().get(r.input_index).and_then(|a| self.shapes.get(&a.name));
+                match target.map(Vec::as_slice) {
+                    Some([Dim::Batch | Dim::Known(0), Dim::Known(-1)]) => true,
+                    Some([Dim::Batch | Dim::Known(0), Dim::Known(f)]) => Some(*f) == features,
+                    _ => false,
+                }
+            }
+        };
+        let out_rank = node.outputs().first().and_then(static_dims).map(|d| d.len());
+        if !to_2d || out_rank != Some(2) {
+            return Err(unsupported(
+                name,
+                op,
+                "only a reshape to [batch, features] (a flatten) is supported; its target shape is computed or of another rank",
+            ));
+        }
+        let x = self.value(name, self.input(node, 0)?)?;
+        let v = self.builder.flatten(name, x)?;
+        self.bind(node, v)
+    }
+
+    /// Follows a node of shape arithmetic (Shape of an activation, Gather of one entry,
+    /// Unsqueeze, Concat of pieces, integer constants), so that a Reshape's computed target can
+    /// be told; other nodes without an activation output are left unknown.
+    pub(super) fn track_shape(&mut self, node: &Node) {
+        let Some(out) = node.outputs().first() else { return };
+        let known = |a: &Argument, shapes: &HashMap<String, Vec<Dim>>| -> Option<Vec<Dim>> {
+            shapes.get(&a.name).cloned().or_else(|| {
+                a.value().and_then(|v| v.to_i64_vec().ok()).map(|v| v.into_iter().map(Dim::Known).collect())
+            })
+        };
+        let dims: Option<Vec<Dim>> = match node {
+            Node::Shape(n) => node.inputs().first().and_then(|x| {
+                let rank = match &x.ty {
+                    ArgType::Tensor(t) if self.values.contains_key(&x.name) => t.rank,
+                    _ => return None,
+                };
+                let all: Vec<Dim> = (0..rank).map(|i| if i == 0 { Dim::Batch } else { Dim::Unknown }).collect();
+                all.get(n.config.start..n.config.end.min(rank)).map(<[Dim]>::to_vec)
+            }),
+            Node::Gather(n) if n.config.axis == 0 => {
+                let data = node.inputs().first().and_then(|a| known(a, &self.shapes));
+                let index = node.inputs().get(1).and_then(|a| a.value()).and_then(|v| v.to_i64_vec().ok());
+                match (data, index.as_deref()) {
+                    (Some(d), Some([i])) => {
+                        let i = if *i < 0 { d.len() as i64 + i } else { *i };
+                        usize::try_from(i).ok().and_then(|i| d.get(i).copied()).map(|x| vec![x])
+                    }
+                    _ => None,
+                }
+            }
+            Node::Unsqueeze(_) => node.inputs().first().and_then(|a| known(a, &self.shapes)),
+            Node::Constant(_) => node.inputs().first().or(Some(out)).and_then(|a| known(a, &self.shapes)),
+            Node::Concat(_) => {
+                node.inputs().iter().map(|a| known(a, &self.shapes)).collect::<Option<Vec<_>>>().map(|v| v.concat())
+            }
+            _ => None,
+        };
+        if let Some(d) = dims {
+            self.shapes.insert(out.name.clone(), d);
+        }
+    }
+}
