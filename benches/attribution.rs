@@ -78,14 +78,14 @@ const JOBS: [(&str, &str); 8] = [
 
 /// One job, built once: an explainer kept across calls, as an application keeps it.
 enum Job<'m> {
-    Forward(Explainer<&'m ZooModel>),
+    Forward(Box<Explainer<&'m ZooModel>>),
     Method(Box<dyn AttributionMethod + 'm>),
 }
 
 impl<'m> Job<'m> {
     fn new(m: &'m ZooModel, composite: &str) -> Self {
         match composite {
-            "" => Job::Forward(Explainer::new(m, m.composite("rap").expect("preset"))),
+            "" => Job::Forward(Box::new(Explainer::new(m, m.composite("rap").expect("preset")))),
             "gradient" => Job::Method(Box::new(GradientExplainer::new(m, GradientMethod::Gradient))),
             name => {
                 // `RAP_BENCH_CACHE=0`: prepare the weights on every call (the effect of the cache).

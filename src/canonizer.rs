@@ -105,33 +105,56 @@ impl<'c> KeptWeights<'c> {
     }
 }
 
-/// A Linear or Conv2d with a BatchNorm folded in: the original layer's operator with new
-/// weight and bias.
-pub struct MergedLinear<'m> {
+/// A linear layer with other weights: the original layer's operator (its products, adjoints,
+/// stacking and structure) applied with a new weight and bias. The BatchNorm merges put one in
+/// place of the Linear or Conv2d they fold into; a canonizer of your own builds one with
+/// [`Reweighted::new`] and puts it in the graph with [`Graph::replace_layer`].
+pub struct Reweighted<'m> {
     inner: &'m dyn Relevance,
     linear: &'m dyn LinearLayer,
     weight: Tensor<4>,
-    bias: Tensor<1>,
+    bias: Option<Tensor<1>>,
 }
 
-impl std::fmt::Debug for MergedLinear<'_> {
+impl std::fmt::Debug for Reweighted<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MergedLinear({})", self.inner.layer_type())
+        write!(f, "Reweighted({})", self.inner.layer_type())
     }
 }
 
-impl<'m> MergedLinear<'m> {
+impl<'m> Reweighted<'m> {
+    /// `layer` (which must have a linear view, [`Relevance::as_linear`]) with `weight` (in the
+    /// layer's rank-4 layout, of its weight's shape) and `bias` (`[C_out]`).
+    pub fn new(layer: &'m dyn Relevance, weight: Tensor<4>, bias: Option<Tensor<1>>) -> Result<Self> {
+        let refuse = |reason: String| AttribError::UnsupportedLayer {
+            layer: "(canonizer)".into(),
+            layer_type: layer.layer_type().to_string(),
+            reason,
+        };
+        let linear = layer.as_linear().ok_or_else(|| refuse("it has no linear view to reweight".into()))?;
+        let want = linear.weight().dims();
+        if weight.dims() != want {
+            return Err(refuse(format!("the new weight has shape {:?}; the layer's is {want:?}", weight.dims())));
+        }
+        if let Some(b) = &bias
+            && b.dims() != [want[0]]
+        {
+            return Err(refuse(format!("the new bias has shape {:?}; expected [{}]", b.dims(), want[0])));
+        }
+        Ok(Self { inner: layer, linear, weight, bias })
+    }
+
     fn linear(&self) -> &dyn LinearLayer {
         self.linear
     }
 }
 
-impl LinearLayer for MergedLinear<'_> {
+impl LinearLayer for Reweighted<'_> {
     fn weight(&self) -> Tensor<4> {
         self.weight.clone()
     }
     fn bias(&self) -> Option<Tensor<1>> {
-        Some(self.bias.clone())
+        self.bias.clone()
     }
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
         self.linear().forward_with(x, weight, bias)
@@ -139,22 +162,34 @@ impl LinearLayer for MergedLinear<'_> {
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
         self.linear().transpose_with(y, weight, x_shape)
     }
-
+    // The layer's own stacking: a merged convolution keeps its one-product [W⁺; |W⁻|] path.
+    fn stack(&self, parts: Vec<Tensor<4>>) -> crate::base::WeightStack {
+        self.linear().stack(parts)
+    }
+    fn forward_stack(&self, x: Tensor<4>, stack: &crate::base::WeightStack) -> Vec<Tensor<4>> {
+        self.linear().forward_stack(x, stack)
+    }
+    fn transpose_stack(&self, ys: Vec<Tensor<4>>, stack: &crate::base::WeightStack, x_shape: [usize; 4]) -> Tensor<4> {
+        self.linear().transpose_stack(ys, stack, x_shape)
+    }
     fn structure(&self) -> crate::base::LinearStructure {
         self.linear().structure()
     }
 }
 
-impl Relevance for MergedLinear<'_> {
+impl Relevance for Reweighted<'_> {
     fn layer_type(&self) -> LayerType {
         self.inner.layer_type()
     }
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
         let [x] = crate::layers::inputs_n::<1>(name, inputs)?;
-        Ok(self.forward_with(x.clone(), &self.weight, Some(self.bias.clone())))
+        Ok(self.forward_with(x.clone(), &self.weight, self.bias.clone()))
     }
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
         Some(self)
+    }
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.weight.device())
     }
 }
 
@@ -283,7 +318,7 @@ fn fold_batch_norms(graph: &mut Graph<'_>, kept: &KeptWeights<'_>, zennit: bool)
         };
         let bn_out = graph.value(bn.output())?.clone();
         let identity = graph.identity_of(&[p, k]);
-        let merged = MergedLinear { inner: prev, linear: lin, weight, bias };
+        let merged = Reweighted { inner: prev, linear: lin, weight, bias: Some(bias) };
         graph.replace_layer_with_identity(p, Box::new(merged), identity)?;
         // The merged layer's output is the BatchNorm's output (up to rounding).
         graph.set_value(src, bn_out)?;

@@ -115,6 +115,7 @@ pub struct Composite {
     batch_norm: BatchNormMerge,
     canonizers: Vec<Arc<dyn Canonizer>>,
     sharing: Sharing,
+    sharing_entries: Vec<(Selector, Sharing)>,
 }
 
 /// Whether and how BatchNorm is merged into the Linear or Conv2d before it (the canonizer
@@ -155,6 +156,7 @@ impl Composite {
             batch_norm: BatchNormMerge::Off,
             canonizers: Vec::new(),
             sharing: Sharing::SafeDivide,
+            sharing_entries: Vec::new(),
         }
     }
 
@@ -255,9 +257,32 @@ impl Composite {
         self
     }
 
-    /// How layers without weights share relevance.
+    /// How layers without weights share relevance, by default (see
+    /// [`sharing_for`](Composite::sharing_for)).
     pub fn sharing(&self) -> Sharing {
         self.sharing
+    }
+
+    /// Maps weight-free layers to how they share relevance, like rules are mapped to linear
+    /// layers (Zennit's `layer_map` for pools and sums): the first matching entry wins, and
+    /// layers no entry matches take [`sharing`](Composite::sharing).
+    ///
+    /// ```
+    /// use rap_attrib::{Composite, LayerType, Selector, rules::Sharing};
+    ///
+    /// // Zennit's Norm rule on the residual sums only; the pools keep the authors' safe divide.
+    /// let c = Composite::rap().with_sharing_for(Selector::Type(LayerType::Add), Sharing::Norm(1e-6));
+    /// assert_eq!(c.sharing(), Sharing::SafeDivide);
+    /// ```
+    pub fn with_sharing_for(mut self, selector: Selector, sharing: Sharing) -> Self {
+        self.sharing_entries.push((selector, sharing));
+        self
+    }
+
+    /// How the layer described by `ctx` shares relevance: its first matching
+    /// [`with_sharing_for`](Composite::with_sharing_for) entry, else the default.
+    pub fn sharing_for(&self, ctx: &RuleContext) -> Sharing {
+        self.sharing_entries.iter().find(|(s, _)| s.matches(ctx)).map_or(self.sharing, |(_, sharing)| *sharing)
     }
 
     /// Number of entries.
@@ -291,7 +316,7 @@ impl Composite {
             }
         }
         let mut leaves = Vec::new();
-        for (s, _) in &self.entries {
+        for s in self.entries.iter().map(|(s, _)| s).chain(self.sharing_entries.iter().map(|(s, _)| s)) {
             walk(s, &mut leaves);
         }
         for s in leaves {

@@ -495,8 +495,8 @@ where
                 .with_input_layer(roles.input[k])
                 .with_output_layer(roles.output[k])
                 .with_input_nonnegative(op.inputs().len() == 1 && op.inputs().all(|n| roles.nonnegative[n.index()]))
-                .with_sharing(composite.sharing())
                 .with_depth(roles.depth[k]);
+            ctx.sharing = composite.sharing_for(&ctx);
             let linear = layer.as_linear();
             let rule = match linear {
                 Some(_) => Some(composite.rule_for(&ctx).ok_or_else(|| AttribError::NoRule {

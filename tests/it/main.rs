@@ -18,6 +18,7 @@ mod backend_agreement;
     feature = "plots"
 ))]
 mod cli;
+mod composite;
 mod custom_rule;
 #[cfg(feature = "weights")]
 mod errors;
