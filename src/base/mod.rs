@@ -341,7 +341,7 @@ impl Sharing {
 
 /// A propagation rule for linear layers.
 ///
-/// Implement it for a rule of your own; [`z_step`] does the usual work.
+/// Implement it for a rule of your own; [`z_step`](crate::rules::z_step) does the usual work.
 pub trait Rule: Debug + Send + Sync {
     /// A short name, shown in reports.
     fn name(&self) -> String;
@@ -355,7 +355,7 @@ pub trait Rule: Debug + Send + Sync {
     fn relevance(&self, layer: &dyn LinearLayer, x: &Tensor<4>, r: Tensor<4>, ctx: &RuleContext) -> Result<Tensor<4>>;
 }
 
-/// How the denominator of [`z_step`] is made safe.
+/// How the denominator of [`z_step`](crate::rules::z_step) is made safe.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub enum Stabilizer {

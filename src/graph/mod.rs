@@ -59,7 +59,7 @@ impl Node {
 
 /// A layer an op applies: borrowed from the model, or owned by the graph (built on the fly by a
 /// trace or put there by a canonizer).
-pub enum LayerRef<'m> {
+pub(crate) enum LayerRef<'m> {
     /// A layer the model lends for as long as the graph lives.
     Borrowed(&'m dyn Relevance),
     /// A layer the graph owns.
@@ -68,7 +68,7 @@ pub enum LayerRef<'m> {
 
 impl<'m> LayerRef<'m> {
     /// The layer.
-    pub fn get(&self) -> &dyn Relevance {
+    pub(crate) fn get(&self) -> &dyn Relevance {
         match self {
             LayerRef::Borrowed(l) => *l,
             LayerRef::Owned(l) => l.as_ref(),
@@ -76,7 +76,7 @@ impl<'m> LayerRef<'m> {
     }
 
     /// The layer as the model lends it (`None` for a layer the graph owns).
-    pub fn borrowed(&self) -> Option<&'m dyn Relevance> {
+    pub(crate) fn borrowed(&self) -> Option<&'m dyn Relevance> {
         match self {
             LayerRef::Borrowed(l) => Some(*l),
             LayerRef::Owned(_) => None,
