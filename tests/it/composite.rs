@@ -138,18 +138,7 @@ struct OwnStep {
 }
 
 impl LinearLayer for OwnStep {
-    fn weight(&self) -> Tensor<4> {
-        LinearLayer::weight(&self.inner)
-    }
-    fn bias(&self) -> Option<Tensor<1>> {
-        LinearLayer::bias(&self.inner)
-    }
-    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
-        self.inner.forward_with(x, weight, bias)
-    }
-    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
-        self.inner.transpose_with(y, weight, x_shape)
-    }
+    linear_via!(inner);
     fn structure(&self) -> LinearStructure {
         LinearStructure::Dense
     }

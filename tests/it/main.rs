@@ -5,6 +5,7 @@
 //! with any feature set runs what that set can run. `tests/hostile.rs` stays a binary of its own:
 //! it lowers the process-wide tensor budget.
 
+#[macro_use]
 mod common;
 
 #[cfg(feature = "weights")]

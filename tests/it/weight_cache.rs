@@ -18,18 +18,7 @@ struct Counted {
 }
 
 impl LinearLayer for Counted {
-    fn weight(&self) -> Tensor<4> {
-        LinearLayer::weight(&self.inner)
-    }
-    fn bias(&self) -> Option<Tensor<1>> {
-        LinearLayer::bias(&self.inner)
-    }
-    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
-        self.inner.forward_with(x, weight, bias)
-    }
-    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
-        self.inner.transpose_with(y, weight, x_shape)
-    }
+    linear_via!(inner);
     fn signed_weights(&self) -> Arc<WeightStack> {
         self.signed.fetch_add(1, Ordering::SeqCst);
         let w = self.weight();
@@ -165,18 +154,7 @@ fn an_explainer_with_kept_weights_can_be_shared_between_threads() {
 struct Broken(Linear);
 
 impl LinearLayer for Broken {
-    fn weight(&self) -> Tensor<4> {
-        LinearLayer::weight(&self.0)
-    }
-    fn bias(&self) -> Option<Tensor<1>> {
-        LinearLayer::bias(&self.0)
-    }
-    fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
-        self.0.forward_with(x, weight, bias)
-    }
-    fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
-        self.0.transpose_with(y, weight, x_shape)
-    }
+    linear_via!(0);
     fn signed_weights(&self) -> Arc<WeightStack> {
         Arc::new(WeightStack::new(vec![self.weight()]))
     }

@@ -6,6 +6,26 @@
 pub mod golden;
 pub mod pth;
 
+/// The four required `LinearLayer` methods of a wrapper, delegated to its Burn `Linear` field
+/// (`linear_via!(inner)`, `linear_via!(0)`); the wrapper writes only what it changes.
+#[allow(unused_macros)] // tests/hostile.rs includes this module without using it
+macro_rules! linear_via {
+    ($field:tt) => {
+        fn weight(&self) -> Tensor<4> {
+            LinearLayer::weight(&self.$field)
+        }
+        fn bias(&self) -> Option<Tensor<1>> {
+            LinearLayer::bias(&self.$field)
+        }
+        fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
+            self.$field.forward_with(x, weight, bias)
+        }
+        fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
+            self.$field.transpose_with(y, weight, x_shape)
+        }
+    };
+}
+
 use std::path::PathBuf;
 
 /// The repository root.
