@@ -6,8 +6,10 @@
 use burn::tensor::Tensor;
 
 /// ImageNet channel means (RGB), torchvision's normalisation.
+#[cfg(any(feature = "images", feature = "zoo"))]
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB).
+#[cfg(any(feature = "images", feature = "zoo"))]
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Safe division `a / b` where `b != 0`, else `0` (the reference code's `sd`).
