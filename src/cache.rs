@@ -27,15 +27,21 @@ impl LayerCache {
     }
 }
 
-/// The weight cache of an explainer: one [`LayerCache`] per (layer name, layer identity).
+/// The weight cache of an explainer: one [`LayerCache`] per layer name, for the layer's current
+/// identity.
 ///
 /// A layer's identity is its weights key ([`Relevance::weights_key`](crate::Relevance::weights_key);
 /// for a merged layer, the keys of the layer and its BatchNorm), which changes whenever the
-/// layer's weights do.
+/// layer's weights do. A name seen with a new identity replaces what was kept for it, so the
+/// cache holds at most one entry per name however often a layer's weights change (a model
+/// that builds fresh layers on every call keeps nothing stale and grows nothing).
 #[derive(Default)]
 pub(crate) struct WeightCache {
-    layers: Mutex<HashMap<(String, u64, u64), Arc<LayerCache>>>,
+    layers: Mutex<HashMap<String, Kept>>,
 }
+
+/// What is kept under one name: the identity it was made for, and the entry.
+type Kept = ((u64, u64), Arc<LayerCache>);
 
 impl WeightCache {
     /// The entry of a layer, made empty on first use; `None` identity gives a fresh entry that
@@ -45,7 +51,14 @@ impl WeightCache {
         // A poisoned lock only means another thread panicked while inserting; the map is
         // still a valid map of complete entries.
         let mut map = self.layers.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry((name.to_string(), a, b)).or_default().clone()
+        match map.get(name) {
+            Some((kept, entry)) if *kept == (a, b) => entry.clone(),
+            _ => {
+                let entry = Arc::<LayerCache>::default();
+                map.insert(name.to_string(), ((a, b), entry.clone()));
+                entry
+            }
+        }
     }
 
     /// Forgets every kept weight.

@@ -205,8 +205,9 @@ impl<'m> Graph<'m> {
         op.inputs.iter().map(|&i| self.value(Node(i)).cloned()).collect()
     }
 
-    /// Appends an op that applies `layer` to `inputs` and records its output; `identity` is
-    /// where its weights come from (see [`Op`]).
+    /// Appends an op that applies `layer` to `inputs` and records its output (checking first
+    /// that the inputs are on the layer's device); the op's identity for kept weights is the
+    /// layer's weights key.
     pub(crate) fn push(
         &mut self,
         name: &str,

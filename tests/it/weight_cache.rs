@@ -322,3 +322,39 @@ fn an_input_on_another_device_is_a_typed_error() {
         other => panic!("expected DeviceMismatch, got {other}"),
     }
 }
+
+/// A model that builds a fresh layer (new parameter ids, other weights) on every call.
+struct FreshEveryCall {
+    calls: AtomicUsize,
+}
+
+impl Explain for FreshEveryCall {
+    fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+        let device = common::device();
+        let k = self.calls.fetch_add(1, Ordering::SeqCst) as f32;
+        // Weights that differ from call to call in pattern, not only in scale.
+        let w: Vec<f32> =
+            (0..12).map(|i| if i % (2 + k as usize) == 0 { -1.0 - k } else { 1.0 + 0.5 * i as f32 }).collect();
+        let w = Tensor::<1>::from_floats(w.as_slice(), &device).reshape([4, 3]);
+        let fc: Linear = LinearConfig::new(4, 3).with_bias(false).init(&device);
+        let fc = Linear { weight: rap_attrib::burn::module::Param::from_tensor(w), ..fc };
+        t.layer_owned("fc", Box::new(fc), &[x])
+    }
+}
+
+#[test]
+fn layers_built_on_every_call_are_prepared_anew() {
+    let device = common::device();
+    let x = Tensor::<2>::from_data([[0.5, -1.0, 0.2, 0.9]], &device);
+    let composite = Composite::lrp_alpha_beta(2.0, 1.0).unwrap();
+    // Two calls of one explainer: the second sees the second call's layer.
+    let model = FreshEveryCall { calls: AtomicUsize::new(0) };
+    let kept = Explainer::new(&model, composite.clone());
+    let first = kept.explain(x.clone(), Target::Classes(vec![0])).unwrap().relevance;
+    let second = kept.explain(x.clone(), Target::Classes(vec![0])).unwrap().relevance;
+    // A fresh explainer on a model at the same point (its next layer is the second one).
+    let again = FreshEveryCall { calls: AtomicUsize::new(1) };
+    let fresh = Explainer::new(&again, composite).explain(x, Target::Classes(vec![0])).unwrap().relevance;
+    assert!(max_diff(&first, &fresh) > 1e-6, "the two calls' layers differ");
+    assert_eq!(max_diff(&second, &fresh), 0.0, "the second call used the first call's weights");
+}
