@@ -1,8 +1,8 @@
 //! The paper's Fig. 4: RAP's positive and negative relevance at every Fire module of the real
 //! ImageNet SqueezeNet 1.1 on the chelsea photo, channel-summed.
 //!
-//! Reads the network description, the weights and the preprocessed photo from `../shared`
-//! (or the folder named by `RAP_SHARED_DIR`), prints per layer the spatial size, the positive and
+//! Reads the network description, the weights and the preprocessed photo from `tests/data` (copies
+//! of `../shared`; or the folder named by `RAP_SHARED_DIR`), prints per layer the spatial size, the positive and
 //! negative relevance sums and the share of positive pixels, and writes every layer's
 //! channel-summed map to `target/rap_layers/<layer>.csv` (rows × columns), and the input
 //! heatmap ('seismic': red relevant, blue irrelevant) to `target/rap_layers/heatmap_rap_chelsea.png`.
@@ -19,9 +19,11 @@ use std::path::PathBuf;
 mod common;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The golden SqueezeNet case in the repository's test data (a copy of ../shared/golden), or
+    // the folder named by `RAP_SHARED_DIR` (with `golden/` and `models/` inside).
     let shared = std::env::var("RAP_SHARED_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared"));
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"));
     let golden = shared.join("golden");
     let sidecar = std::fs::read_to_string(golden.join("case_s_squeezenet_chelsea.json"))?;
     let params = read_safetensors(shared.join("models/squeezenet1_1.safetensors"))?;

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Exports the networks of `tests/data/golden_zennit_extra` to ONNX, with the operators the shared
-exports do not have, for `tests/onnx.rs`.
+exports do not have, for `tests/it/onnx.rs`.
 
 The networks and their random parameters are rebuilt exactly as `scripts/zennit_cases.py` builds
 them (same seed, same order), so each `<case>.onnx` computes its golden case's network with the
-golden parameters; `tests/onnx.rs` checks that through the logits and the relevances.
+golden parameters; `tests/it/onnx.rs` checks that through the logits and the relevances.
 
 - `case_e_vgg_bn_avgpool.onnx`: the VGG with BatchNorm, a stride-2 convolution, an AvgPool and
   Dropout. Its flatten is `x.reshape(x.shape[0], -1)`, which a dynamic batch exports as

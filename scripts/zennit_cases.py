@@ -10,7 +10,7 @@ EpsilonGammaBox with per-sample min/max bounds). Only `<prefix>.input_relevance`
 
     python scripts/zennit_cases.py OUT_DIR      # needs torch, torchvision and zennit 0.5.1
 
-Then `RAP_GOLDEN_DIR=OUT_DIR cargo test --test golden -- --nocapture` runs them.
+Then `RAP_GOLDEN_DIR=OUT_DIR cargo test --test it -- --nocapture golden::` runs them.
 """
 
 import json

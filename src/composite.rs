@@ -390,7 +390,7 @@ impl Composite {
     /// (with `b⁺`) on every other Conv2d, LRP-ε (1e-6) on every other Linear; see
     /// [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
     ///
-    /// Reproduces Zennit's numbers (`../shared/golden_zennit`, `cargo test --test golden`).
+    /// Reproduces Zennit's numbers (`tests/data/golden_zennit`, `cargo test --test it golden::`).
     pub fn zennit_epsilon_plus_flat() -> Self {
         Self::zennit(Some((true, Arc::new(Flat::zennit()))), ZPlus::zennit())
     }
