@@ -10,7 +10,9 @@ use thiserror::Error;
 #[non_exhaustive]
 pub enum AttribError {
     /// The input tensor has a rank the network cannot take.
-    #[error("input has rank {got}; expected rank 2 [batch, features] or rank 4 [batch, channels, height, width]")]
+    #[error(
+        "input has rank {got}; expected rank 2 [batch, features], rank 3 [batch, tokens, features] or rank 4 [batch, channels, height, width]"
+    )]
     InputRank {
         /// Rank that was given.
         got: usize,

@@ -86,7 +86,7 @@ pub use canonizer::Canonizer;
 pub use composite::{BatchNormMerge, Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};
 pub use graph::Graph;
-pub use layers::{LayerType, LinearLayer, LinearStructure, Relevance};
+pub use layers::{LayerType, Layout, LinearLayer, LinearStructure, Relevance};
 pub use rules::{Rule, RuleContext};
 pub use walk::{
     AttributionMethod, Conservation, Explain, Explainer, Explanation, LayerRelevance, Node, Target, Tracer,

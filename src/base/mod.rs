@@ -54,6 +54,114 @@ impl fmt::Display for LayerType {
     }
 }
 
+/// How a value of some logical rank is held as the engine's rank-4 tensor.
+///
+/// The engine carries every activation as a rank-4 tensor whose axis 1 is the **feature axis**
+/// (channels of an image, features of a vector, the embedding of a token) and whose axes 2 and 3
+/// are positions. Ops that mix features at each position (Linear, BatchNorm's per-channel scale,
+/// the rules' weight products) therefore work the same on every rank, and a rule's per-sample
+/// sums (RAP's shift, conservation) stay per sample. The graph records each value's layout
+/// ([`Graph::layout`](crate::Graph::layout)); the explainer maps an input of rank 2, 3 or 4 to
+/// it and the input relevance back.
+///
+/// | layout | logical shape | held as |
+/// |---|---|---|
+/// | [`Features`](Layout::Features) | `[B, F]` | `[B, F, 1, 1]` |
+/// | [`Sequence`](Layout::Sequence) | `[B, T, D]` (tokens, features last) | `[B, D, T, 1]` |
+/// | [`Spatial`](Layout::Spatial) | `[B, C, H, W]` | `[B, C, H, W]` |
+///
+/// Rank 5 (`[B, C, D, H, W]`) is refused ([`AttribError::InputRank`]): Burn's `Conv3d` and 3-D
+/// pools have no relevance step here yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Layout {
+    /// A feature vector per sample, `[B, F]`.
+    Features,
+    /// A sequence of tokens per sample, `[B, T, D]`.
+    Sequence,
+    /// A feature map per sample, `[B, C, H, W]`.
+    Spatial,
+}
+
+impl Layout {
+    /// The layout of an input of rank `rank` (2, 3 or 4).
+    pub fn for_rank(rank: usize) -> Result<Self> {
+        match rank {
+            2 => Ok(Layout::Features),
+            3 => Ok(Layout::Sequence),
+            4 => Ok(Layout::Spatial),
+            got => Err(AttribError::InputRank { got }),
+        }
+    }
+
+    /// The logical rank (2, 3 or 4).
+    pub fn rank(self) -> usize {
+        match self {
+            Layout::Features => 2,
+            Layout::Sequence => 3,
+            Layout::Spatial => 4,
+        }
+    }
+
+    /// The logical shape of a value held as `held` (`[B, F]`, `[B, T, D]` or `[B, C, H, W]`).
+    pub fn logical_dims(self, held: [usize; 4]) -> Vec<usize> {
+        let [b, c, h, w] = held;
+        match self {
+            Layout::Features => vec![b, c * h * w],
+            Layout::Sequence => vec![b, h * w, c],
+            Layout::Spatial => held.to_vec(),
+        }
+    }
+
+    /// The logical shape in words, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Layout::Features => "[batch, features]",
+            Layout::Sequence => "[batch, tokens, features]",
+            Layout::Spatial => "[batch, channels, height, width]",
+        }
+    }
+
+    /// A logical tensor of rank `D` (this layout's rank) in the engine's rank-4 form.
+    pub fn hold<const D: usize>(self, x: Tensor<D>) -> Result<Tensor<4>> {
+        if D != self.rank() {
+            return Err(AttribError::InputRank { got: D });
+        }
+        let dims = x.dims();
+        let d = |i: usize| dims.get(i).copied().unwrap_or(1);
+        Ok(match self {
+            Layout::Features => x.reshape([d(0), d(1), 1, 1]),
+            Layout::Sequence => x.reshape([d(0), d(1), d(2)]).swap_dims(1, 2).reshape([d(0), d(2), d(1), 1]),
+            Layout::Spatial => x.reshape([d(0), d(1), d(2), d(3)]),
+        })
+    }
+
+    /// A value held as rank 4 back in its logical form of rank `D` (this layout's rank).
+    pub fn release<const D: usize>(self, held: Tensor<4>) -> Result<Tensor<D>> {
+        if D != self.rank() {
+            return Err(AttribError::InputRank { got: D });
+        }
+        let [b, c, h, w] = held.dims();
+        Ok(match self {
+            Layout::Sequence => {
+                held.reshape([b, c, h * w]).swap_dims(1, 2).reshape(self.logical_shape::<D>([b, c, h, w]))
+            }
+            _ => held.reshape(self.logical_shape::<D>([b, c, h, w])),
+        })
+    }
+
+    fn logical_shape<const D: usize>(self, held: [usize; 4]) -> [usize; D] {
+        let dims = self.logical_dims(held);
+        std::array::from_fn(|i| dims.get(i).copied().unwrap_or(1))
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.describe())
+    }
+}
+
 /// A layer that is linear (affine) in its input: `y = W ⋆ x + b`.
 ///
 /// Rules work on this view. The weight is always a rank-4 tensor in a layout of the layer's own
@@ -61,9 +169,14 @@ impl fmt::Display for LayerType {
 /// `[C, 1, 1, 1]`, the per-channel scale `γ/√(var+ε)`), so that a rule can modify it
 /// elementwise (`W⁺`, `W⁻`, `W²`, …) without knowing the layer type.
 ///
+/// Inputs are held in the engine's rank-4 form ([`Layout`]): features on axis 1, positions on
+/// axes 2 and 3. Linear acts on the feature axis at every position (the last axis of a logical
+/// `[B, F]` or `[B, T, D]`), Conv2d on the spatial axes.
+///
 /// # Shapes
 ///
-/// - `x`: the layer input, `[B, C_in, H, W]` (vectors as `[B, F, 1, 1]`)
+/// - `x`: the layer input, `[B, C_in, H, W]` (vectors as `[B, F, 1, 1]`, token sequences
+///   `[B, T, D]` as `[B, D, T, 1]`)
 /// - `forward_with` output: `[B, C_out, H', W']`
 /// - `transpose_with(y)`: same shape as `x`
 pub trait LinearLayer {

@@ -371,7 +371,7 @@ pub fn evaluate<M: Explain + ?Sized>(
             .collect::<Result<Vec<_>>>()?;
         let x = Tensor::cat(images, 0);
         let predicted = if chunk.iter().any(|s| s.label.is_none()) {
-            argmax_rows(&run_model(model, x.clone())?)
+            argmax_rows(&run_model(model, x.clone(), crate::Layout::Spatial)?)
         } else {
             Vec::new()
         };

@@ -54,7 +54,7 @@
 use crate::composite::InitialRelevance;
 use crate::error::{AttribError, Result};
 use crate::graph::Step;
-use crate::layers::LayerType;
+use crate::layers::{LayerType, Layout};
 use crate::limits::Limits;
 use crate::tensor::{all_finite, sample_max, sample_min, to_vec};
 use crate::walk::explain::{logits_of, prepare, resolve_target, run_model, trace_model};
@@ -73,8 +73,9 @@ pub enum IgBaseline {
     Zero,
     /// Every element this value.
     Constant(f32),
-    /// A tensor shaped like one sample (`[C, H, W]` as `[1, C, H, W]`, or `[1, F]`) or like the
-    /// whole batch.
+    /// A tensor shaped like one sample (`[C, H, W]` as `[1, C, H, W]`, or `[F]` as
+    /// `[1, F, 1, 1]`) or like the whole batch; refused for token sequences (use `Zero` or
+    /// `Constant` there).
     Tensor(Box<Tensor<4>>),
 }
 
@@ -312,23 +313,23 @@ where
 
     fn explain_within_limits<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
         self.method.check()?;
-        let x = prepare(&input)?;
+        let (x, layout) = prepare(&input)?;
         let (logits, seed, targets, relevance) = match &self.method {
             // One forward pass on the autodiff device gives the logits and the graph.
             GradientMethod::Gradient | GradientMethod::InputTimesGradient => {
-                let (logits, seed, targets, g) = gradient_at_target(&*self.model, x.clone(), target)?;
+                let (logits, seed, targets, g) = gradient_at_target(&*self.model, x.clone(), layout, target)?;
                 let g = if matches!(self.method, GradientMethod::Gradient) { g } else { g * x };
                 (logits, seed, targets, g)
             }
             method => {
-                let logits = run_model(&*self.model, x.clone())?;
+                let logits = run_model(&*self.model, x.clone(), layout)?;
                 let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
                 let relevance = match method {
-                    GradientMethod::GuidedBackprop => layer_walk(&*self.model, x, seed.clone(), true)?,
-                    GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, &seed, ig)?,
-                    GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, &seed, sg)?,
+                    GradientMethod::GuidedBackprop => layer_walk(&*self.model, x, layout, seed.clone(), true)?,
+                    GradientMethod::IntegratedGradients(ig) => self.integrated_gradients(x, layout, &seed, ig)?,
+                    GradientMethod::SmoothGrad(sg) => self.smoothgrad(x, layout, &seed, sg)?,
                     GradientMethod::Gradient | GradientMethod::InputTimesGradient => {
-                        input_gradient(&*self.model, x, &seed)?
+                        input_gradient_in(&*self.model, x, layout, &seed)?
                     }
                 };
                 (logits, seed, targets, relevance)
@@ -337,9 +338,8 @@ where
         if !all_finite(&relevance) {
             return Err(AttribError::NonFinite { what: format!("the {} attribution", self.method.name()) });
         }
-        let dims = input.dims();
         Ok(Explanation {
-            relevance: relevance.reshape(dims),
+            relevance: layout.release(relevance)?,
             logits,
             targets,
             initial: seed,
@@ -353,6 +353,7 @@ where
     fn accumulate(
         &self,
         x: &Tensor<4>,
+        layout: Layout,
         seed: &Tensor<2>,
         copies: &[(usize, f32)],
         build: impl Fn(&[(usize, f32)], usize, &Tensor<1, Int>) -> Result<Tensor<4>>,
@@ -365,7 +366,7 @@ where
             let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [n]), &device);
             let inputs = build(chunk, start * self.chunk, &idx)?;
             let seeds = seed.clone().select(0, idx.clone());
-            let g = input_gradient(&*self.model, inputs, &seeds)?;
+            let g = input_gradient_in(&*self.model, inputs, layout, &seeds)?;
             let w: Vec<f32> = chunk.iter().map(|(_, w)| *w).collect();
             let w = Tensor::<4>::from_data(TensorData::new(w, [n, 1, 1, 1]), &device);
             acc = acc.select_assign(0, idx, g * w, IndexingUpdateOp::Add);
@@ -373,7 +374,13 @@ where
         Ok(acc)
     }
 
-    fn integrated_gradients(&self, x: Tensor<4>, seed: &Tensor<2>, ig: &IntegratedGradients) -> Result<Tensor<4>> {
+    fn integrated_gradients(
+        &self,
+        x: Tensor<4>,
+        layout: Layout,
+        seed: &Tensor<2>,
+        ig: &IntegratedGradients,
+    ) -> Result<Tensor<4>> {
         let dims = x.dims();
         let baseline = match &ig.baseline {
             IgBaseline::Zero => x.zeros_like(),
@@ -382,6 +389,12 @@ where
                     return Err(AttribError::InvalidParameter(format!("the IG baseline must be finite, got {v}")));
                 }
                 x.zeros_like().add_scalar(*v)
+            }
+            IgBaseline::Tensor(_) if layout == Layout::Sequence => {
+                return Err(AttribError::InvalidParameter(format!(
+                    "a tensor IG baseline is shaped [B, C, H, W] (or [B, F, 1, 1]); this input is {}: use IgBaseline::Zero or Constant",
+                    layout.describe()
+                )));
             }
             IgBaseline::Tensor(t) => {
                 let t = (**t).clone();
@@ -404,7 +417,7 @@ where
         let per = nodes.len();
         let device = x.device();
         let diff = x - baseline.clone();
-        let acc = self.accumulate(&diff, seed, &copies, |chunk, offset, idx| {
+        let acc = self.accumulate(&diff, layout, seed, &copies, |chunk, offset, idx| {
             let alphas: Vec<f32> = (0..chunk.len()).map(|j| nodes[(offset + j) % per].0).collect();
             let alphas = Tensor::<4>::from_data(TensorData::new(alphas, [chunk.len(), 1, 1, 1]), &device);
             Ok(baseline.clone().select(0, idx.clone()) + diff.clone().select(0, idx.clone()) * alphas)
@@ -412,7 +425,7 @@ where
         Ok(diff * acc)
     }
 
-    fn smoothgrad(&self, x: Tensor<4>, seed: &Tensor<2>, sg: &SmoothGrad) -> Result<Tensor<4>> {
+    fn smoothgrad(&self, x: Tensor<4>, layout: Layout, seed: &Tensor<2>, sg: &SmoothGrad) -> Result<Tensor<4>> {
         let dims = x.dims();
         let per_sample = dims[1] * dims[2] * dims[3];
         crate::limits::check_elements("SmoothGrad's noise", &[sg.samples, per_sample])?;
@@ -426,7 +439,7 @@ where
         // (scaled by its own σ).
         let mut rng = rand::rngs::StdRng::seed_from_u64(sg.seed);
         let unit: Vec<f32> = (0..sg.samples * per_sample).map(|_| -> f32 { StandardNormal.sample(&mut rng) }).collect();
-        self.accumulate(&x, seed, &copies, |chunk, offset, idx| {
+        self.accumulate(&x, layout, seed, &copies, |chunk, offset, idx| {
             let n = chunk.len();
             // Copy j is noisy sample j % samples of input j / samples.
             let part: Vec<f32> = (offset..offset + n)
@@ -458,8 +471,18 @@ where
 /// - `x`: `[B, C, H, W]` (vectors as `[B, F, 1, 1]`); `seed`: `[B, classes]`
 /// - returns: shaped like `x`
 pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tensor<2>) -> Result<Tensor<4>> {
+    input_gradient_in(model, x, Layout::Spatial, seed)
+}
+
+/// [`input_gradient`] for an input held in `layout`.
+fn input_gradient_in<M: Explain + ?Sized>(
+    model: &M,
+    x: Tensor<4>,
+    layout: Layout,
+    seed: &Tensor<2>,
+) -> Result<Tensor<4>> {
     let xa = x.clone().autodiff().require_grad();
-    let (graph, out) = trace_model(model, xa.clone())?;
+    let (graph, out) = trace_model(model, xa.clone(), layout)?;
     let y = graph.value(out)?.clone();
     let [b, k, h, w] = y.dims();
     if h != 1 || w != 1 {
@@ -479,10 +502,11 @@ pub fn input_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tenso
 fn gradient_at_target<M: Explain + ?Sized>(
     model: &M,
     x: Tensor<4>,
+    layout: Layout,
     target: Target,
 ) -> Result<(Tensor<2>, Tensor<2>, Vec<usize>, Tensor<4>)> {
     let xa = x.clone().autodiff().require_grad();
-    let (graph, out) = trace_model(model, xa.clone())?;
+    let (graph, out) = trace_model(model, xa.clone(), layout)?;
     let y = graph.value(out)?.clone();
     drop(graph);
     let [b, k, h, w] = y.dims();
@@ -503,8 +527,14 @@ fn gradient_at_target<M: Explain + ?Sized>(
 /// The traced graph walked backwards by the graph's one backward walk, each op's
 /// vector–Jacobian product by autodiff; with `guided`, ReLUs send `1[x > 0] · max(∂, 0)` (guided
 /// backprop), otherwise the plain gradient.
-fn layer_walk<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>, guided: bool) -> Result<Tensor<4>> {
-    let (mut graph, out) = trace_model(model, x)?;
+fn layer_walk<M: Explain + ?Sized>(
+    model: &M,
+    x: Tensor<4>,
+    layout: Layout,
+    seed: Tensor<2>,
+    guided: bool,
+) -> Result<Tensor<4>> {
+    let (mut graph, out) = trace_model(model, x, layout)?;
     let dims = logits_of(&graph, out)?.dims();
     let step = |step: Step<'_, '_>| -> Result<Vec<Tensor<4>>> {
         let layer = step.op.layer();
@@ -530,7 +560,7 @@ fn layer_walk<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>, gui
 /// [`input_gradient`]; checked in the tests below).
 #[cfg(test)]
 fn walked_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: Tensor<2>) -> Result<Tensor<4>> {
-    layer_walk(model, x, seed, false)
+    layer_walk(model, x, Layout::Spatial, seed, false)
 }
 
 #[cfg(test)]

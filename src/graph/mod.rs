@@ -41,6 +41,7 @@
 // checked there against the values), and op indices come from iterating `ops`.
 #![allow(clippy::indexing_slicing)]
 
+use crate::base::Layout;
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;
 use burn::tensor::Tensor;
@@ -149,6 +150,7 @@ impl<'m> Op<'m> {
 /// topological order by construction.
 pub struct Graph<'m> {
     values: Vec<Option<Tensor<4>>>,
+    layouts: Vec<Layout>,
     ops: Vec<Op<'m>>,
     marks: HashMap<String, usize>,
 }
@@ -174,9 +176,32 @@ pub struct Step<'s, 'm> {
 }
 
 impl<'m> Graph<'m> {
-    /// A graph whose node 0 is `input` (`[B, C, H, W]`, or `[B, F, 1, 1]` for vectors).
+    /// A graph whose node 0 is `input`, a feature map `[B, C, H, W]` ([`Layout::Spatial`]; a
+    /// vector `[B, F, 1, 1]` is taken as a 1×1 map).
     pub fn new(input: Tensor<4>) -> (Self, Node) {
-        (Graph { values: vec![Some(input)], ops: Vec::new(), marks: HashMap::new() }, Node(0))
+        Self::with_layout(input, Layout::Spatial)
+    }
+
+    /// A graph whose node 0 is `input` held in `layout` ([`Layout`]: a vector `[B, F]` as
+    /// `[B, F, 1, 1]`, a token sequence `[B, T, D]` as `[B, D, T, 1]`).
+    pub fn with_layout(input: Tensor<4>, layout: Layout) -> (Self, Node) {
+        (Graph { values: vec![Some(input)], layouts: vec![layout], ops: Vec::new(), marks: HashMap::new() }, Node(0))
+    }
+
+    /// The layout of a node's value ([`Layout`]), which its producing op decided
+    /// ([`Relevance::output_layout`]).
+    pub fn layout(&self, node: Node) -> Result<Layout> {
+        self.layouts.get(node.0).copied().ok_or(AttribError::UnknownNode(node.0))
+    }
+
+    /// The logical shape of a node's value (`[B, F]`, `[B, T, D]` or `[B, C, H, W]`).
+    pub fn shape(&self, node: Node) -> Result<Vec<usize>> {
+        Ok(self.layout(node)?.logical_dims(self.value(node)?.dims()))
+    }
+
+    /// The input node (node 0).
+    pub fn input(&self) -> Node {
+        Node(0)
     }
 
     /// The ops in execution order.
@@ -232,9 +257,13 @@ impl<'m> Graph<'m> {
                 model: format!("{model:?}"),
             });
         }
+        let layouts = inputs.iter().map(|n| self.layout(*n)).collect::<Result<Vec<_>>>()?;
+        let dims: Vec<[usize; 4]> = values.iter().map(|x| x.dims()).collect();
+        let layout = layer.get().output_layout(name, &layouts, &dims)?;
         let out = layer.get().forward(name, &values)?;
         let identity = layer.get().weights_key().map(|k| (k, 0));
         self.values.push(Some(out));
+        self.layouts.push(layout);
         let output = self.values.len() - 1;
         self.ops.push(Op {
             name: name.to_string(),

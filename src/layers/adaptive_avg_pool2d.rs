@@ -3,7 +3,7 @@
 // Indexing is checked by construction here: the pooling matrix is indexed within the `out × len` buffer it allocates.
 #![allow(clippy::indexing_slicing)]
 
-use super::{LayerType, Relevance, inputs_n, shape_error, z_rule_pool};
+use super::{LayerType, Layout, Relevance, inputs_n, keep_layout, shape_error, z_rule_pool};
 use crate::base::{Rule, RuleContext};
 use crate::error::Result;
 use burn::nn::pool::AdaptiveAvgPool2d;
@@ -43,6 +43,10 @@ impl Relevance for AdaptiveAvgPool2d {
     fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
         let [x] = inputs else { return None };
         Some(self.forward(x.clone()))
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "adaptive average pooling takes", &[Layout::Spatial], inputs, dims)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

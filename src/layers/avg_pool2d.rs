@@ -1,7 +1,7 @@
 //! [`burn::nn::pool::AvgPool2d`]: proportional (z-rule) relevance.
 
 use super::conv2d::padding_of;
-use super::{LayerType, Relevance, Window, inputs_n, shape_error, z_rule_pool};
+use super::{LayerType, Layout, Relevance, Window, inputs_n, keep_layout, shape_error, z_rule_pool};
 use crate::base::{Rule, RuleContext};
 use crate::error::Result;
 use burn::nn::pool::AvgPool2d;
@@ -27,6 +27,10 @@ impl Relevance for AvgPool2d {
     fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
         let [x] = inputs else { return None };
         Some(self.forward(x.clone()))
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "average pooling takes", &[Layout::Spatial], inputs, dims)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

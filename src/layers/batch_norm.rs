@@ -1,6 +1,6 @@
 //! [`burn::nn::BatchNorm`] in eval mode: `y = γ (x − μ)/√(var + ε) + β`.
 
-use super::{LayerType, LinearLayer, Relevance, inputs_n, shape_error};
+use super::{LayerType, Layout, LinearLayer, Relevance, inputs_n, keep_layout, shape_error};
 use crate::error::Result;
 use burn::nn::BatchNorm;
 use burn::tensor::Tensor;
@@ -68,6 +68,10 @@ impl Relevance for BatchNorm {
 
     fn device(&self) -> Option<burn::tensor::Device> {
         Some(self.gamma.val().device())
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "BatchNorm (per channel, axis 1) takes", &[Layout::Spatial, Layout::Features], inputs, dims)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

@@ -4,7 +4,8 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::{
-    LayerType, LinearLayer, Relevance, WeightStack, Window, forward_apart, inputs_n, shape_error, transpose_apart,
+    LayerType, Layout, LinearLayer, Relevance, WeightStack, Window, forward_apart, inputs_n, keep_layout, shape_error,
+    transpose_apart,
 };
 use crate::error::Result;
 use burn::nn::PaddingConfig2d;
@@ -244,6 +245,10 @@ impl Relevance for Conv2d {
 
     fn device(&self) -> Option<burn::tensor::Device> {
         Some(self.weight.val().device())
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "Conv2d takes", &[Layout::Spatial], inputs, dims)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

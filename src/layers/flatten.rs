@@ -1,6 +1,6 @@
 //! Flatten: `[B, C, H, W] → [B, C·H·W]` in row-major (C, H, W) order.
 
-use super::{LayerType, Relevance, inputs_n};
+use super::{LayerType, Layout, Relevance, inputs_n, keep_layout};
 use crate::base::{Rule, RuleContext};
 use crate::error::Result;
 use burn::tensor::Tensor;
@@ -9,7 +9,8 @@ use burn::tensor::Tensor;
 ///
 /// # Shapes
 ///
-/// - input: `[B, C, H, W]`
+/// - input: `[B, C, H, W]` (or a vector `[B, F]`, unchanged); a token sequence `[B, T, D]` is
+///   refused: pool its tokens first ([`TokenMean`](super::TokenMean))
 /// - output: `[B, C·H·W, 1, 1]` (the engine's form of `[B, C·H·W]`)
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Flatten;
@@ -17,6 +18,11 @@ pub struct Flatten;
 impl Relevance for Flatten {
     fn layer_type(&self) -> LayerType {
         LayerType::Flatten
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "Flatten takes", &[Layout::Spatial, Layout::Features], inputs, dims)?;
+        Ok(Layout::Features)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

@@ -1,7 +1,7 @@
 //! [`burn::nn::pool::MaxPool2d`]: winner-take-all relevance.
 
 use super::conv2d::padding_of;
-use super::{LayerType, Relevance, Window, inputs_n, shape_error};
+use super::{LayerType, Layout, Relevance, Window, inputs_n, keep_layout, shape_error};
 use crate::base::{Rule, RuleContext};
 use crate::error::Result;
 use burn::nn::pool::MaxPool2d;
@@ -40,6 +40,10 @@ impl Relevance for MaxPool2d {
     fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
         let [x] = inputs else { return None };
         Some(self.forward(x.clone()))
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "max pooling takes", &[Layout::Spatial], inputs, dims)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

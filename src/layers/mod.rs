@@ -23,12 +23,14 @@ mod flatten;
 mod linear;
 mod max_pool2d;
 mod relu;
+mod token_mean;
 
 pub use add::Add;
 pub use concat::Concat;
 pub use flatten::Flatten;
+pub use token_mean::TokenMean;
 
-pub use crate::base::{LayerType, LinearLayer, LinearStructure, WeightStack};
+pub use crate::base::{LayerType, Layout, LinearLayer, LinearStructure, WeightStack};
 pub(crate) use crate::base::{forward_apart, transpose_apart};
 
 use crate::base::{Rule, RuleContext, Sharing};
@@ -50,6 +52,27 @@ pub trait Relevance {
 
     /// Runs the layer forward. Shape problems are [`AttribError::Shape`] errors naming `name`.
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>>;
+
+    /// The layout of the layer's output for inputs of these layouts and held shapes
+    /// ([`Layout`]), or the error that says why the layer cannot take them; the graph asks
+    /// before the layer runs. The default suits element-wise and merging layers: every input
+    /// has the same layout, and the output keeps it. A layer that reads the layout (Linear acts
+    /// on the last logical axis, Conv2d and pooling on `[B, C, H, W]`) or changes it (Flatten,
+    /// [`TokenMean`]) overrides it.
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        let _ = dims;
+        match inputs.split_first() {
+            Some((&first, rest)) if rest.iter().all(|&l| l == first) => Ok(first),
+            _ => Err(AttribError::Shape {
+                layer: name.to_string(),
+                expected: format!(
+                    "inputs of one layout; got {}",
+                    inputs.iter().map(|l| l.describe()).collect::<Vec<_>>().join(", ")
+                ),
+                got: dims.first().map(|d| d.to_vec()).unwrap_or_default(),
+            }),
+        }
+    }
 
     /// The layer seen as a linear map, if it is one (then rules apply to it).
     fn as_linear(&self) -> Option<&dyn LinearLayer> {
@@ -178,6 +201,34 @@ impl Window {
         crate::limits::check_elements(&format!("layer `{name}`: the padded input"), &[b, c, ph, pw])?;
         crate::limits::check_elements(&format!("layer `{name}`: the output"), &[b, out_channels, out[0], out[1]])?;
         Ok(out)
+    }
+}
+
+/// The output layout of a layer that takes one input of one of `allowed` layouts and keeps it,
+/// or the error naming the layer, what it takes and the logical shape it got.
+pub(crate) fn keep_layout(
+    name: &str,
+    what: &str,
+    allowed: &[Layout],
+    inputs: &[Layout],
+    dims: &[[usize; 4]],
+) -> Result<Layout> {
+    match (inputs, dims) {
+        ([l], _) if allowed.contains(l) => Ok(*l),
+        ([l], [d]) => Err(AttribError::Shape {
+            layer: name.to_string(),
+            expected: format!(
+                "{what}: {}; got a {} value",
+                allowed.iter().map(|a| a.describe()).collect::<Vec<_>>().join(" or "),
+                l.describe()
+            ),
+            got: l.logical_dims(*d),
+        }),
+        _ => Err(AttribError::Shape {
+            layer: name.to_string(),
+            expected: "1 input tensor(s)".into(),
+            got: vec![inputs.len()],
+        }),
     }
 }
 

@@ -309,7 +309,7 @@ pub fn perturbation_curves<M: Explain + ?Sized>(
             );
             let x = inputs.clone().select(0, idx);
             let perturbed = x * k.clone() + (k.neg().add_scalar(1.0)).mul_scalar(config.value);
-            let logits = run_model(model, perturbed)?;
+            let logits = run_model(model, perturbed, crate::Layout::Spatial)?;
             let kk = logits.dims()[1];
             if *classes.get_or_insert(kk) != kk {
                 return Err(AttribError::InvalidParameter("the network's class count changed between passes".into()));

@@ -1,5 +1,10 @@
 //! Networks built from a JSON description (the golden cases' sidecar format).
 //!
+//! The description is one typed value, [`NetworkDesc`] (a list of [`LayerDesc`], serde-derived),
+//! which the JSON reader and the model zoo both produce and which is validated once
+//! ([`NetworkDesc::validate`]) before anything is built; [`SpecNetwork::from_desc`] lowers it to
+//! the same graph every front end builds.
+//!
 //! The format lists layers by name and type (`Conv2d`, `Linear`, `BatchNorm2d`, `ReLU`,
 //! `Dropout`, `MaxPool2d`, `AvgPool2d`, `AdaptiveAvgPool2d`) and containers (`Bottleneck`,
 //! `BasicBlock`, `Fire`) whose children are named `<container>.<child>`. Flatten is implicit:
@@ -11,8 +16,14 @@
 //! (`<name>.output`) and, for Fire, the squeeze output (`<name>.clone`) for
 //! [`Explanation::at`](crate::Explanation::at).
 
+mod desc;
 mod graph;
 mod weights;
+
+pub use desc::{
+    AdaptivePoolDesc, BatchNormDesc, BlockDesc, Conv2dDesc, DropoutDesc, LAYER_TYPES, LayerDesc, LinearDesc,
+    MAX_CHANNELS, NamedDesc, NetworkDesc, Pair, PoolDesc,
+};
 
 pub use graph::{GraphBuilder, GraphNetwork};
 
@@ -24,7 +35,6 @@ pub use weights::{parse_safetensors, read_safetensors};
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;
-use crate::limits::MAX_GEOMETRY;
 use crate::walk::{Explain, Node, Tracer};
 use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2dConfig;
@@ -137,88 +147,6 @@ fn spec_err(msg: impl Into<String>) -> AttribError {
     AttribError::Spec(msg.into())
 }
 
-/// A count such as a channel number: an integer in `min..=max`.
-fn get_count(v: &Value, name: &str, key: &str, default: Option<usize>, min: usize, max: usize) -> Result<usize> {
-    let n = match v.get(key) {
-        None | Some(Value::Null) => {
-            default.ok_or_else(|| spec_err(format!("layer `{name}`: missing `{key}` (an integer in {min}..={max})")))?
-        }
-        Some(x) => x.as_u64().and_then(|x| usize::try_from(x).ok()).ok_or_else(|| {
-            spec_err(format!("layer `{name}`: `{key}` = {x} is not allowed; expected an integer in {min}..={max}"))
-        })?,
-    };
-    if n < min || n > max {
-        return Err(spec_err(format!(
-            "layer `{name}`: `{key}` = {n} is not allowed; expected an integer in {min}..={max}"
-        )));
-    }
-    Ok(n)
-}
-
-/// A per-axis size (kernel, stride, dilation, padding): an integer or `[h, w]`, each in
-/// `min..=MAX_GEOMETRY`.
-fn get_pair(v: &Value, name: &str, key: &str, default: Option<[usize; 2]>, min: usize) -> Result<[usize; 2]> {
-    let max = MAX_GEOMETRY;
-    let bad = |got: &Value| {
-        spec_err(format!(
-            "layer `{name}`: `{key}` = {got} is not allowed; expected an integer in {min}..={max} or a pair [h, w] of them"
-        ))
-    };
-    let one = |x: &Value| -> Result<usize> {
-        x.as_u64().and_then(|n| usize::try_from(n).ok()).filter(|n| (min..=max).contains(n)).ok_or_else(|| bad(x))
-    };
-    match v.get(key) {
-        None | Some(Value::Null) => default.ok_or_else(|| {
-            spec_err(format!("layer `{name}`: missing `{key}` (an integer in {min}..={max} or a pair [h, w])"))
-        }),
-        Some(x @ Value::Number(_)) => {
-            let n = one(x)?;
-            Ok([n, n])
-        }
-        Some(Value::Array(a)) => match a.as_slice() {
-            [h, w] => Ok([one(h)?, one(w)?]),
-            _ => Err(bad(&Value::Array(a.clone()))),
-        },
-        Some(other) => Err(bad(other)),
-    }
-}
-
-/// A boolean flag; absent means `default`, anything but `true`/`false` is an error.
-fn get_bool(v: &Value, name: &str, key: &str, default: bool) -> Result<bool> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(other) => {
-            Err(spec_err(format!("layer `{name}`: `{key}` = {other} is not allowed; expected true or false")))
-        }
-    }
-}
-
-/// A real number in the range `ok` describes; absent means `default`.
-fn get_real(v: &Value, name: &str, key: &str, default: f64, ok: impl Fn(f64) -> bool, allowed: &str) -> Result<f64> {
-    match v.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(x) => x
-            .as_f64()
-            .filter(|f| f.is_finite() && ok(*f))
-            .ok_or_else(|| spec_err(format!("layer `{name}`: `{key}` = {x} is not allowed; expected {allowed}"))),
-    }
-}
-
-/// Pool padding: at most half the kernel (as PyTorch requires).
-fn pool_padding(v: &Value, name: &str, k: [usize; 2]) -> Result<[usize; 2]> {
-    let p = get_pair(v, name, "padding", Some([0, 0]), 0)?;
-    if p[0] > k[0] / 2 || p[1] > k[1] / 2 {
-        return Err(spec_err(format!(
-            "layer `{name}`: `padding` = {p:?} is not allowed; expected at most half the kernel {k:?}"
-        )));
-    }
-    Ok(p)
-}
-
-/// The largest channel or feature count a description may give: 2²⁰.
-const MAX_CHANNELS: usize = 1 << 20;
-
 fn padding(p: [usize; 2]) -> PaddingConfig2d {
     PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1])
 }
@@ -237,36 +165,25 @@ fn param(params: &HashMap<String, HostTensor>, prefix: &str, name: &str, shape: 
 }
 
 fn build_leaf(
-    v: &Value,
-    name: &str,
+    desc: &LayerDesc,
     params: &HashMap<String, HostTensor>,
     prefix: &str,
     device: &Device,
 ) -> Result<Box<dyn Relevance + Send + Sync>> {
-    let ty = v.get("type").and_then(Value::as_str).unwrap_or("");
+    let name = desc.name();
     let p = |n: &str, s: &[usize]| param(params, prefix, &format!("{name}.{n}"), s);
-    Ok(match ty {
-        "Conv2d" => {
-            let cin = get_count(v, name, "in_channels", None, 1, MAX_CHANNELS)?;
-            let cout = get_count(v, name, "out_channels", None, 1, MAX_CHANNELS)?;
-            let k = get_pair(v, name, "kernel_size", None, 1)?;
-            let groups = get_count(v, name, "groups", Some(1), 1, MAX_CHANNELS)?;
-            let bias = get_bool(v, name, "bias", true)?;
-            if cin % groups != 0 || cout % groups != 0 {
-                return Err(spec_err(format!(
-                    "layer `{name}`: channels {cin}→{cout} are not divisible by `groups` = {groups}"
-                )));
-            }
-            let stride = get_pair(v, name, "stride", Some([1, 1]), 1)?;
-            let pad = get_pair(v, name, "padding", Some([0, 0]), 0)?;
-            let dilation = get_pair(v, name, "dilation", Some([1, 1]), 1)?;
+    Ok(match desc {
+        LayerDesc::Conv2d(d) => {
+            let w = desc.window()?;
+            let (cin, cout, groups, bias) =
+                (d.in_channels, d.out_channels, d.groups.unwrap_or(1), d.bias.unwrap_or(true));
             // The parameters first: their shapes are checked before anything is allocated.
-            let weight = p("weight", &[cout, cin / groups, k[0], k[1]])?.to_tensor(name, device)?;
+            let weight = p("weight", &[cout, cin / groups, w.kernel[0], w.kernel[1]])?.to_tensor(name, device)?;
             let bias_t = if bias { Some(p("bias", &[cout])?.to_tensor(name, device)?) } else { None };
-            let mut conv = Conv2dConfig::new([cin, cout], k)
-                .with_stride(stride)
-                .with_padding(padding(pad))
-                .with_dilation(dilation)
+            let mut conv = Conv2dConfig::new([cin, cout], w.kernel)
+                .with_stride(w.stride)
+                .with_padding(padding(w.padding))
+                .with_dilation(w.dilation)
                 .with_groups(groups)
                 .with_bias(bias)
                 .with_initializer(Initializer::Zeros)
@@ -275,10 +192,8 @@ fn build_leaf(
             conv.bias = bias_t.map(Param::from_tensor);
             Box::new(conv)
         }
-        "Linear" => {
-            let fin = get_count(v, name, "in_features", None, 1, MAX_CHANNELS)?;
-            let fout = get_count(v, name, "out_features", None, 1, MAX_CHANNELS)?;
-            let bias = get_bool(v, name, "bias", true)?;
+        LayerDesc::Linear(d) => {
+            let (fin, fout, bias) = (d.in_features, d.out_features, d.bias.unwrap_or(true));
             let w: burn::tensor::Tensor<2> = p("weight", &[fout, fin])?.to_tensor(name, device)?;
             let bias_t = if bias { Some(p("bias", &[fout])?.to_tensor(name, device)?) } else { None };
             let mut lin =
@@ -287,56 +202,49 @@ fn build_leaf(
             lin.bias = bias_t.map(Param::from_tensor);
             Box::new(lin)
         }
-        "BatchNorm2d" => {
-            let c = get_count(v, name, "num_features", None, 1, MAX_CHANNELS)?;
-            let eps = get_real(v, name, "eps", 1e-5, |e| e > 0.0, "a finite number > 0")?;
+        LayerDesc::BatchNorm2d(d) => {
+            let c = d.num_features;
             let gamma = p("weight", &[c])?.to_tensor(name, device)?;
             let beta = p("bias", &[c])?.to_tensor(name, device)?;
             let mean = p("running_mean", &[c])?.to_tensor(name, device)?;
             let var: burn::tensor::Tensor<1> = p("running_var", &[c])?.to_tensor(name, device)?;
-            let mut bn = BatchNormConfig::new(c).with_epsilon(eps).init(device);
+            let mut bn = BatchNormConfig::new(c).with_epsilon(d.eps.unwrap_or(1e-5)).init(device);
             bn.gamma = Param::from_tensor(gamma);
             bn.beta = Param::from_tensor(beta);
             bn.running_mean = RunningState::new(mean);
             bn.running_var = RunningState::new(var);
             Box::new(bn)
         }
-        "ReLU" => Box::new(Relu::new()),
-        "Dropout" => {
-            let p = get_real(v, name, "p", 0.5, |p| (0.0..1.0).contains(&p), "a number in [0, 1)")?;
-            Box::new(DropoutConfig::new(p).init())
-        }
-        "MaxPool2d" => {
-            let k = get_pair(v, name, "kernel_size", None, 1)?;
+        LayerDesc::Relu(_) => Box::new(Relu::new()),
+        LayerDesc::Dropout(d) => Box::new(DropoutConfig::new(d.p.unwrap_or(0.5)).init()),
+        LayerDesc::MaxPool2d(_) => {
+            let w = desc.window()?;
             Box::new(
-                MaxPool2dConfig::new(k)
-                    .with_strides(get_pair(v, name, "stride", Some(k), 1)?)
-                    .with_padding(padding(pool_padding(v, name, k)?))
-                    .with_dilation(get_pair(v, name, "dilation", Some([1, 1]), 1)?)
-                    .with_ceil_mode(get_bool(v, name, "ceil_mode", false)?)
+                MaxPool2dConfig::new(w.kernel)
+                    .with_strides(w.stride)
+                    .with_padding(padding(w.padding))
+                    .with_dilation(w.dilation)
+                    .with_ceil_mode(w.ceil_mode)
                     .init(),
             )
         }
-        "AvgPool2d" => {
-            let k = get_pair(v, name, "kernel_size", None, 1)?;
+        LayerDesc::AvgPool2d(d) => {
+            let w = desc.window()?;
             Box::new(
-                AvgPool2dConfig::new(k)
-                    .with_strides(get_pair(v, name, "stride", Some(k), 1)?)
-                    .with_padding(padding(pool_padding(v, name, k)?))
-                    .with_count_include_pad(get_bool(v, name, "count_include_pad", true)?)
-                    .with_ceil_mode(get_bool(v, name, "ceil_mode", false)?)
+                AvgPool2dConfig::new(w.kernel)
+                    .with_strides(w.stride)
+                    .with_padding(padding(w.padding))
+                    .with_count_include_pad(d.count_include_pad.unwrap_or(true))
+                    .with_ceil_mode(w.ceil_mode)
                     .init(),
             )
         }
-        "AdaptiveAvgPool2d" => {
-            Box::new(AdaptiveAvgPool2dConfig::new(get_pair(v, name, "output_size", None, 1)?).init())
-        }
+        LayerDesc::AdaptiveAvgPool2d(d) => Box::new(AdaptiveAvgPool2dConfig::new(d.output_size.dims()).init()),
         other => {
-            return Err(AttribError::UnsupportedLayer {
-                layer: name.to_string(),
-                layer_type: other.to_string(),
-                reason: "the description format has no such layer type".into(),
-            });
+            return Err(spec_err(format!(
+                "layer `{name}` ({}) is a container or a marker, not a layer",
+                other.type_name()
+            )));
         }
     })
 }
@@ -346,8 +254,7 @@ impl SpecNetwork {
     /// `prefix + <layer>.<param>` (the golden files use the prefix `param.`; a torchvision
     /// `state_dict` uses none).
     pub fn from_json(json: &str, params: &HashMap<String, HostTensor>, prefix: &str, device: &Device) -> Result<Self> {
-        let root: Value = serde_json::from_str(json).map_err(|e| spec_err(format!("invalid JSON: {e}")))?;
-        Self::from_value(&root, params, prefix, device)
+        Self::from_desc(&NetworkDesc::from_json(json)?, params, prefix, device)
     }
 
     /// Builds a network from a parsed description (see [`SpecNetwork::from_json`]).
@@ -357,49 +264,53 @@ impl SpecNetwork {
         prefix: &str,
         device: &Device,
     ) -> Result<Self> {
-        let list = root.get("layers").and_then(Value::as_array).ok_or_else(|| spec_err("no `layers` list"))?;
-        let containers: Vec<String> = list
+        Self::from_desc(&NetworkDesc::from_value(root)?, params, prefix, device)
+    }
+
+    /// Builds a network from a typed description ([`NetworkDesc`], validated here again: it may
+    /// have been built or changed in code).
+    pub fn from_desc(
+        desc: &NetworkDesc,
+        params: &HashMap<String, HostTensor>,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self> {
+        desc.validate()?;
+        let containers: Vec<&str> = desc
+            .layers
             .iter()
-            .filter(|l| matches!(l.get("type").and_then(Value::as_str), Some("Bottleneck" | "BasicBlock" | "Fire")))
-            .filter_map(|l| l.get("name").and_then(Value::as_str).map(String::from))
+            .filter(|l| matches!(l, LayerDesc::Bottleneck(_) | LayerDesc::BasicBlock(_) | LayerDesc::Fire(_)))
+            .map(LayerDesc::name)
             .collect();
         let mut layers = HashMap::new();
         let mut types = HashMap::new();
         let mut steps = Vec::new();
-        for l in list {
-            let name =
-                l.get("name").and_then(Value::as_str).ok_or_else(|| spec_err(format!("a layer has no name: {l}")))?;
-            let ty =
-                l.get("type").and_then(Value::as_str).ok_or_else(|| spec_err(format!("layer `{name}` has no type")))?;
-            if types.insert(name.to_string(), ty.to_string()).is_some() {
-                return Err(spec_err(format!("layer name `{name}` appears twice; every layer needs its own name")));
-            }
+        for l in &desc.layers {
+            let (name, ty) = (l.name(), l.type_name());
+            types.insert(name.to_string(), ty.to_string());
             let inside = containers.iter().any(|c| name.starts_with(&format!("{c}.")));
-            match ty {
-                "Bottleneck" | "BasicBlock" => {
-                    let downsample = get_bool(l, name, "has_downsample", false)?;
-                    steps.push(if ty == "Bottleneck" {
-                        Step::Bottleneck { name: name.into(), downsample }
-                    } else {
-                        Step::BasicBlock { name: name.into(), downsample }
-                    });
+            match l {
+                LayerDesc::Bottleneck(b) => {
+                    steps.push(Step::Bottleneck { name: name.into(), downsample: b.has_downsample.unwrap_or(false) })
                 }
-                "Fire" => steps.push(Step::Fire { name: name.into() }),
-                "Add" | "Cat" => {
+                LayerDesc::BasicBlock(b) => {
+                    steps.push(Step::BasicBlock { name: name.into(), downsample: b.has_downsample.unwrap_or(false) })
+                }
+                LayerDesc::Fire(_) => steps.push(Step::Fire { name: name.into() }),
+                LayerDesc::Add(_) | LayerDesc::Cat(_) => {
                     if !inside {
                         return Err(spec_err(format!("`{name}` ({ty}) must be inside a container")));
                     }
                 }
                 _ => {
-                    layers.insert(name.to_string(), build_leaf(l, name, params, prefix, device)?);
+                    layers.insert(name.to_string(), build_leaf(l, params, prefix, device)?);
                     if !inside {
                         steps.push(Step::Leaf(name.into()));
                     }
                 }
             }
         }
-        let image_input = root.get("input_shape").and_then(Value::as_array).map(|s| s.len() == 4).unwrap_or(true);
-        let flatten_at = if image_input {
+        let flatten_at = if desc.image_input() {
             let first_linear = steps
                 .iter()
                 .position(|s| matches!(s, Step::Leaf(n) if types.get(n).map(String::as_str) == Some("Linear")));

@@ -4,7 +4,7 @@
 #![allow(clippy::indexing_slicing)]
 
 use super::trace::Tracer;
-use crate::base::{LayerType, RuleContext};
+use crate::base::{LayerType, Layout, RuleContext};
 use crate::cache::{CachedLinear, WeightCache};
 use crate::canonizer::KeptWeights;
 use crate::composite::{Composite, InitialRelevance};
@@ -164,11 +164,9 @@ impl<const D: usize> Explanation<D> {
             self.initial.clone().reshape([b, k, 1, 1])
         };
         let dims = self.relevance.dims();
-        let rel4: Tensor<4> = if D == 4 {
-            self.relevance.clone().reshape([dims[0], dims[1], dims[2], dims[3]])
-        } else {
-            self.relevance.clone().reshape([dims[0], dims[1], 1, 1])
-        };
+        let batch = dims[0];
+        let per_sample = dims.iter().skip(1).product::<usize>();
+        let rel4: Tensor<4> = self.relevance.clone().reshape([batch, per_sample, 1, 1]);
         Conservation {
             vanished: self.vanished_samples(),
             target_logits,
@@ -329,8 +327,8 @@ where
 
     /// The graph after the canonizers, and the model's own logits (before them).
     fn graph_with_logits<const D: usize>(&self, input: &Tensor<D>) -> Result<(Graph<'_>, Node, Tensor<2>)> {
-        let x = prepare(input)?;
-        let (mut graph, out) = trace_model(&*self.model, x)?;
+        let (x, layout) = prepare(input)?;
+        let (mut graph, out) = trace_model(&*self.model, x, layout)?;
         let logits = logits_of(&graph, out)?;
         let kept = KeptWeights::new(self.cache.as_ref());
         for canonizer in self.composite.canonizers() {
@@ -394,8 +392,8 @@ where
         model_logits: Tensor<2>,
         tolerance: f32,
     ) -> Result<f32> {
-        let x = prepare(&input)?;
-        let (graph, out) = trace_model(&*self.model, x)?;
+        let (x, layout) = prepare(&input)?;
+        let (graph, out) = trace_model(&*self.model, x, layout)?;
         let traced = logits_of(&graph, out)?;
         if traced.dims() != model_logits.dims() {
             return Err(AttribError::OutputRelevanceShape {
@@ -450,7 +448,10 @@ where
 
     /// The network output for `input`, `[B, classes]` (the model's own, before any canonizer).
     pub fn forward<const D: usize>(&self, input: Tensor<D>) -> Result<Tensor<2>> {
-        self.limits.scope(|| run_model(&*self.model, prepare(&input)?))
+        self.limits.scope(|| {
+            let (x, layout) = prepare(&input)?;
+            run_model(&*self.model, x, layout)
+        })
     }
 
     /// Explains a batch.
@@ -467,8 +468,8 @@ where
                 what: "the input relevance (a rule divided by zero or overflowed)".into(),
             });
         }
-        let dims = input.dims();
-        Ok(Explanation { relevance: relevance.reshape(dims), logits, targets, initial, layers, marked })
+        let relevance = graph.layout(Node(0))?.release(relevance)?;
+        Ok(Explanation { relevance, logits, targets, initial, layers, marked })
     }
 
     /// The LRP/RAP step of every op, by the graph's one backward walk: a linear op's relevance
@@ -560,34 +561,32 @@ where
     }
 }
 
-/// Checks an input and brings it to the engine's rank 4 (`[B, F]` becomes `[B, F, 1, 1]`).
-pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<Tensor<4>> {
-    let dims = input.dims();
-    if D != 2 && D != 4 {
-        return Err(AttribError::InputRank { got: D });
-    }
-    if dims.contains(&0) {
+/// Checks an input and brings it to the engine's rank 4 in the layout of its rank ([`Layout`]:
+/// `[B, F]` as `[B, F, 1, 1]`, `[B, T, D]` as `[B, D, T, 1]`, `[B, C, H, W]` as it is).
+pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<(Tensor<4>, Layout)> {
+    let layout = Layout::for_rank(D)?;
+    if input.dims().contains(&0) {
         return Err(AttribError::EmptyBatch);
     }
     if !all_finite(input) {
         return Err(AttribError::NonFinite { what: "the input".into() });
     }
-    Ok(if D == 2 {
-        input.clone().reshape([dims[0], dims[1], 1, 1])
-    } else {
-        input.clone().reshape([dims[0], dims[1], dims[2], dims[3]])
-    })
+    Ok((layout.hold(input.clone())?, layout))
 }
 
-/// Runs `model` on a rank-4 input and returns its checked logits `[B, classes]`.
-pub(crate) fn run_model<M: Explain + ?Sized>(model: &M, x: Tensor<4>) -> Result<Tensor<2>> {
-    let (graph, out) = trace_model(model, x)?;
+/// Runs `model` on an input held in `layout` and returns its checked logits `[B, classes]`.
+pub(crate) fn run_model<M: Explain + ?Sized>(model: &M, x: Tensor<4>, layout: Layout) -> Result<Tensor<2>> {
+    let (graph, out) = trace_model(model, x, layout)?;
     logits_of(&graph, out)
 }
 
-/// Records `model`'s forward pass of `x` into a graph (no canonizer).
-pub(crate) fn trace_model<'m, M: Explain + ?Sized>(model: &'m M, x: Tensor<4>) -> Result<(Graph<'m>, Node)> {
-    let (mut tracer, node) = Tracer::new(x);
+/// Records `model`'s forward pass of `x` (held in `layout`) into a graph (no canonizer).
+pub(crate) fn trace_model<'m, M: Explain + ?Sized>(
+    model: &'m M,
+    x: Tensor<4>,
+    layout: Layout,
+) -> Result<(Graph<'m>, Node)> {
+    let (mut tracer, node) = Tracer::with_layout(x, layout);
     let out = model.trace(&mut tracer, node)?;
     Ok((tracer.into_graph(), out))
 }

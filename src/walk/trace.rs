@@ -1,8 +1,9 @@
 //! The hand-written front end: a model's `trace` records its forward pass into a [`Graph`].
 
+use crate::base::Layout;
 use crate::error::Result;
 use crate::graph::{Graph, LayerRef, Node};
-use crate::layers::{Add, Concat, Flatten, Relevance};
+use crate::layers::{Add, Concat, Flatten, Relevance, TokenMean};
 use burn::tensor::Tensor;
 
 /// Records a forward pass: every layer application, its inputs and its output.
@@ -32,10 +33,27 @@ pub struct Tracer<'m> {
 }
 
 impl<'m> Tracer<'m> {
-    /// A new trace whose node 0 is `input` (`[B, C, H, W]`, or `[B, F, 1, 1]` for vectors).
+    /// A new trace whose node 0 is `input`, a feature map `[B, C, H, W]` (or a vector as
+    /// `[B, F, 1, 1]`).
     pub fn new(input: Tensor<4>) -> (Self, Node) {
-        let (graph, node) = Graph::new(input);
+        Self::with_layout(input, Layout::Spatial)
+    }
+
+    /// A new trace whose node 0 is `input` held in `layout` ([`Layout`]); the explainer starts
+    /// every trace this way, from the rank of the input it is given.
+    pub fn with_layout(input: Tensor<4>, layout: Layout) -> (Self, Node) {
+        let (graph, node) = Graph::with_layout(input, layout);
         (Tracer { graph }, node)
+    }
+
+    /// The layout of a node's value.
+    pub fn layout(&self, node: Node) -> Result<Layout> {
+        self.graph.layout(node)
+    }
+
+    /// The logical shape of a node's value (`[B, F]`, `[B, T, D]` or `[B, C, H, W]`).
+    pub fn shape(&self, node: Node) -> Result<Vec<usize>> {
+        self.graph.shape(node)
     }
 
     /// The graph recorded so far.
@@ -53,7 +71,7 @@ impl<'m> Tracer<'m> {
         self.graph.value(node)
     }
 
-    /// Shape of a node's value.
+    /// The shape of a node's value as the engine holds it (rank 4; see [`Layout`]).
     pub fn dims(&self, node: Node) -> Result<[usize; 4]> {
         Ok(self.value(node)?.dims())
     }
@@ -92,6 +110,11 @@ impl<'m> Tracer<'m> {
     /// Reshape to `[B, C·H·W]`.
     pub fn flatten(&mut self, name: &str, x: Node) -> Result<Node> {
         self.push(name, LayerRef::Owned(Box::new(Flatten)), &[x], Vec::new())
+    }
+
+    /// The mean over the tokens of a sequence, `[B, T, D] → [B, D]` ([`TokenMean`]).
+    pub fn token_mean(&mut self, name: &str, x: Node) -> Result<Node> {
+        self.push(name, LayerRef::Owned(Box::new(TokenMean)), &[x], Vec::new())
     }
 
     /// Gives a node a name, so that its relevance can be asked for by name

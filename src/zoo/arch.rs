@@ -1,8 +1,7 @@
 //! The zoo's architectures as network descriptions.
 
 use crate::error::{AttribError, Result};
-use crate::spec::HostTensor;
-use serde_json::{Value, json};
+use crate::spec::{HostTensor, LayerDesc, NetworkDesc};
 use std::collections::HashMap;
 
 /// A torchvision architecture.
@@ -51,17 +50,22 @@ impl ZooConfig {
     }
 }
 
-fn conv(name: &str, cin: usize, cout: usize, k: usize, s: usize, p: usize, bias: bool) -> Value {
-    json!({"name": name, "type": "Conv2d", "in_channels": cin, "out_channels": cout, "kernel_size": [k, k],
-           "stride": [s, s], "padding": [p, p], "dilation": [1, 1], "groups": 1, "bias": bias})
+fn conv(name: &str, cin: usize, cout: usize, k: usize, s: usize, p: usize, bias: bool) -> LayerDesc {
+    LayerDesc::conv2d(name, [cin, cout], k, s, p, bias)
 }
 
-fn bn(name: &str, c: usize) -> Value {
-    json!({"name": name, "type": "BatchNorm2d", "num_features": c, "eps": 1e-5})
+fn bn(name: &str, c: usize) -> LayerDesc {
+    LayerDesc::batch_norm(name, c)
 }
 
-fn relu(name: &str) -> Value {
-    json!({"name": name, "type": "ReLU"})
+fn relu(name: &str) -> LayerDesc {
+    LayerDesc::relu(name)
+}
+
+/// A container or marker that only has a name (`Fire`, `Add`, `Cat`).
+fn named(ty: &str, name: &str) -> Result<LayerDesc> {
+    LayerDesc::named(ty, name)
+        .ok_or_else(|| AttribError::Spec(format!("`{ty}` is not a container or marker of the format")))
 }
 
 impl std::str::FromStr for Architecture {
@@ -137,8 +141,8 @@ impl Architecture {
         Ok(ZooConfig { num_classes, width_divisor: full / width })
     }
 
-    /// The network description (golden sidecar format) with torchvision's names.
-    pub fn describe(self, config: &ZooConfig) -> Result<Value> {
+    /// The network description (the golden sidecar format, typed) with torchvision's names.
+    pub fn describe(self, config: &ZooConfig) -> Result<NetworkDesc> {
         let d = config.width_divisor.max(1);
         let w = |c: usize| (c / d).max(1);
         if config.num_classes == 0 {
@@ -157,20 +161,18 @@ impl Architecture {
                         cin = w(c);
                         i += 2;
                     }
-                    layers.push(
-                        json!({"name": format!("features.{i}"), "type": "MaxPool2d", "kernel_size": 2, "stride": 2}),
-                    );
+                    layers.push(LayerDesc::max_pool(&format!("features.{i}"), 2, 2, 0, false));
                     i += 1;
                 }
-                layers.push(json!({"name": "avgpool", "type": "AdaptiveAvgPool2d", "output_size": [7, 7]}));
+                layers.push(LayerDesc::adaptive_avg_pool("avgpool", 7));
                 let hidden = w(4096);
-                layers.push(json!({"name": "classifier.0", "type": "Linear", "in_features": cin * 49, "out_features": hidden, "bias": true}));
+                layers.push(LayerDesc::linear("classifier.0", cin * 49, hidden));
                 layers.push(relu("classifier.1"));
-                layers.push(json!({"name": "classifier.2", "type": "Dropout", "p": 0.5}));
-                layers.push(json!({"name": "classifier.3", "type": "Linear", "in_features": hidden, "out_features": hidden, "bias": true}));
+                layers.push(LayerDesc::dropout("classifier.2", 0.5));
+                layers.push(LayerDesc::linear("classifier.3", hidden, hidden));
                 layers.push(relu("classifier.4"));
-                layers.push(json!({"name": "classifier.5", "type": "Dropout", "p": 0.5}));
-                layers.push(json!({"name": "classifier.6", "type": "Linear", "in_features": hidden, "out_features": config.num_classes, "bias": true}));
+                layers.push(LayerDesc::dropout("classifier.5", 0.5));
+                layers.push(LayerDesc::linear("classifier.6", hidden, config.num_classes));
             }
             Architecture::ResNet18 | Architecture::ResNet50 => {
                 let basic = self == Architecture::ResNet18;
@@ -179,8 +181,7 @@ impl Architecture {
                 layers.push(conv("conv1", 3, w(64), 7, 2, 3, false));
                 layers.push(bn("bn1", w(64)));
                 layers.push(relu("relu"));
-                layers
-                    .push(json!({"name": "maxpool", "type": "MaxPool2d", "kernel_size": 3, "stride": 2, "padding": 1}));
+                layers.push(LayerDesc::max_pool("maxpool", 3, 2, 1, false));
                 let mut cin = w(64);
                 for (s, &n) in blocks.iter().enumerate() {
                     let planes = w(64 << s);
@@ -189,8 +190,7 @@ impl Architecture {
                         let stride = if b == 0 && s > 0 { 2 } else { 1 };
                         let cout = planes * expansion;
                         let ds = b == 0 && (stride != 1 || cin != cout);
-                        let ty = if basic { "BasicBlock" } else { "Bottleneck" };
-                        layers.push(json!({"name": name, "type": ty, "stride": stride, "has_downsample": ds}));
+                        layers.push(LayerDesc::resnet_block(&name, !basic, ds));
                         let n = |c: &str| format!("{name}.{c}");
                         if basic {
                             layers.push(conv(&n("conv1"), cin, planes, 3, stride, 1, false));
@@ -214,17 +214,17 @@ impl Architecture {
                             layers.push(conv(&n("downsample.0"), cin, cout, 1, stride, 0, false));
                             layers.push(bn(&n("downsample.1"), cout));
                         }
-                        layers.push(json!({"name": n("add"), "type": "Add"}));
+                        layers.push(named("Add", &n("add"))?);
                         cin = cout;
                     }
                 }
-                layers.push(json!({"name": "avgpool", "type": "AdaptiveAvgPool2d", "output_size": [1, 1]}));
-                layers.push(json!({"name": "fc", "type": "Linear", "in_features": cin, "out_features": config.num_classes, "bias": true}));
+                layers.push(LayerDesc::adaptive_avg_pool("avgpool", 1));
+                layers.push(LayerDesc::linear("fc", cin, config.num_classes));
             }
             Architecture::SqueezeNet1_1 => {
                 layers.push(conv("features.0", 3, w(64), 3, 2, 0, true));
                 layers.push(relu("features.1"));
-                let pool = |i: usize| json!({"name": format!("features.{i}"), "type": "MaxPool2d", "kernel_size": 3, "stride": 2, "ceil_mode": true});
+                let pool = |i: usize| LayerDesc::max_pool(&format!("features.{i}"), 3, 2, 0, true);
                 layers.push(pool(2));
                 let fires: [(usize, usize, usize, usize); 8] = [
                     (3, 64, 16, 64),
@@ -244,21 +244,23 @@ impl Architecture {
                     let n = |c: &str| format!("{name}.{c}");
                     // The first Fire's input is features.0's output, w(64); others double expand.
                     let cin = if i == 3 { w(64) } else { 2 * w(cin / 2) };
-                    layers.push(json!({"name": name, "type": "Fire"}));
+                    layers.push(named("Fire", &name)?);
                     layers.push(conv(&n("squeeze"), cin, w(sq), 1, 1, 0, true));
                     layers.push(relu(&n("squeeze_activation")));
                     layers.push(conv(&n("expand1x1"), w(sq), w(ex), 1, 1, 0, true));
                     layers.push(relu(&n("expand1x1_activation")));
                     layers.push(conv(&n("expand3x3"), w(sq), w(ex), 3, 1, 1, true));
                     layers.push(relu(&n("expand3x3_activation")));
-                    layers.push(json!({"name": n("cat"), "type": "Cat", "dim": 1}));
+                    layers.push(named("Cat", &n("cat"))?);
                 }
-                layers.push(json!({"name": "classifier.0", "type": "Dropout", "p": 0.5}));
+                layers.push(LayerDesc::dropout("classifier.0", 0.5));
                 layers.push(conv("classifier.1", 2 * w(256), config.num_classes, 1, 1, 0, true));
                 layers.push(relu("classifier.2"));
-                layers.push(json!({"name": "classifier.3", "type": "AdaptiveAvgPool2d", "output_size": [1, 1]}));
+                layers.push(LayerDesc::adaptive_avg_pool("classifier.3", 1));
             }
         }
-        Ok(json!({"layers": layers, "input_shape": [1, 3, 224, 224], "architecture": self.name()}))
+        let desc = NetworkDesc::new(layers).with_input_shape(vec![1, 3, 224, 224]);
+        desc.validate()?;
+        Ok(desc)
     }
 }

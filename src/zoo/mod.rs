@@ -51,7 +51,11 @@ pub fn rule_preset(rule: &str) -> Result<Composite> {
 /// He-normal weights of convolutions and linear layers (`N(0, 2/fan_in)`), biases `N(0, 0.01²)`.
 /// BatchNorm is the identity (γ = 1, β = 0, mean 0, variance 1) unless `random_batch_norm`, which
 /// draws γ and the variance uniformly from `[0.5, 1.5)`, and β and the mean from `N(0, 0.1²)`.
-pub fn random_parameters(spec: &serde_json::Value, seed: u64, random_batch_norm: bool) -> HashMap<String, HostTensor> {
+pub fn random_parameters(
+    spec: &crate::spec::NetworkDesc,
+    seed: u64,
+    random_batch_norm: bool,
+) -> HashMap<String, HostTensor> {
     use rand::{RngExt, SeedableRng};
     use rand_distr::{Distribution, StandardNormal};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -109,7 +113,7 @@ impl ZooModel {
     ) -> Result<Self> {
         let spec = architecture.describe(&config)?;
         weights::check_strict(&spec, params)?;
-        let network = SpecNetwork::from_value(&spec, params, "", device)?;
+        let network = SpecNetwork::from_desc(&spec, params, "", device)?;
         Ok(Self { architecture, config, network })
     }
 

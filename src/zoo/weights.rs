@@ -1,10 +1,10 @@
 //! Loading and checking zoo weights.
 
 use crate::error::{AttribError, Result};
+use crate::spec::NetworkDesc;
 use crate::spec::{ElementKind, HostTensor, decode, read_safetensors};
 use burn::store::pytorch::PytorchReader;
 use burn::store::pytorch_reader::DType;
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -56,44 +56,15 @@ pub fn load_parameters(path: impl AsRef<Path>) -> Result<HashMap<String, HostTen
     }
 }
 
-/// Every parameter a description expects, in torchvision naming, with its shape.
-pub fn expected_parameters(spec: &Value) -> BTreeMap<String, Vec<usize>> {
-    let mut out = BTreeMap::new();
-    let u = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0) as usize;
-    for l in spec.get("layers").and_then(Value::as_array).into_iter().flatten() {
-        let name = l.get("name").and_then(Value::as_str).unwrap_or("");
-        match l.get("type").and_then(Value::as_str).unwrap_or("") {
-            "Conv2d" => {
-                let (ci, co, g) = (u(l, "in_channels"), u(l, "out_channels"), u(l, "groups").max(1));
-                let k = &l["kernel_size"];
-                let (kh, kw) = (k[0].as_u64().unwrap_or(1) as usize, k[1].as_u64().unwrap_or(1) as usize);
-                out.insert(format!("{name}.weight"), vec![co, ci / g, kh, kw]);
-                if l.get("bias").and_then(Value::as_bool).unwrap_or(true) {
-                    out.insert(format!("{name}.bias"), vec![co]);
-                }
-            }
-            "Linear" => {
-                let (fi, fo) = (u(l, "in_features"), u(l, "out_features"));
-                out.insert(format!("{name}.weight"), vec![fo, fi]);
-                if l.get("bias").and_then(Value::as_bool).unwrap_or(true) {
-                    out.insert(format!("{name}.bias"), vec![fo]);
-                }
-            }
-            "BatchNorm2d" => {
-                let c = u(l, "num_features");
-                for p in ["weight", "bias", "running_mean", "running_var"] {
-                    out.insert(format!("{name}.{p}"), vec![c]);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+/// Every parameter a description expects, in torchvision naming, with its shape
+/// ([`NetworkDesc::parameters`]).
+pub fn expected_parameters(spec: &NetworkDesc) -> BTreeMap<String, Vec<usize>> {
+    spec.parameters()
 }
 
 /// Checks a parameter map against a description: nothing missing, nothing extra, every shape
 /// right. `num_batches_tracked` buffers are ignored.
-pub(crate) fn check_strict(spec: &Value, params: &HashMap<String, HostTensor>) -> Result<()> {
+pub(crate) fn check_strict(spec: &NetworkDesc, params: &HashMap<String, HostTensor>) -> Result<()> {
     let expected = expected_parameters(spec);
     for (name, shape) in &expected {
         match params.get(name) {

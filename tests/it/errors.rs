@@ -33,9 +33,9 @@ fn mlp() -> Mlp {
 #[test]
 fn wrong_rank_is_an_error() {
     let m = mlp();
-    let x = Tensor::<3>::ones([1, 2, 2], &device());
+    let x = Tensor::<5>::ones([1, 2, 2, 2, 2], &device());
     let err = Explainer::new(&m, Composite::rap()).explain(x, Target::Predicted).unwrap_err();
-    assert_eq!(err, AttribError::InputRank { got: 3 });
+    assert_eq!(err, AttribError::InputRank { got: 5 });
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod backend_agreement;
 mod cli;
 mod composite;
 mod custom_rule;
+mod description;
 #[cfg(feature = "weights")]
 mod errors;
 #[cfg(all(feature = "eval", feature = "gradients", feature = "zoo"))]
@@ -38,6 +39,7 @@ mod metrics;
 #[cfg(all(feature = "onnx", feature = "weights"))]
 mod onnx;
 mod properties;
+mod rank;
 #[cfg(feature = "weights")]
 mod rap;
 mod rule_oracle;

@@ -1,5 +1,6 @@
-//! A user's own `#[derive(Module)]` CNN explained through the packaged crate's core, and, with
-//! `--features onnx`, the shared ONNX models explained to the golden numbers.
+//! A user's own `#[derive(Module)]` CNN explained through the packaged crate (default features,
+//! the flex backend), and, with `--features onnx`, the shared ONNX models explained to the golden
+//! numbers.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -48,7 +49,7 @@ impl Explain for Cnn {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let device = Device::default();
+    let device = rap_attrib::device_by_name("flex")?;
     let model = Cnn::new(&device);
     let x = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let explainer = Explainer::new(&model, Composite::rap());
