@@ -153,6 +153,18 @@ pub enum AttribError {
         /// The budget in force.
         limit: u64,
     },
+    /// A call would hold more memory than its bound ([`crate::limits`]).
+    #[error(
+        "{what}: the call would hold about {bytes} bytes, more than its bound of {limit} bytes (see rap_attrib::limits::Limits::with_max_call_bytes and set_max_call_bytes)"
+    )]
+    MemoryBudget {
+        /// What would not fit.
+        what: String,
+        /// The call's bytes with it.
+        bytes: u64,
+        /// The bound in force.
+        limit: u64,
+    },
     /// Reading a file failed.
     #[error("i/o error on {path}: {message}")]
     Io {

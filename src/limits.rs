@@ -8,6 +8,18 @@
 //! under limits of its own ([`Limits`], [`Explainer::with_limits`](crate::Explainer::with_limits)),
 //! which hold for the calls it makes on its thread and leave every other caller alone.
 //!
+//! **Memory per call.** Each call of an explainer (`explain`, `forward`, `check_trace`, the
+//! gradient methods) also keeps an account of the bytes it holds: every recorded activation,
+//! then, before the backward walk starts, the relevance it will carry (as much as the
+//! activations) and the signed weights `[W⁺, |W⁻|]` of the linear ops (twice their weights).
+//! Every allocation is checked against the bound *before* it is made (a layer checks its output
+//! before computing it), so a call over the bound is refused with [`AttribError::MemoryBudget`]
+//! naming what would not fit, never an abort. The default bound is three quarters of the memory
+//! the machine has available when first asked (`MemAvailable` in `/proc/meminfo`; 16 GiB where
+//! that cannot be read); [`set_max_call_bytes`] sets it for the process and
+//! [`Limits::with_max_call_bytes`] for one explainer. The bytes are those of the call's tensors,
+//! on whatever device they live.
+//!
 //! ```
 //! use rap_attrib::limits;
 //!
@@ -28,9 +40,84 @@ pub const MAX_GEOMETRY: usize = 1 << 16;
 
 static MAX_TENSOR_ELEMENTS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_TENSOR_ELEMENTS);
 
+/// The process-wide bound on one call's bytes; 0 means the default ([`default_max_call_bytes`]).
+static MAX_CALL_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// The default bound when the machine's available memory cannot be read: 16 GiB.
+pub const FALLBACK_MAX_CALL_BYTES: u64 = 16 << 30;
+
+/// Bytes per element of the engine's tensors (`f32`).
+const BYTES_PER_ELEMENT: u64 = 4;
+
 thread_local! {
     /// The budget of the [`Limits::scope`] running on this thread, if any.
     static SCOPED: Cell<Option<u64>> = const { Cell::new(None) };
+    /// The memory account of the call running on this thread: (bytes held, bound).
+    static CALL: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+}
+
+/// The default bound on one call's bytes: three quarters of `MemAvailable` in `/proc/meminfo`,
+/// read once, or [`FALLBACK_MAX_CALL_BYTES`] where that cannot be read.
+pub fn default_max_call_bytes() -> u64 {
+    static DEFAULT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let available = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            kib.checked_mul(1024)
+        });
+        available.map_or(FALLBACK_MAX_CALL_BYTES, |b| (b / 4).saturating_mul(3).max(1 << 20))
+    })
+}
+
+/// The process-wide bound on one call's bytes ([`set_max_call_bytes`], else the default).
+pub fn max_call_bytes() -> u64 {
+    match MAX_CALL_BYTES.load(Ordering::Relaxed) {
+        0 => default_max_call_bytes(),
+        n => n,
+    }
+}
+
+/// Sets the bound on one call's bytes for the whole process (at least 1); explainers with their
+/// own [`Limits::with_max_call_bytes`] keep theirs.
+pub fn set_max_call_bytes(bytes: u64) {
+    MAX_CALL_BYTES.store(bytes.max(1), Ordering::Relaxed);
+}
+
+/// The bytes the call running on this thread holds so far by its account, if a call is running.
+pub fn call_bytes() -> Option<u64> {
+    CALL.with(Cell::get).map(|(used, _)| used)
+}
+
+fn budget_error(what: &str, bytes: u64, limit: u64) -> AttribError {
+    AttribError::MemoryBudget { what: what.to_string(), bytes, limit }
+}
+
+/// Checks that `elements` more `f32` would fit in the running call's bound (nothing is
+/// recorded); outside a call, nothing to check.
+pub(crate) fn check_more(what: &str, elements: u64) -> Result<()> {
+    match CALL.with(Cell::get) {
+        Some((used, limit)) => {
+            let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
+            if total > limit { Err(budget_error(what, total, limit)) } else { Ok(()) }
+        }
+        None => Ok(()),
+    }
+}
+
+/// Records `elements` more `f32` held by the running call, or the error when they do not fit.
+pub(crate) fn reserve(what: &str, elements: u64) -> Result<()> {
+    match CALL.with(Cell::get) {
+        Some((used, limit)) => {
+            let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
+            if total > limit {
+                return Err(budget_error(what, total, limit));
+            }
+            CALL.with(|c| c.set(Some((total, limit))));
+            Ok(())
+        }
+        None => Ok(()),
+    }
 }
 
 /// The current budget: the most elements one tensor may hold (the running explainer's
@@ -57,6 +144,9 @@ pub fn max_tensor_elements() -> u64 {
 pub struct Limits {
     /// The most elements one tensor may hold; `None` follows the process-wide budget.
     pub max_tensor_elements: Option<u64>,
+    /// The most bytes one call may hold (see the module docs); `None` follows the process-wide
+    /// bound ([`max_call_bytes`]).
+    pub max_call_bytes: Option<u64>,
 }
 
 impl Limits {
@@ -66,19 +156,28 @@ impl Limits {
         self
     }
 
-    /// Runs `f` with these limits in force on this thread (restored afterwards, also when `f`
-    /// unwinds).
+    /// Sets the bound on the bytes one call holds (at least 1) for calls under these limits.
+    pub fn with_max_call_bytes(mut self, bytes: u64) -> Self {
+        self.max_call_bytes = Some(bytes.max(1));
+        self
+    }
+
+    /// Runs `f` as one call under these limits on this thread: the tensor budget and a fresh
+    /// memory account (both restored afterwards, also when `f` unwinds).
     pub fn scope<T>(&self, f: impl FnOnce() -> T) -> T {
-        struct Restore(Option<u64>);
+        struct Restore(Option<u64>, Option<(u64, u64)>);
         impl Drop for Restore {
             fn drop(&mut self) {
                 SCOPED.with(|c| c.set(self.0));
+                CALL.with(|c| c.set(self.1));
             }
         }
-        let _restore = Restore(SCOPED.with(Cell::get));
+        let _restore = Restore(SCOPED.with(Cell::get), CALL.with(Cell::get));
         if let Some(n) = self.max_tensor_elements {
             SCOPED.with(|c| c.set(Some(n)));
         }
+        let bound = self.max_call_bytes.unwrap_or_else(max_call_bytes);
+        CALL.with(|c| c.set(Some((0, bound))));
         f()
     }
 }
@@ -89,7 +188,8 @@ pub fn set_max_tensor_elements(elements: u64) {
 }
 
 /// The number of elements of a tensor of shape `dims`, or [`AttribError::TooLarge`] naming
-/// `what` when the product overflows or exceeds the budget.
+/// `what` when the product overflows or exceeds the budget ([`AttribError::MemoryBudget`] when,
+/// within an explainer's call, the tensor would not fit the call's memory bound).
 pub fn check_elements(what: &str, dims: &[usize]) -> Result<usize> {
     let mut n: u128 = 1;
     for &d in dims {
@@ -103,5 +203,7 @@ pub fn check_elements(what: &str, dims: &[usize]) -> Result<usize> {
             limit,
         });
     }
+    // Within an explainer's call, the new tensor must also fit its memory bound.
+    check_more(&format!("{what} (shape {dims:?})"), n as u64)?;
     Ok(n as usize)
 }

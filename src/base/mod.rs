@@ -184,6 +184,12 @@ pub trait LinearLayer {
     fn weight(&self) -> Tensor<4>;
     /// The layer's bias `[C_out]`, if it has one.
     fn bias(&self) -> Option<Tensor<1>>;
+
+    /// The shape of [`weight`](LinearLayer::weight), without computing it (for memory
+    /// estimates); the default computes the weight, so override it where that costs work.
+    fn weight_dims(&self) -> [usize; 4] {
+        self.weight().dims()
+    }
     /// `W ⋆ x + b` with a given (possibly modified) weight and bias.
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4>;
     /// The adjoint of `x ↦ W ⋆ x` (no bias), evaluated at `y`, for an input of shape `x_shape`.

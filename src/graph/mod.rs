@@ -47,6 +47,11 @@ use crate::layers::Relevance;
 use burn::tensor::Tensor;
 use std::collections::HashMap;
 
+/// The number of elements of a tensor.
+fn elements(t: &Tensor<4>) -> u64 {
+    t.dims().iter().map(|&n| n as u64).product()
+}
+
 /// A handle to a value (an activation) of a [`Graph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Node(pub(crate) usize);
@@ -260,7 +265,12 @@ impl<'m> Graph<'m> {
         let layouts = inputs.iter().map(|n| self.layout(*n)).collect::<Result<Vec<_>>>()?;
         let dims: Vec<[usize; 4]> = values.iter().map(|x| x.dims()).collect();
         let layout = layer.get().output_layout(name, &layouts, &dims)?;
+        // An op's output is at most as large as its inputs unless the op checks its own output
+        // before computing it (the layers that grow their input do), so this check comes first.
+        let held: u64 = dims.iter().map(|d| d.iter().map(|&n| n as u64).product::<u64>()).sum();
+        crate::limits::check_more(&format!("layer `{name}`: its output"), held)?;
         let out = layer.get().forward(name, &values)?;
+        crate::limits::reserve(&format!("layer `{name}`: its output"), elements(&out))?;
         let identity = layer.get().weights_key().map(|k| (k, 0));
         self.values.push(Some(out));
         self.layouts.push(layout);
@@ -274,6 +284,11 @@ impl<'m> Graph<'m> {
             identity,
         });
         Ok(Node(output))
+    }
+
+    /// The number of `f32` elements the recorded values hold.
+    pub fn recorded_elements(&self) -> u64 {
+        self.values.iter().flatten().map(elements).sum()
     }
 
     /// Gives a node a name, so that its relevance can be asked for by name.

@@ -38,6 +38,11 @@ impl LinearLayer for Linear {
         self.bias.as_ref().map(|b| b.val())
     }
 
+    fn weight_dims(&self) -> [usize; 4] {
+        let [d_in, d_out] = self.weight.dims();
+        [d_out, d_in, 1, 1]
+    }
+
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
         let [b, d_in, h, w] = x.dims();
         let [d_out, _, _, _] = weight.dims();

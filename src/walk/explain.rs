@@ -483,6 +483,16 @@ where
         initial: Tensor<2>,
     ) -> Result<(Tensor<4>, Vec<LayerRelevance>, HashMap<String, Tensor<4>>)> {
         self.composite.check_names(&graph.op_names())?;
+        // What the walk will hold besides the activations, checked before it starts: relevance
+        // as large as the activations at most, and the signed weights of the linear ops.
+        crate::limits::reserve("the backward walk's relevance", graph.recorded_elements())?;
+        let weights: u64 = graph
+            .ops()
+            .iter()
+            .filter_map(|o| o.layer().as_linear())
+            .map(|l| 2 * l.weight_dims().iter().map(|&n| n as u64).product::<u64>())
+            .sum();
+        crate::limits::reserve("the signed weights [W⁺, |W⁻|] of the linear ops", weights)?;
         let roles = Roles::of(graph, out, &self.composite);
         let seed = initial.reshape(graph.value(out)?.dims());
         let mut records = Vec::new();
@@ -571,7 +581,9 @@ pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<(Tensor<4>, L
     if !all_finite(input) {
         return Err(AttribError::NonFinite { what: "the input".into() });
     }
-    Ok((layout.hold(input.clone())?, layout))
+    let held = layout.hold(input.clone())?;
+    crate::limits::reserve("the input", held.dims().iter().map(|&n| n as u64).product())?;
+    Ok((held, layout))
 }
 
 /// Runs `model` on an input held in `layout` and returns its checked logits `[B, classes]`.

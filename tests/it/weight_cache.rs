@@ -309,6 +309,40 @@ fn limits_are_per_explainer() {
     assert_eq!(rap_attrib::limits::max_tensor_elements(), rap_attrib::limits::DEFAULT_MAX_TENSOR_ELEMENTS);
 }
 
+#[test]
+fn memory_per_call_is_bounded_before_the_work_and_per_explainer() {
+    use rap_attrib::AttribError;
+    use rap_attrib::limits::Limits;
+    let device = common::device();
+    let net = Net::new(&device);
+    let x = Tensor::<4>::random([1, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
+    // The call's account, in f32 elements: the input (192); the outputs of conv1, bn, relu1
+    // (384 each), conv2, relu2, flatten (36 each) and fc (5); the walk's relevance, as much as
+    // every recorded value (1457); the signed weights, twice the weights of conv1 (162), bn (6),
+    // conv2 (216) and fc (180).
+    let elements = 192 + (3 * 384 + 3 * 36 + 5) + 1457 + 2 * (162 + 6 + 216 + 180);
+    let bytes = 4 * elements as u64;
+    let under =
+        |bound: u64| Explainer::new(&net, Composite::rap()).with_limits(Limits::default().with_max_call_bytes(bound));
+    under(bytes).explain(x.clone(), Target::Predicted).unwrap();
+    match under(bytes - 1).explain(x.clone(), Target::Predicted).unwrap_err() {
+        AttribError::MemoryBudget { what, bytes: b, limit } => {
+            assert!(what.contains("signed weights"), "{what}");
+            assert_eq!((b, limit), (bytes, bytes - 1));
+        }
+        other => panic!("expected MemoryBudget, got {other}"),
+    }
+    // A bound the first convolution's output does not fit: refused before it is computed.
+    match under(4 * 192 + 4 * 100).explain(x.clone(), Target::Predicted).unwrap_err() {
+        AttribError::MemoryBudget { what, .. } => assert!(what.contains("layer `conv1`"), "{what}"),
+        other => panic!("expected MemoryBudget, got {other}"),
+    }
+    // Other explainers follow the process-wide bound, ¾ of the available memory by default.
+    Explainer::new(&net, Composite::rap()).explain(x, Target::Predicted).unwrap();
+    assert!(rap_attrib::limits::max_call_bytes() >= 1 << 20);
+    assert_eq!(rap_attrib::limits::call_bytes(), None, "no call is running here");
+}
+
 #[cfg(feature = "ndarray")]
 #[test]
 fn an_input_on_another_device_is_a_typed_error() {
