@@ -83,6 +83,10 @@ impl LinearLayer for CachedLinear<'_> {
         self.cache.bias.get_or_init(|| self.inner.bias()).clone()
     }
 
+    fn weight_dims(&self) -> [usize; 4] {
+        self.inner.weight_dims()
+    }
+
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
         self.inner.forward_with(x, weight, bias)
     }

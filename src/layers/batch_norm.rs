@@ -36,6 +36,11 @@ impl LinearLayer for BatchNorm {
         Some(scale_shift(self).1)
     }
 
+    fn weight_dims(&self) -> [usize; 4] {
+        let [c] = self.gamma.dims();
+        [c, 1, 1, 1]
+    }
+
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
         let [c, _, _, _] = weight.dims();
         let y = x * weight.clone().reshape([1, c, 1, 1]);
