@@ -94,24 +94,24 @@ fn budget_error(what: &str, bytes: u64, limit: u64) -> AttribError {
 }
 
 /// Checks that `elements` more `f32` would fit in the running call's bound (nothing is
-/// recorded); outside a call, nothing to check.
-pub(crate) fn check_more(what: &str, elements: u64) -> Result<()> {
+/// recorded); outside a call, nothing to check. `what` names the allocation in the error.
+pub(crate) fn check_more(what: impl FnOnce() -> String, elements: u64) -> Result<()> {
     match CALL.with(Cell::get) {
         Some((used, limit)) => {
             let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
-            if total > limit { Err(budget_error(what, total, limit)) } else { Ok(()) }
+            if total > limit { Err(budget_error(&what(), total, limit)) } else { Ok(()) }
         }
         None => Ok(()),
     }
 }
 
 /// Records `elements` more `f32` held by the running call, or the error when they do not fit.
-pub(crate) fn reserve(what: &str, elements: u64) -> Result<()> {
+pub(crate) fn reserve(what: impl FnOnce() -> String, elements: u64) -> Result<()> {
     match CALL.with(Cell::get) {
         Some((used, limit)) => {
             let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
             if total > limit {
-                return Err(budget_error(what, total, limit));
+                return Err(budget_error(&what(), total, limit));
             }
             CALL.with(|c| c.set(Some((total, limit))));
             Ok(())
@@ -204,6 +204,6 @@ pub fn check_elements(what: &str, dims: &[usize]) -> Result<usize> {
         });
     }
     // Within an explainer's call, the new tensor must also fit its memory bound.
-    check_more(&format!("{what} (shape {dims:?})"), n as u64)?;
+    check_more(|| format!("{what} (shape {dims:?})"), n as u64)?;
     Ok(n as usize)
 }

@@ -268,9 +268,9 @@ impl<'m> Graph<'m> {
         // An op's output is at most as large as its inputs unless the op checks its own output
         // before computing it (the layers that grow their input do), so this check comes first.
         let held: u64 = dims.iter().map(|d| d.iter().map(|&n| n as u64).product::<u64>()).sum();
-        crate::limits::check_more(&format!("layer `{name}`: its output"), held)?;
+        crate::limits::check_more(|| format!("layer `{name}`: its output"), held)?;
         let out = layer.get().forward(name, &values)?;
-        crate::limits::reserve(&format!("layer `{name}`: its output"), elements(&out))?;
+        crate::limits::reserve(|| format!("layer `{name}`: its output"), elements(&out))?;
         let identity = layer.get().weights_key().map(|k| (k, 0));
         self.values.push(Some(out));
         self.layouts.push(layout);

@@ -485,14 +485,14 @@ where
         self.composite.check_names(&graph.op_names())?;
         // What the walk will hold besides the activations, checked before it starts: relevance
         // as large as the activations at most, and the signed weights of the linear ops.
-        crate::limits::reserve("the backward walk's relevance", graph.recorded_elements())?;
+        crate::limits::reserve(|| "the backward walk's relevance".into(), graph.recorded_elements())?;
         let weights: u64 = graph
             .ops()
             .iter()
             .filter_map(|o| o.layer().as_linear())
             .map(|l| 2 * l.weight_dims().iter().map(|&n| n as u64).product::<u64>())
             .sum();
-        crate::limits::reserve("the signed weights [W⁺, |W⁻|] of the linear ops", weights)?;
+        crate::limits::reserve(|| "the signed weights [W⁺, |W⁻|] of the linear ops".into(), weights)?;
         let roles = Roles::of(graph, out, &self.composite);
         let seed = initial.reshape(graph.value(out)?.dims());
         let mut records = Vec::new();
@@ -582,7 +582,7 @@ pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<(Tensor<4>, L
         return Err(AttribError::NonFinite { what: "the input".into() });
     }
     let held = layout.hold(input.clone())?;
-    crate::limits::reserve("the input", held.dims().iter().map(|&n| n as u64).product())?;
+    crate::limits::reserve(|| "the input".into(), held.dims().iter().map(|&n| n as u64).product())?;
     Ok((held, layout))
 }
 
