@@ -173,7 +173,7 @@ impl Loader<'_> {
     /// drop some (`MatMul` + `Add`, `Identity`, constants) but keeps their order, so the next
     /// file node of a matching operator is this node's origin.
     fn original_name(&mut self, node: &Node) -> Option<String> {
-        let parsed = format!("{:?}", node.node_type());
+        let parsed = node.node_type().to_string();
         let ops: Vec<&str> = match parsed.as_str() {
             "Conv2d" => vec!["Conv"],
             "Linear" => vec!["Gemm", "MatMul"],
@@ -192,7 +192,7 @@ impl Loader<'_> {
     fn step_name(&mut self, node: &Node, index: usize) -> String {
         let base = match self.original_name(node) {
             Some(name) => name,
-            None if node.name().is_empty() => format!("{:?}_{index}", node.node_type()),
+            None if node.name().is_empty() => format!("{}_{index}", node.node_type()),
             None => node.name().to_string(),
         };
         let n = self.names.entry(base.clone()).or_insert(0);
@@ -208,7 +208,7 @@ impl Loader<'_> {
 
     fn layer(&mut self, node: &Node, name: &str, layer: Box<dyn Relevance + Send + Sync>) -> Result<()> {
         let x = self.value(name, self.input(node, 0)?)?;
-        let v = self.builder.layer(name, &format!("{:?}", node.node_type()), layer, x)?;
+        let v = self.builder.layer(name, &node.node_type().to_string(), layer, x)?;
         self.bind(node, v)
     }
 
@@ -223,7 +223,7 @@ impl Loader<'_> {
         }
         let name = self.step_name(node, index);
         let name = name.as_str();
-        let op = format!("{:?}", node.node_type());
+        let op = node.node_type().to_string();
         match node {
             Node::Conv2d(n) => self.conv(node, n, name, &op),
             Node::Linear(n) => self.matmul(node, n, name),
