@@ -39,6 +39,10 @@ pub enum Target {
 }
 
 /// Relevance recorded at one layer (with [`Explainer::record_layers`]).
+///
+/// Its tensors are in the engine's rank-4 form ([`Layout`]: a token sequence `[B, T, D]` is
+/// `[B, D, T, 1]`); [`Layout::release`] with the node's layout ([`Graph::layout`]) gives the
+/// logical shape.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct LayerRelevance {
