@@ -96,28 +96,32 @@ fn budget_error(what: &str, bytes: u64, limit: u64) -> AttribError {
 /// Checks that `elements` more `f32` would fit in the running call's bound (nothing is
 /// recorded); outside a call, nothing to check. `what` names the allocation in the error.
 pub(crate) fn check_more(what: impl FnOnce() -> String, elements: u64) -> Result<()> {
+    with_more(what, elements).map(|_| ())
+}
+
+/// The running call's account with `elements` more `f32` (bytes, bound), checked against the
+/// bound; `None` outside a call.
+fn with_more(what: impl FnOnce() -> String, elements: u64) -> Result<Option<(u64, u64)>> {
     match CALL.with(Cell::get) {
         Some((used, limit)) => {
             let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
-            if total > limit { Err(budget_error(&what(), total, limit)) } else { Ok(()) }
+            if total > limit { Err(budget_error(&what(), total, limit)) } else { Ok(Some((total, limit))) }
         }
-        None => Ok(()),
+        None => Ok(None),
     }
+}
+
+/// The number of elements of a tensor of shape `dims` (saturating).
+pub(crate) fn count(dims: &[usize]) -> u64 {
+    dims.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64))
 }
 
 /// Records `elements` more `f32` held by the running call, or the error when they do not fit.
 pub(crate) fn reserve(what: impl FnOnce() -> String, elements: u64) -> Result<()> {
-    match CALL.with(Cell::get) {
-        Some((used, limit)) => {
-            let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
-            if total > limit {
-                return Err(budget_error(&what(), total, limit));
-            }
-            CALL.with(|c| c.set(Some((total, limit))));
-            Ok(())
-        }
-        None => Ok(()),
+    if let Some(account) = with_more(what, elements)? {
+        CALL.with(|c| c.set(Some(account)));
     }
+    Ok(())
 }
 
 /// The current budget: the most elements one tensor may hold (the running explainer's

@@ -16,7 +16,7 @@ use common::device;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rap_attrib::evaluation::Dataset;
-use rap_attrib::spec::{SpecNetwork, parse_safetensors, read_safetensors};
+use rap_attrib::spec::{LAYER_TYPES, SpecNetwork, parse_safetensors, read_safetensors};
 use rap_attrib::zoo::load_parameters;
 use rap_attrib::{AttribError, Composite, Explainer, Target};
 use serde_json::{Value, json};
@@ -97,21 +97,6 @@ const FIELDS: [&str; 22] = [
     "weight_layout",
 ];
 
-const TYPES: [&str; 12] = [
-    "Conv2d",
-    "Linear",
-    "BatchNorm2d",
-    "ReLU",
-    "Dropout",
-    "MaxPool2d",
-    "AvgPool2d",
-    "AdaptiveAvgPool2d",
-    "Bottleneck",
-    "BasicBlock",
-    "Fire",
-    "Add",
-];
-
 /// A mutated copy of a sidecar: `kind` picks the mutation, the other numbers where and what.
 fn mutate_description(base: &Value, kind: usize, at: usize, field: usize, value: usize) -> Value {
     let mut v = base.clone();
@@ -149,7 +134,7 @@ fn mutate_description(base: &Value, kind: usize, at: usize, field: usize, value:
         }
         // A layer's type changed.
         _ => {
-            layers[i]["type"] = json!(TYPES[value % TYPES.len()]);
+            layers[i]["type"] = json!(LAYER_TYPES[value % LAYER_TYPES.len()]);
         }
     }
     v

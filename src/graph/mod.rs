@@ -49,7 +49,7 @@ use std::collections::HashMap;
 
 /// The number of elements of a tensor.
 fn elements(t: &Tensor<4>) -> u64 {
-    t.dims().iter().map(|&n| n as u64).product()
+    crate::limits::count(&t.dims())
 }
 
 /// A handle to a value (an activation) of a [`Graph`].
@@ -267,7 +267,7 @@ impl<'m> Graph<'m> {
         let layout = layer.get().output_layout(name, &layouts, &dims)?;
         // An op's output is at most as large as its inputs unless the op checks its own output
         // before computing it (the layers that grow their input do), so this check comes first.
-        let held: u64 = dims.iter().map(|d| d.iter().map(|&n| n as u64).product::<u64>()).sum();
+        let held: u64 = dims.iter().map(|d| crate::limits::count(d)).sum();
         crate::limits::check_more(|| format!("layer `{name}`: its output"), held)?;
         let out = layer.get().forward(name, &values)?;
         crate::limits::reserve(|| format!("layer `{name}`: its output"), elements(&out))?;

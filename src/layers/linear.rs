@@ -1,7 +1,7 @@
 //! [`burn::nn::Linear`]: `y = x W + b` on the last axis.
 
-use super::{LayerType, Layout, LinearLayer, Relevance, inputs_n, shape_error};
-use crate::error::{AttribError, Result};
+use super::{LayerType, Layout, LinearLayer, Relevance, inputs_n, keep_layout, shape_error};
+use crate::error::Result;
 use burn::nn::Linear;
 use burn::tensor::Tensor;
 
@@ -81,21 +81,16 @@ impl Relevance for Linear {
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
         match (inputs, dims) {
-            ([l @ (Layout::Features | Layout::Sequence)], _) => Ok(*l),
             // A pooled `[B, C, 1, 1]` feature map is a vector (the engine's long-standing form).
             ([Layout::Spatial], [[_, _, 1, 1]]) => Ok(Layout::Features),
-            ([l], [d]) => Err(AttribError::Shape {
-                layer: name.to_string(),
-                expected: "[batch, features] or [batch, tokens, features]: Linear acts on the last axis, \
-                           so a [batch, channels, height, width] map is flattened (or pooled) first"
-                    .into(),
-                got: l.logical_dims(*d),
-            }),
-            _ => Err(AttribError::Shape {
-                layer: name.to_string(),
-                expected: "1 input tensor(s)".into(),
-                got: vec![inputs.len()],
-            }),
+            _ => keep_layout(
+                name,
+                "Linear acts on the last axis, so a [batch, channels, height, width] map is flattened \
+                 (or pooled) first; it takes",
+                &[Layout::Features, Layout::Sequence],
+                inputs,
+                dims,
+            ),
         }
     }
 

@@ -216,23 +216,28 @@ pub enum LayerDesc {
     Cat(NamedDesc),
 }
 
-/// One layer of type `ty` from its JSON object, with the path of a field that does not parse.
-fn parse_layer(ty: &str, l: &Value) -> std::result::Result<LayerDesc, serde_path_to_error::Error<serde_json::Error>> {
+/// One layer of type `ty` from its JSON object, with the path of a field that does not parse;
+/// `None` for a type the format does not have.
+fn parse_layer(
+    ty: &str,
+    l: &Value,
+) -> Option<std::result::Result<LayerDesc, serde_path_to_error::Error<serde_json::Error>>> {
     use serde_path_to_error::deserialize as de;
-    Ok(match ty {
-        "Conv2d" => LayerDesc::Conv2d(de(l)?),
-        "Linear" => LayerDesc::Linear(de(l)?),
-        "BatchNorm2d" => LayerDesc::BatchNorm2d(de(l)?),
-        "Dropout" => LayerDesc::Dropout(de(l)?),
-        "MaxPool2d" => LayerDesc::MaxPool2d(de(l)?),
-        "AvgPool2d" => LayerDesc::AvgPool2d(de(l)?),
-        "AdaptiveAvgPool2d" => LayerDesc::AdaptiveAvgPool2d(de(l)?),
-        "Bottleneck" => LayerDesc::Bottleneck(de(l)?),
-        "BasicBlock" => LayerDesc::BasicBlock(de(l)?),
-        "Fire" => LayerDesc::Fire(de(l)?),
-        "Add" => LayerDesc::Add(de(l)?),
-        "Cat" => LayerDesc::Cat(de(l)?),
-        _ => LayerDesc::Relu(de(l)?),
+    Some(match ty {
+        "Conv2d" => de(l).map(LayerDesc::Conv2d),
+        "Linear" => de(l).map(LayerDesc::Linear),
+        "BatchNorm2d" => de(l).map(LayerDesc::BatchNorm2d),
+        "ReLU" => de(l).map(LayerDesc::Relu),
+        "Dropout" => de(l).map(LayerDesc::Dropout),
+        "MaxPool2d" => de(l).map(LayerDesc::MaxPool2d),
+        "AvgPool2d" => de(l).map(LayerDesc::AvgPool2d),
+        "AdaptiveAvgPool2d" => de(l).map(LayerDesc::AdaptiveAvgPool2d),
+        "Bottleneck" => de(l).map(LayerDesc::Bottleneck),
+        "BasicBlock" => de(l).map(LayerDesc::BasicBlock),
+        "Fire" => de(l).map(LayerDesc::Fire),
+        "Add" => de(l).map(LayerDesc::Add),
+        "Cat" => de(l).map(LayerDesc::Cat),
+        _ => return None,
     })
 }
 
@@ -389,16 +394,19 @@ impl LayerDesc {
         if bottleneck { LayerDesc::Bottleneck(d) } else { LayerDesc::BasicBlock(d) }
     }
 
-    /// A container or a marker that only has a name: `"Fire"`, `"Add"` or `"Cat"` (else `None`).
-    pub fn named(type_name: &str, name: &str) -> Option<Self> {
-        let d = NamedDesc { name: name.into() };
-        match type_name {
-            "Fire" => Some(LayerDesc::Fire(d)),
-            "Add" => Some(LayerDesc::Add(d)),
-            "Cat" => Some(LayerDesc::Cat(d)),
-            "ReLU" => Some(LayerDesc::Relu(d)),
-            _ => None,
-        }
+    /// SqueezeNet's Fire container (its children are `<name>.squeeze`, …).
+    pub fn fire(name: &str) -> Self {
+        LayerDesc::Fire(NamedDesc { name: name.into() })
+    }
+
+    /// The marker of a residual container's sum.
+    pub fn add(name: &str) -> Self {
+        LayerDesc::Add(NamedDesc { name: name.into() })
+    }
+
+    /// The marker of a Fire container's concatenation.
+    pub fn cat(name: &str) -> Self {
+        LayerDesc::Cat(NamedDesc { name: name.into() })
     }
 
     /// Checks every field against what the layer allows (counts within `1..=MAX_CHANNELS`,
@@ -558,17 +566,15 @@ impl NetworkDesc {
                     .get("type")
                     .and_then(Value::as_str)
                     .ok_or_else(|| spec_err(format!("layer `{name}` has no type (a string)")))?;
-                if !LAYER_TYPES.contains(&ty) {
-                    return Err(AttribError::UnsupportedLayer {
-                        layer: name.to_string(),
-                        layer_type: ty.to_string(),
-                        reason: format!(
-                            "the description format has no such layer type; it knows {}",
-                            LAYER_TYPES.join(", ")
-                        ),
-                    });
-                }
-                parse_layer(ty, l).map_err(|e| spec_err(format!("layer `{name}`: `{}`: {}", e.path(), e.inner())))
+                let parsed = parse_layer(ty, l).ok_or_else(|| AttribError::UnsupportedLayer {
+                    layer: name.to_string(),
+                    layer_type: ty.to_string(),
+                    reason: format!(
+                        "the description format has no such layer type; it knows {}",
+                        LAYER_TYPES.join(", ")
+                    ),
+                })?;
+                parsed.map_err(|e| spec_err(format!("layer `{name}`: `{}`: {}", e.path(), e.inner())))
             })
             .collect::<Result<Vec<_>>>()?;
         let input_shape = match root.get("input_shape") {

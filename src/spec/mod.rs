@@ -254,7 +254,7 @@ impl SpecNetwork {
     /// `prefix + <layer>.<param>` (the golden files use the prefix `param.`; a torchvision
     /// `state_dict` uses none).
     pub fn from_json(json: &str, params: &HashMap<String, HostTensor>, prefix: &str, device: &Device) -> Result<Self> {
-        Self::from_desc(&NetworkDesc::from_json(json)?, params, prefix, device)
+        Self::from_valid_desc(&NetworkDesc::from_json(json)?, params, prefix, device)
     }
 
     /// Builds a network from a parsed description (see [`SpecNetwork::from_json`]).
@@ -264,7 +264,7 @@ impl SpecNetwork {
         prefix: &str,
         device: &Device,
     ) -> Result<Self> {
-        Self::from_desc(&NetworkDesc::from_value(root)?, params, prefix, device)
+        Self::from_valid_desc(&NetworkDesc::from_value(root)?, params, prefix, device)
     }
 
     /// Builds a network from a typed description ([`NetworkDesc`], validated here again: it may
@@ -276,6 +276,17 @@ impl SpecNetwork {
         device: &Device,
     ) -> Result<Self> {
         desc.validate()?;
+        Self::from_valid_desc(desc, params, prefix, device)
+    }
+
+    /// [`from_desc`](SpecNetwork::from_desc) for a description validated already (parsed by
+    /// [`NetworkDesc::from_value`] or made by the zoo).
+    pub(crate) fn from_valid_desc(
+        desc: &NetworkDesc,
+        params: &HashMap<String, HostTensor>,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self> {
         let containers: Vec<&str> = desc
             .layers
             .iter()

@@ -494,7 +494,7 @@ where
             .ops()
             .iter()
             .filter_map(|o| o.layer().as_linear())
-            .map(|l| 2 * l.weight_dims().iter().map(|&n| n as u64).product::<u64>())
+            .map(|l| 2 * crate::limits::count(&l.weight_dims()))
             .sum();
         crate::limits::reserve(|| "the signed weights [W⁺, |W⁻|] of the linear ops".into(), weights)?;
         let roles = Roles::of(graph, out, &self.composite);
@@ -586,7 +586,7 @@ pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<(Tensor<4>, L
         return Err(AttribError::NonFinite { what: "the input".into() });
     }
     let held = layout.hold(input.clone())?;
-    crate::limits::reserve(|| "the input".into(), held.dims().iter().map(|&n| n as u64).product())?;
+    crate::limits::reserve(|| "the input".into(), crate::limits::count(&held.dims()))?;
     Ok((held, layout))
 }
 

@@ -62,12 +62,6 @@ fn relu(name: &str) -> LayerDesc {
     LayerDesc::relu(name)
 }
 
-/// A container or marker that only has a name (`Fire`, `Add`, `Cat`).
-fn named(ty: &str, name: &str) -> Result<LayerDesc> {
-    LayerDesc::named(ty, name)
-        .ok_or_else(|| AttribError::Spec(format!("`{ty}` is not a container or marker of the format")))
-}
-
 impl std::str::FromStr for Architecture {
     type Err = AttribError;
     fn from_str(s: &str) -> Result<Self> {
@@ -214,7 +208,7 @@ impl Architecture {
                             layers.push(conv(&n("downsample.0"), cin, cout, 1, stride, 0, false));
                             layers.push(bn(&n("downsample.1"), cout));
                         }
-                        layers.push(named("Add", &n("add"))?);
+                        layers.push(LayerDesc::add(&n("add")));
                         cin = cout;
                     }
                 }
@@ -244,14 +238,14 @@ impl Architecture {
                     let n = |c: &str| format!("{name}.{c}");
                     // The first Fire's input is features.0's output, w(64); others double expand.
                     let cin = if i == 3 { w(64) } else { 2 * w(cin / 2) };
-                    layers.push(named("Fire", &name)?);
+                    layers.push(LayerDesc::fire(&name));
                     layers.push(conv(&n("squeeze"), cin, w(sq), 1, 1, 0, true));
                     layers.push(relu(&n("squeeze_activation")));
                     layers.push(conv(&n("expand1x1"), w(sq), w(ex), 1, 1, 0, true));
                     layers.push(relu(&n("expand1x1_activation")));
                     layers.push(conv(&n("expand3x3"), w(sq), w(ex), 3, 1, 1, true));
                     layers.push(relu(&n("expand3x3_activation")));
-                    layers.push(named("Cat", &n("cat"))?);
+                    layers.push(LayerDesc::cat(&n("cat")));
                 }
                 layers.push(LayerDesc::dropout("classifier.0", 0.5));
                 layers.push(conv("classifier.1", 2 * w(256), config.num_classes, 1, 1, 0, true));

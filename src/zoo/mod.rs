@@ -113,7 +113,8 @@ impl ZooModel {
     ) -> Result<Self> {
         let spec = architecture.describe(&config)?;
         weights::check_strict(&spec, params)?;
-        let network = SpecNetwork::from_desc(&spec, params, "", device)?;
+        // `describe` validated the description.
+        let network = SpecNetwork::from_valid_desc(&spec, params, "", device)?;
         Ok(Self { architecture, config, network })
     }
 
