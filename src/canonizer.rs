@@ -7,7 +7,7 @@
 //! ([`Graph::replay_from`]).
 //!
 //! Two are built in, the BatchNorm merges ([`MergeBatchNorm`]): an eval-mode BatchNorm is folded
-//! into the Linear or Conv2d right before it (Zennit's `SequentialMergeBatchNorm`):
+//! into the Linear or convolution right before it (Zennit's `SequentialMergeBatchNorm`):
 //! `W' = ŵ·W`, `b' = ŵ·b + (β − μŵ)` with `ŵ = γ/√(var + ε)` per output channel. The network
 //! computes the same function; rules then see one affine layer instead of two. The BatchNorm
 //! stays in the graph under its own name as an identity that passes relevance unchanged (as
@@ -107,7 +107,7 @@ impl<'c> KeptWeights<'c> {
 
 /// A linear layer with other weights: the original layer's operator (its products, adjoints,
 /// stacking and structure) applied with a new weight and bias. The BatchNorm merges put one in
-/// place of the Linear or Conv2d they fold into; a canonizer of your own builds one with
+/// place of the Linear or convolution they fold into; a canonizer of your own builds one with
 /// [`Reweighted::new`] and puts it in the graph with [`Graph::replace_layer`].
 pub struct Reweighted<'m> {
     inner: &'m dyn Relevance,
@@ -224,7 +224,7 @@ impl Relevance for MergedBatchNorm {
     }
 }
 
-/// Folds every BatchNorm whose input comes from a Linear or Conv2d used by nothing else into that
+/// Folds every BatchNorm whose input comes from a Linear or convolution (Conv2d, Conv3d) used by nothing else into that
 /// layer. The merged layer keeps the Linear/Conv2d's name; the BatchNorm stays in the graph under
 /// its name as an identity (no rule applies to it, relevance passes unchanged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -277,7 +277,7 @@ fn fold_batch_norms(graph: &mut Graph<'_>, kept: &KeptWeights<'_>, zennit: bool)
         let (Some(prev), 1, false) = (graph.ops()[p].borrowed_layer(), graph.users(src), graph.is_marked(src)) else {
             continue;
         };
-        if !matches!(prev.layer_type(), LayerType::Linear | LayerType::Conv2d) {
+        if !matches!(prev.layer_type(), LayerType::Linear | LayerType::Conv2d | LayerType::Conv3d) {
             continue;
         }
         let (Some(lin), Some(bn_lin)) = (prev.as_linear(), bn.layer().as_linear()) else {

@@ -20,7 +20,9 @@
 use crate::canonizer::{Canonizer, MergeBatchNorm};
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
-use crate::rules::{AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, Rap, Rule, RuleContext, Sharing, ZBeta, ZPlus};
+use crate::rules::{
+    AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, Rap, Rule, RuleContext, ShareRule, Sharing, ZBeta, ZPlus,
+};
 use std::sync::Arc;
 
 /// A predicate over a layer's context, for [`Selector::Predicate`] (built by [`Selector::when`]).
@@ -52,6 +54,9 @@ pub enum Selector {
     OutputLayer,
     /// Layers of this type.
     Type(LayerType),
+    /// Convolutions of any rank (Conv2d, Conv3d: [`LayerType::is_convolution`]), as Zennit's
+    /// `Convolution` type group; the presets map their convolution rules with it.
+    Convolution,
     /// The layer of exactly this name.
     Name(String),
     /// Layers whose name starts with this prefix.
@@ -87,6 +92,7 @@ impl Selector {
             Selector::InputLayer => ctx.is_input_layer,
             Selector::OutputLayer => ctx.is_output_layer,
             Selector::Type(t) => &ctx.layer_type == t,
+            Selector::Convolution => ctx.layer_type.is_convolution(),
             Selector::Name(n) => ctx.name == n,
             Selector::NamePrefix(p) => ctx.name.starts_with(p.as_str()),
             Selector::All(all) => all.iter().all(|s| s.matches(ctx)),
@@ -114,11 +120,11 @@ pub struct Composite {
     output_layers: Vec<String>,
     batch_norm: BatchNormMerge,
     canonizers: Vec<Arc<dyn Canonizer>>,
-    sharing: Sharing,
-    sharing_entries: Vec<(Selector, Sharing)>,
+    sharing: Arc<dyn ShareRule>,
+    sharing_entries: Vec<(Selector, Arc<dyn ShareRule>)>,
 }
 
-/// Whether and how BatchNorm is merged into the Linear or Conv2d before it (the canonizer
+/// Whether and how BatchNorm is merged into the Linear or convolution before it (the canonizer
 /// [`MergeBatchNorm`], first in [`Composite::canonizers`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -155,7 +161,7 @@ impl Composite {
             output_layers: Vec::new(),
             batch_norm: BatchNormMerge::Off,
             canonizers: Vec::new(),
-            sharing: Sharing::SafeDivide,
+            sharing: Arc::new(Sharing::SafeDivide),
             sharing_entries: Vec::new(),
         }
     }
@@ -250,39 +256,42 @@ impl Composite {
         self.batch_norm
     }
 
-    /// How layers without weights (pooling, the residual sum) share relevance: the authors'
-    /// safe divide (the default) or Zennit's Norm rule. See [`Sharing`].
-    pub fn with_sharing(mut self, sharing: Sharing) -> Self {
-        self.sharing = sharing;
+    /// The rule by which ops without weights (pooling, the residual sum, concatenation, the
+    /// mean over tokens) share relevance wherever no
+    /// [`with_sharing_for`](Composite::with_sharing_for) entry matches: the authors' safe divide
+    /// (the default), Zennit's Norm rule ([`Sharing`]), or a [`ShareRule`] of your own.
+    pub fn with_sharing(mut self, sharing: impl ShareRule + 'static) -> Self {
+        self.sharing = Arc::new(sharing);
         self
     }
 
-    /// How layers without weights share relevance, by default (see
-    /// [`sharing_for`](Composite::sharing_for)).
-    pub fn sharing(&self) -> Sharing {
-        self.sharing
+    /// The rule for ops without weights that no
+    /// [`with_sharing_for`](Composite::with_sharing_for) entry matches.
+    pub fn sharing(&self) -> &dyn ShareRule {
+        &*self.sharing
     }
 
-    /// Maps weight-free layers to how they share relevance, like rules are mapped to linear
-    /// layers (Zennit's `layer_map` for pools and sums): the first matching entry wins, and
-    /// layers no entry matches take [`sharing`](Composite::sharing).
+    /// Maps ops without weights to the rule by which they share relevance ([`ShareRule`]), as
+    /// [`with`](Composite::with) maps rules to linear layers (Zennit's `layer_map` for pools
+    /// and sums): the first matching entry wins, and ops no entry matches take
+    /// [`sharing`](Composite::sharing).
     ///
     /// ```
     /// use rap_attrib::{Composite, LayerType, Selector, rules::Sharing};
     ///
     /// // Zennit's Norm rule on the residual sums only; the pools keep the authors' safe divide.
     /// let c = Composite::rap().with_sharing_for(Selector::Type(LayerType::Add), Sharing::Norm(1e-6));
-    /// assert_eq!(c.sharing(), Sharing::SafeDivide);
+    /// assert_eq!(c.sharing().name(), "safe-divide");
     /// ```
-    pub fn with_sharing_for(mut self, selector: Selector, sharing: Sharing) -> Self {
-        self.sharing_entries.push((selector, sharing));
+    pub fn with_sharing_for(mut self, selector: Selector, sharing: impl ShareRule + 'static) -> Self {
+        self.sharing_entries.push((selector, Arc::new(sharing)));
         self
     }
 
-    /// How the layer described by `ctx` shares relevance: its first matching
+    /// The rule by which the op described by `ctx` shares relevance: its first matching
     /// [`with_sharing_for`](Composite::with_sharing_for) entry, else the default.
-    pub fn sharing_for(&self, ctx: &RuleContext) -> Sharing {
-        self.sharing_entries.iter().find(|(s, _)| s.matches(ctx)).map_or(self.sharing, |(_, sharing)| *sharing)
+    pub fn sharing_for(&self, ctx: &RuleContext) -> &dyn ShareRule {
+        self.sharing_entries.iter().find(|(s, _)| s.matches(ctx)).map_or(&*self.sharing, |(_, sharing)| &**sharing)
     }
 
     /// Number of entries.
@@ -337,11 +346,11 @@ impl Composite {
     }
 
     fn input_conv() -> Selector {
-        Selector::All(vec![Selector::InputLayer, Selector::Type(LayerType::Conv2d)])
+        Selector::All(vec![Selector::InputLayer, Selector::Convolution])
     }
 
     /// RAP as the authors' reference runs it: one-hot start, [`Rap`] everywhere, [`ZBeta`] with
-    /// per-sample bounds at a Conv2d input layer, BatchNorm as [`Pass`] masked at zero inputs.
+    /// per-sample bounds at a convolution input layer (Conv2d, Conv3d), BatchNorm as [`Pass`] masked at zero inputs.
     pub fn rap() -> Self {
         Self::new()
             .with_initial(InitialRelevance::OneHot)
@@ -351,7 +360,7 @@ impl Composite {
     }
 
     /// LRP-αβ as the RAP reference runs it: logit start, [`AlphaBeta`] everywhere (output layer
-    /// included), [`ZBeta::reference_lrp`] at a Conv2d input layer, BatchNorm as masked [`Pass`].
+    /// included), [`ZBeta::reference_lrp`] at a convolution input layer, BatchNorm as masked [`Pass`].
     pub fn lrp_alpha_beta(alpha: f64, beta: f64) -> Result<Self> {
         Ok(Self::new()
             .with(Self::input_conv(), ZBeta::reference_lrp())
@@ -382,12 +391,12 @@ impl Composite {
             }
         }
         c.with(Selector::Type(LayerType::BatchNorm), Pass::default())
-            .with(Selector::Type(LayerType::Conv2d), conv)
+            .with(Selector::Convolution, conv)
             .with(Selector::Any, Epsilon::default())
     }
 
-    /// Zennit 0.5.1's `EpsilonPlusFlat`: Flat on the input layer (a Conv2d or a Linear), Z⁺
-    /// (with `b⁺`) on every other Conv2d, LRP-ε (1e-6) on every other Linear; see
+    /// Zennit 0.5.1's `EpsilonPlusFlat`: Flat on the input layer (a convolution or a Linear), Z⁺
+    /// (with `b⁺`) on every other convolution, LRP-ε (1e-6) on every other Linear; see
     /// [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
     ///
     /// Reproduces Zennit's numbers (`tests/data/golden_zennit`, `cargo test --test it golden::`).
@@ -395,7 +404,7 @@ impl Composite {
         Self::zennit(Some((true, Arc::new(Flat::zennit()))), ZPlus::zennit())
     }
 
-    /// Zennit 0.5.1's `EpsilonPlus`: Z⁺ (with `b⁺`, stabiliser `1e-6`) on every Conv2d, LRP-ε
+    /// Zennit 0.5.1's `EpsilonPlus`: Z⁺ (with `b⁺`, stabiliser `1e-6`) on every convolution (Conv2d, Conv3d), LRP-ε
     /// (1e-6) on every Linear, no special input layer.
     ///
     /// All Zennit presets start from the one-hot target (not the logit), merge BatchNorm into
@@ -410,22 +419,22 @@ impl Composite {
     }
 
     /// Zennit 0.5.1's `EpsilonGammaBox(low, high)`: ZBox (Z^β with `bounds`, stabiliser `1e-6`)
-    /// on a Conv2d input layer only (a Linear input layer gets LRP-ε), generalised LRP-γ
-    /// (γ = 0.25) on every other Conv2d, LRP-ε (1e-6) on every Linear; see
+    /// on a convolution input layer only (a Linear input layer gets LRP-ε), generalised LRP-γ
+    /// (γ = 0.25) on every other convolution, LRP-ε (1e-6) on every Linear; see
     /// [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
     pub fn zennit_epsilon_gamma_box(bounds: Bounds) -> Self {
         Self::zennit(Some((false, Arc::new(ZBeta::zennit(bounds)))), Gamma::default())
     }
 
     /// Zennit 0.5.1's `EpsilonAlpha2Beta1`: Zennit's LRP-α2β1 (pooled signs, bias shares,
-    /// stabiliser `1e-6`) on every Conv2d, LRP-ε (1e-6) on every Linear, no special input
+    /// stabiliser `1e-6`) on every convolution, LRP-ε (1e-6) on every Linear, no special input
     /// layer; see [`Composite::zennit_epsilon_plus`] for what all Zennit presets share.
     pub fn zennit_epsilon_alpha2_beta1() -> Self {
         Self::zennit(None, AlphaBeta::zennit_alpha2_beta1())
     }
 
     /// Zennit 0.5.1's `EpsilonAlpha2Beta1Flat`: as [`Composite::zennit_epsilon_alpha2_beta1`]
-    /// with Flat on the input layer (a Conv2d or a Linear).
+    /// with Flat on the input layer (a convolution or a Linear).
     pub fn zennit_epsilon_alpha2_beta1_flat() -> Self {
         Self::zennit(Some((true, Arc::new(Flat::zennit()))), AlphaBeta::zennit_alpha2_beta1())
     }

@@ -11,7 +11,7 @@ use thiserror::Error;
 pub enum AttribError {
     /// The input tensor has a rank the network cannot take.
     #[error(
-        "input has rank {got}; expected rank 2 [batch, features], rank 3 [batch, tokens, features] or rank 4 [batch, channels, height, width]"
+        "input has rank {got}; expected rank 2 [batch, features], rank 3 [batch, tokens, features], rank 4 [batch, channels, height, width] or rank 5 [batch, channels, depth, height, width]"
     )]
     InputRank {
         /// Rank that was given.

@@ -1,7 +1,7 @@
 //! The small core that layers and rules share, and nothing else: the layer-type names
 //! ([`LayerType`]), the view a rule needs of a linear op ([`LinearLayer`], [`WeightStack`],
-//! [`LinearStructure`]), and the rule trait with its context ([`Rule`], [`RuleContext`],
-//! [`Sharing`], [`Stabilizer`]).
+//! [`LinearStructure`]), the rule traits with their context ([`Rule`] for linear ops,
+//! [`ShareRule`] for the ops without weights, [`RuleContext`], [`Sharing`], [`Stabilizer`]).
 //!
 //! [`layers`](crate::layers) and [`rules`](crate::rules) both depend on this module and never on
 //! each other: a layer hands its linear view to whatever rule the composite maps to it, and a rule
@@ -23,6 +23,8 @@ pub enum LayerType {
     Linear,
     /// 2-D convolution.
     Conv2d,
+    /// 3-D convolution.
+    Conv3d,
     /// Batch normalisation (eval mode).
     BatchNorm,
     /// Rectified linear unit.
@@ -35,6 +37,8 @@ pub enum LayerType {
     AvgPool2d,
     /// Adaptive average pooling.
     AdaptiveAvgPool2d,
+    /// Adaptive average pooling over a volume.
+    AdaptiveAvgPool3d,
     /// Reshape to `[B, C·H·W]`.
     Flatten,
     /// Residual sum of two branches.
@@ -43,6 +47,14 @@ pub enum LayerType {
     Concat,
     /// A user-defined layer type.
     Custom(String),
+}
+
+impl LayerType {
+    /// Whether the layer is a convolution (Conv2d, Conv3d): the layers the presets give their
+    /// convolution rules, as Zennit's `Convolution` type group does.
+    pub fn is_convolution(&self) -> bool {
+        matches!(self, LayerType::Conv2d | LayerType::Conv3d)
+    }
 }
 
 impl fmt::Display for LayerType {
@@ -61,17 +73,19 @@ impl fmt::Display for LayerType {
 /// are positions. Ops that mix features at each position (Linear, BatchNorm's per-channel scale,
 /// the rules' weight products) therefore work the same on every rank, and a rule's per-sample
 /// sums (RAP's shift, conservation) stay per sample. The graph records each value's layout
-/// ([`Graph::layout`](crate::Graph::layout)); the explainer maps an input of rank 2, 3 or 4 to
-/// it and the input relevance back.
+/// ([`Graph::layout`](crate::Graph::layout)); the explainer maps an input of rank 2 to 5 to it
+/// and the input relevance back.
 ///
 /// | layout | logical shape | held as |
 /// |---|---|---|
 /// | [`Features`](Layout::Features) | `[B, F]` | `[B, F, 1, 1]` |
 /// | [`Sequence`](Layout::Sequence) | `[B, T, D]` (tokens, features last) | `[B, D, T, 1]` |
 /// | [`Spatial`](Layout::Spatial) | `[B, C, H, W]` | `[B, C, H, W]` |
+/// | [`Volume`](Layout::Volume) | `[B, C, D, H, W]` | `[B, C·D, H, W]` |
 ///
-/// Rank 5 (`[B, C, D, H, W]`) is refused ([`AttribError::InputRank`]): Burn's `Conv3d` and 3-D
-/// pools have no relevance step here yet.
+/// A volume keeps its elements in their own order (a reshape, no copy), with the depth folded
+/// into axis 1: the ops that read a volume (Burn's `Conv3d`, `AdaptiveAvgPool3d`, BatchNorm per
+/// channel) unfold it with the channel count they know, and the layout records the depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Layout {
@@ -81,35 +95,45 @@ pub enum Layout {
     Sequence,
     /// A feature map per sample, `[B, C, H, W]`.
     Spatial,
+    /// A volume per sample, `[B, C, D, H, W]` (a video clip, a scan), held as `[B, C·D, H, W]`.
+    Volume {
+        /// The depth `D` (axis 2 of the logical shape).
+        depth: usize,
+    },
 }
 
 impl Layout {
-    /// The layout of an input of rank `rank` (2, 3 or 4).
-    pub fn for_rank(rank: usize) -> Result<Self> {
-        match rank {
-            2 => Ok(Layout::Features),
-            3 => Ok(Layout::Sequence),
-            4 => Ok(Layout::Spatial),
-            got => Err(AttribError::InputRank { got }),
+    /// The layout of an input of this logical shape: rank 2, 3, 4 or 5 (a volume takes its depth
+    /// from axis 2); another rank is [`AttribError::InputRank`].
+    pub fn of_shape(dims: &[usize]) -> Result<Self> {
+        match dims {
+            [_, _] => Ok(Layout::Features),
+            [_, _, _] => Ok(Layout::Sequence),
+            [_, _, _, _] => Ok(Layout::Spatial),
+            [_, _, depth, _, _] => Ok(Layout::Volume { depth: *depth }),
+            _ => Err(AttribError::InputRank { got: dims.len() }),
         }
     }
 
-    /// The logical rank (2, 3 or 4).
+    /// The logical rank (2 to 5).
     pub fn rank(self) -> usize {
         match self {
             Layout::Features => 2,
             Layout::Sequence => 3,
             Layout::Spatial => 4,
+            Layout::Volume { .. } => 5,
         }
     }
 
-    /// The logical shape of a value held as `held` (`[B, F]`, `[B, T, D]` or `[B, C, H, W]`).
+    /// The logical shape of a value held as `held` (`[B, F]`, `[B, T, D]`, `[B, C, H, W]` or
+    /// `[B, C, D, H, W]`).
     pub fn logical_dims(self, held: [usize; 4]) -> Vec<usize> {
         let [b, c, h, w] = held;
         match self {
             Layout::Features => vec![b, c * h * w],
             Layout::Sequence => vec![b, h * w, c],
             Layout::Spatial => held.to_vec(),
+            Layout::Volume { depth } => vec![b, c / depth.max(1), depth, h, w],
         }
     }
 
@@ -119,6 +143,7 @@ impl Layout {
             Layout::Features => "[batch, features]",
             Layout::Sequence => "[batch, tokens, features]",
             Layout::Spatial => "[batch, channels, height, width]",
+            Layout::Volume { .. } => "[batch, channels, depth, height, width]",
         }
     }
 
@@ -133,6 +158,14 @@ impl Layout {
             Layout::Features => x.reshape([d(0), d(1), 1, 1]),
             Layout::Sequence => x.reshape([d(0), d(1), d(2)]).swap_dims(1, 2).reshape([d(0), d(2), d(1), 1]),
             Layout::Spatial => x.reshape([d(0), d(1), d(2), d(3)]),
+            Layout::Volume { depth } if depth == d(2) => x.reshape([d(0), d(1) * d(2), d(3), d(4)]),
+            Layout::Volume { depth } => {
+                return Err(AttribError::Shape {
+                    layer: "input".into(),
+                    expected: format!("[batch, channels, {depth}, height, width] (the layout's depth)"),
+                    got: dims.to_vec(),
+                });
+            }
         })
     }
 
@@ -142,6 +175,15 @@ impl Layout {
             return Err(AttribError::InputRank { got: D });
         }
         let [b, c, h, w] = held.dims();
+        if let Layout::Volume { depth } = self
+            && (depth == 0 || !c.is_multiple_of(depth))
+        {
+            return Err(AttribError::Shape {
+                layer: "output".into(),
+                expected: format!("[batch, channels·{depth}, height, width] (a volume of depth {depth})"),
+                got: vec![b, c, h, w],
+            });
+        }
         Ok(match self {
             Layout::Sequence => {
                 held.reshape([b, c, h * w]).swap_dims(1, 2).reshape(self.logical_shape::<D>([b, c, h, w]))
@@ -335,12 +377,16 @@ pub struct RuleContext<'a> {
     /// possibly through pooling, dropout, flatten or concatenation of such values). Rules use
     /// it to skip the empty x⁻ branch without reading the sign back from the device.
     pub input_nonnegative: bool,
-    /// How layers without weights (pooling, the residual sum) share relevance, from the
-    /// composite ([`Composite::with_sharing`](crate::Composite::with_sharing)).
-    pub sharing: Sharing,
+    /// The rule by which an op without weights (pooling, the residual sum, the mean over
+    /// tokens) shares relevance among its inputs, as the composite maps it
+    /// ([`Composite::with_sharing_for`](crate::Composite::with_sharing_for)).
+    pub sharing: &'a dyn ShareRule,
     /// How many rule-taking (linear) layers come before this one in execution order (0 for the
     /// first), for selectors by depth ([`Selector::when`](crate::Selector::when)).
     pub depth: usize,
+    /// The layouts of the op's inputs ([`Layout`]), as the graph recorded them; empty where the
+    /// caller set none ([`RuleContext::new`]).
+    pub input_layouts: &'a [Layout],
     linear: Option<&'a dyn LinearLayer>,
 }
 
@@ -354,6 +400,7 @@ impl std::fmt::Debug for RuleContext<'_> {
             .field("input_nonnegative", &self.input_nonnegative)
             .field("sharing", &self.sharing)
             .field("depth", &self.depth)
+            .field("input_layouts", &self.input_layouts)
             .finish_non_exhaustive()
     }
 }
@@ -368,8 +415,9 @@ impl<'a> RuleContext<'a> {
             is_input_layer: false,
             is_output_layer: false,
             input_nonnegative: false,
-            sharing: Sharing::SafeDivide,
+            sharing: &SAFE_DIVIDE,
             depth: 0,
+            input_layouts: &[],
             linear: None,
         }
     }
@@ -392,8 +440,8 @@ impl<'a> RuleContext<'a> {
         self
     }
 
-    /// Sets how weight-free layers share relevance.
-    pub fn with_sharing(mut self, sharing: Sharing) -> Self {
+    /// Sets the rule by which an op without weights shares relevance.
+    pub fn with_sharing(mut self, sharing: &'a dyn ShareRule) -> Self {
         self.sharing = sharing;
         self
     }
@@ -401,6 +449,12 @@ impl<'a> RuleContext<'a> {
     /// Sets the layer's depth.
     pub fn with_depth(mut self, depth: usize) -> Self {
         self.depth = depth;
+        self
+    }
+
+    /// Sets the layouts of the op's inputs.
+    pub fn with_input_layouts(mut self, layouts: &'a [Layout]) -> Self {
+        self.input_layouts = layouts;
         self
     }
 
@@ -419,16 +473,69 @@ impl<'a> RuleContext<'a> {
     }
 }
 
-/// How layers without weights share relevance among their inputs.
+/// The authors' safe divide, the [`RuleContext::new`] default.
+static SAFE_DIVIDE: Sharing = Sharing::SafeDivide;
+
+/// A rule for the ops without weights: how pooling, the residual sum, concatenation and the mean
+/// over tokens share the relevance of their output among their inputs.
 ///
-/// The two references differ here: the RAP authors' code divides by the layer output with the
-/// safe divide (`0` where it is `0`) and drops the relevance of a max-pool window whose maximum
-/// is `0`; Zennit applies its *Norm* rule to average pools and the residual sum, with the
-/// stabiliser `z + e·sgn0(z)` (`sgn0(0) = +1`), and leaves max pooling to its plain gradient.
+/// These ops are positively homogeneous, so every published rule for them is the z-rule
+/// `R_in = x ⊙ Jᵀ (R ⊘ z)` with the op's own adjoint `Jᵀ` and its output `z`; the rules differ in
+/// how the divide is made safe, and in what max pooling does with a window whose maximum is
+/// exactly `0`. A composite maps them per layer like the rules of linear layers
+/// ([`Composite::with_sharing_for`](crate::Composite::with_sharing_for)); the two references'
+/// behaviours are the two [`Sharing`] values.
+///
+/// A rule of your own, Zennit's Norm rule with a stabiliser that adds a fixed `ε`:
+///
+/// ```
+/// use burn::tensor::Tensor;
+/// use rap_attrib::rules::ShareRule;
+///
+/// #[derive(Debug)]
+/// struct AddEpsilon(f64);
+///
+/// impl ShareRule for AddEpsilon {
+///     fn name(&self) -> String {
+///         format!("add-epsilon({})", self.0)
+///     }
+///     fn divide(&self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+///         r / z.add_scalar(self.0)
+///     }
+/// }
+///
+/// let composite = rap_attrib::Composite::rap().with_sharing(AddEpsilon(1e-3));
+/// assert_eq!(composite.sharing().name(), "add-epsilon(0.001)");
+/// ```
+pub trait ShareRule: Debug + Send + Sync {
+    /// A short name, shown in reports.
+    fn name(&self) -> String;
+
+    /// `r ⊘ z`, made safe where `z` is `0` or small.
+    ///
+    /// # Shapes
+    ///
+    /// - `r`, `z`: the op's output shape; result: the same
+    fn divide(&self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4>;
+
+    /// Whether a max-pool window whose maximum is exactly `0` keeps its relevance (the plain
+    /// gradient) instead of dropping it (the z-rule, whose share `x ⊘ z` is `0/0` there). The
+    /// default drops it.
+    fn max_pool_passes_zero_windows(&self) -> bool {
+        false
+    }
+}
+
+/// The two references' rules for ops without weights ([`ShareRule`]).
+///
+/// The RAP authors' code divides by the layer output with the safe divide (`0` where it is `0`)
+/// and drops the relevance of a max-pool window whose maximum is `0`; Zennit applies its *Norm*
+/// rule to average pools and the residual sum, with the stabiliser `z + e·sgn0(z)`
+/// (`sgn0(0) = +1`), and leaves max pooling to its plain gradient.
 ///
 /// | layer | [`Sharing::SafeDivide`] (authors' code) | [`Sharing::Norm`] (Zennit 0.5.1) |
 /// |---|---|---|
-/// | AvgPool2d, AdaptiveAvgPool2d | `x ⊙ Jᵀ sd(R, z)` | `x ⊙ Jᵀ (R ⊘ (z + e·sgn0 z))` |
+/// | AvgPool2d, AdaptiveAvgPool2d/3d, TokenMean | `x ⊙ Jᵀ sd(R, z)` | `x ⊙ Jᵀ (R ⊘ (z + e·sgn0 z))` |
 /// | residual Add | `a ⊙ sd(R, a + b)`, `b ⊙ sd(R, a + b)` | `a ⊙ R ⊘ stab(a + b)`, `b ⊙ R ⊘ stab(a + b)` |
 /// | MaxPool2d | `R` to the first maximum, `0` where the maximum is `0` | `R` to the first maximum (gradient) |
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -441,19 +548,23 @@ pub enum Sharing {
     Norm(f64),
 }
 
-impl Sharing {
-    /// `r ⊘ z` made safe the way this setting says.
-    pub fn divide(self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
-        let stabilizer = match self {
+impl ShareRule for Sharing {
+    fn name(&self) -> String {
+        match self {
+            Sharing::SafeDivide => "safe-divide".into(),
+            Sharing::Norm(e) => format!("norm({e})"),
+        }
+    }
+
+    fn divide(&self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        let stabilizer = match *self {
             Sharing::SafeDivide => Stabilizer::Safe,
             Sharing::Norm(e) => Stabilizer::Epsilon(e),
         };
         stabilizer.divide(r, z)
     }
 
-    /// Whether a max-pool window whose maximum is exactly `0` keeps its relevance (the plain
-    /// gradient) instead of dropping it (the reference's z-rule).
-    pub fn max_pool_passes_zero_windows(self) -> bool {
+    fn max_pool_passes_zero_windows(&self) -> bool {
         matches!(self, Sharing::Norm(_))
     }
 }

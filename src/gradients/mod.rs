@@ -390,7 +390,7 @@ where
                 }
                 x.zeros_like().add_scalar(*v)
             }
-            IgBaseline::Tensor(_) if layout == Layout::Sequence => {
+            IgBaseline::Tensor(_) if matches!(layout, Layout::Sequence | Layout::Volume { .. }) => {
                 return Err(AttribError::InvalidParameter(format!(
                     "a tensor IG baseline is shaped [B, C, H, W] (or [B, F, 1, 1]); this input is {}: use IgBaseline::Zero or Constant",
                     layout.describe()
@@ -547,7 +547,7 @@ fn layer_walk<M: Explain + ?Sized>(
                 .collect());
         }
         let tracked: Vec<Tensor<4>> = step.inputs.iter().map(|t| t.clone().autodiff().require_grad()).collect();
-        let y = layer.forward(step.op.name(), &tracked)?;
+        let y = layer.forward_in(step.op.name(), &tracked, &step.layouts)?;
         // Reduced axis by axis: burn 0.22.1's wgpu reduction over one long axis drops
         // elements, and with fusion on it also corrupts this sum's gradient (seen on Mesa).
         let grads = crate::tensor::sample_sum(y * g).sum().backward();

@@ -174,6 +174,8 @@ pub struct Step<'s, 'm> {
     pub op: &'s Op<'m>,
     /// The op's recorded inputs, in order.
     pub inputs: Vec<Tensor<4>>,
+    /// The layouts of the op's inputs, in order ([`Layout`]).
+    pub layouts: Vec<Layout>,
     /// The op's recorded output.
     pub output: Tensor<4>,
     /// The relevance (or gradient) at the op's output, summed over every op that used it.
@@ -235,6 +237,12 @@ impl<'m> Graph<'m> {
         op.inputs.iter().map(|&i| self.value(Node(i)).cloned()).collect()
     }
 
+    /// The layouts of the inputs of op `op`, in order.
+    pub fn layouts_of(&self, op: usize) -> Result<Vec<Layout>> {
+        let op = self.ops.get(op).ok_or(AttribError::UnknownNode(op))?;
+        op.inputs.iter().map(|&i| self.layout(Node(i))).collect()
+    }
+
     /// Appends an op that applies `layer` to `inputs` and records its output (checking first
     /// that the inputs are on the layer's device); the op's identity for kept weights is the
     /// layer's weights key.
@@ -269,7 +277,7 @@ impl<'m> Graph<'m> {
         // before computing it (the layers that grow their input do), so this check comes first.
         let held: u64 = dims.iter().map(|d| crate::limits::count(d)).sum();
         crate::limits::check_more(|| format!("layer `{name}`: its output"), held)?;
-        let out = layer.get().forward(name, &values)?;
+        let out = layer.get().forward_in(name, &values, &layouts)?;
         crate::limits::reserve(|| format!("layer `{name}`: its output"), elements(&out))?;
         let identity = layer.get().weights_key().map(|k| (k, 0));
         self.values.push(Some(out));
@@ -373,8 +381,9 @@ impl<'m> Graph<'m> {
     pub fn replay_from(&mut self, from: usize) -> Result<()> {
         for k in from..self.ops.len() {
             let inputs = self.inputs_of(k)?;
+            let layouts = self.layouts_of(k)?;
             let op = &self.ops[k];
-            let y = op.layer.get().forward(&op.name, &inputs)?;
+            let y = op.layer.get().forward_in(&op.name, &inputs, &layouts)?;
             let o = op.output;
             self.values[o] = Some(y);
         }
@@ -405,11 +414,12 @@ impl<'m> Graph<'m> {
             let Some(r) = rel[self.ops[k].output].take() else { continue };
             visit(Node(self.ops[k].output), &r);
             let inputs = self.inputs_of(k)?;
+            let layouts = self.layouts_of(k)?;
             let output_node = self.ops[k].output;
             let output = self.values[output_node].take().ok_or(AttribError::UnknownNode(output_node))?;
             let op = &self.ops[k];
             let shapes: Vec<[usize; 4]> = inputs.iter().map(|x| x.dims()).collect();
-            let rels = step(Step { index: k, op, inputs, output, relevance: r })?;
+            let rels = step(Step { index: k, op, inputs, layouts, output, relevance: r })?;
             if rels.len() != shapes.len() || rels.iter().zip(&shapes).any(|(r, s)| &r.dims() != s) {
                 return Err(AttribError::UnsupportedLayer {
                     layer: op.name.clone(),

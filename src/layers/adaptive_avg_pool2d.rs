@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 /// The pooling matrix `P [out, len]` of one axis: row `i` averages
 /// `[⌊i·len/out⌋, ⌈(i+1)·len/out⌉)`, as PyTorch and Burn define adaptive pooling.
-fn pooling_matrix(out: usize, len: usize, device: &Device) -> Tensor<2> {
+pub(crate) fn pooling_matrix(out: usize, len: usize, device: &Device) -> Tensor<2> {
     let mut m = vec![0f32; out * len];
     for i in 0..out {
         let start = (i * len) / out;

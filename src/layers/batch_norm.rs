@@ -14,12 +14,19 @@ pub(crate) fn scale_shift(bn: &BatchNorm) -> (Tensor<1>, Tensor<1>) {
     (scale, shift)
 }
 
+/// `[B, C·D, H, W]` as `[B, C, D, H·W]` for a per-channel scale of `c` channels: a volume's
+/// depth folded into axis 1, unfolded (`D = 1` for every other layout).
+fn per_channel(x: Tensor<4>, c: usize) -> Tensor<4> {
+    let [b, cd, h, w] = x.dims();
+    x.reshape([b, c, cd / c.max(1), h * w])
+}
+
 /// Batch normalisation, always in inference mode (running statistics), whatever the device.
 ///
 /// As a [`LinearLayer`] it is the diagonal map `x ↦ ŵ x + (β − μ ŵ)`; the rule-facing weight is
 /// `ŵ` as `[C, 1, 1, 1]`. Rules see it like any affine layer; the presets give it
 /// [`Pass`](crate::rules::Pass), and [`MergeBatchNorm`](crate::canonizer::MergeBatchNorm)
-/// can fold it into the preceding Linear or Conv2d.
+/// can fold it into the preceding Linear or convolution.
 ///
 /// # Shapes
 ///
@@ -43,16 +50,18 @@ impl LinearLayer for BatchNorm {
 
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
         let [c, _, _, _] = weight.dims();
-        let y = x * weight.clone().reshape([1, c, 1, 1]);
+        let shape = x.dims();
+        let y = per_channel(x, c) * weight.clone().reshape([1, c, 1, 1]);
         match bias {
-            Some(b) => y + b.reshape([1, c, 1, 1]),
-            None => y,
+            Some(b) => (y + b.reshape([1, c, 1, 1])).reshape(shape),
+            None => y.reshape(shape),
         }
     }
 
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, _x_shape: [usize; 4]) -> Tensor<4> {
         let [c, _, _, _] = weight.dims();
-        y * weight.clone().reshape([1, c, 1, 1])
+        let shape = y.dims();
+        (per_channel(y, c) * weight.clone().reshape([1, c, 1, 1])).reshape(shape)
     }
 
     fn structure(&self) -> crate::base::LinearStructure {
@@ -76,14 +85,32 @@ impl Relevance for BatchNorm {
     }
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
-        keep_layout(name, "BatchNorm (per channel, axis 1) takes", &[Layout::Spatial, Layout::Features], inputs, dims)
+        let layout = keep_layout(
+            name,
+            "BatchNorm (per channel, axis 1) takes",
+            &[Layout::Spatial, Layout::Features, Layout::Volume { depth: 0 }],
+            inputs,
+            dims,
+        )?;
+        let [c] = self.gamma.dims();
+        let depth = match layout {
+            Layout::Volume { depth } => depth,
+            _ => 1,
+        };
+        match dims {
+            [d] if d[1] == c * depth => Ok(layout),
+            [d] => Err(shape_error(name, format!("{c} channels (held as [batch, {}, H, W])", c * depth), *d)),
+            _ => Ok(layout),
+        }
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
         let [input] = inputs_n::<1>(name, inputs)?;
         let [c] = self.gamma.dims();
         let dims = input.dims();
-        if dims[1] != c {
+        // A volume's depth is folded into axis 1 (`[B, C·D, H, W]`): the graph checked it
+        // against the layout before this runs.
+        if c == 0 || !dims[1].is_multiple_of(c) {
             return Err(shape_error(name, format!("[batch, {c}, H, W]"), dims));
         }
         let (scale, shift) = scale_shift(self);
@@ -92,7 +119,17 @@ impl Relevance for BatchNorm {
 
     fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
         let [x] = inputs else { return None };
-        Some(self.forward(x.clone()))
+        let [c] = self.gamma.dims();
+        let [b, cd, h, w] = x.dims();
+        match cd {
+            _ if cd == c => Some(self.forward(x.clone())),
+            // A volume: Burn's own rank-5 forward.
+            _ if c > 0 && cd.is_multiple_of(c) => {
+                let y: Tensor<5> = self.forward(x.clone().reshape([b, c, cd / c, h, w]));
+                Some(y.reshape([b, cd, h, w]))
+            }
+            _ => None,
+        }
     }
 
     fn as_linear(&self) -> Option<&dyn LinearLayer> {

@@ -21,7 +21,13 @@ impl Relevance for Flatten {
     }
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
-        keep_layout(name, "Flatten takes", &[Layout::Spatial, Layout::Features], inputs, dims)?;
+        keep_layout(
+            name,
+            "Flatten takes",
+            &[Layout::Spatial, Layout::Features, Layout::Volume { depth: 0 }],
+            inputs,
+            dims,
+        )?;
         Ok(Layout::Features)
     }
 

@@ -82,7 +82,7 @@ impl Relevance for Linear {
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
         match (inputs, dims) {
             // A pooled `[B, C, 1, 1]` feature map is a vector (the engine's long-standing form).
-            ([Layout::Spatial], [[_, _, 1, 1]]) => Ok(Layout::Features),
+            ([Layout::Spatial] | [Layout::Volume { depth: 1 }], [[_, _, 1, 1]]) => Ok(Layout::Features),
             _ => keep_layout(
                 name,
                 "Linear acts on the last axis, so a [batch, channels, height, width] map is flattened \

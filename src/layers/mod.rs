@@ -2,9 +2,10 @@
 //!
 //! A layer's [`Relevance`] implementation knows how to run the layer forward on the engine's
 //! rank-4 activations and how to send relevance from its output back to its inputs. Layers with
-//! weights (Linear, Conv2d, BatchNorm) also expose themselves as a [`LinearLayer`] so that any
+//! weights (Linear, Conv2d, Conv3d, BatchNorm) also expose themselves as a [`LinearLayer`] so that any
 //! [`Rule`] can work on them; layers without weights (pooling, ReLU, Add,
-//! Concat, Flatten, Dropout) carry their fixed propagation themselves.
+//! Concat, Flatten, Dropout) carry their propagation themselves, dividing by their output as the
+//! composite's [`ShareRule`] for them says.
 //!
 //! A new layer type is one file here implementing [`Relevance`] (and, if it is linear in its
 //! input, [`LinearLayer`]) plus a `mod` line.
@@ -13,11 +14,13 @@
 #![allow(clippy::indexing_slicing)]
 
 mod adaptive_avg_pool2d;
+mod adaptive_avg_pool3d;
 mod add;
 mod avg_pool2d;
 mod batch_norm;
 mod concat;
 mod conv2d;
+mod conv3d;
 mod dropout;
 mod flatten;
 mod linear;
@@ -33,7 +36,7 @@ pub use token_mean::TokenMean;
 pub use crate::base::{LayerType, Layout, LinearLayer, LinearStructure, WeightStack};
 pub(crate) use crate::base::{forward_apart, transpose_apart};
 
-use crate::base::{Rule, RuleContext, Sharing};
+use crate::base::{Rule, RuleContext, ShareRule};
 use crate::error::{AttribError, Result};
 use burn::tensor::Tensor;
 
@@ -52,6 +55,15 @@ pub trait Relevance {
 
     /// Runs the layer forward. Shape problems are [`AttribError::Shape`] errors naming `name`.
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>>;
+
+    /// Runs the layer forward on inputs held in these layouts ([`Layout`], one per input): what
+    /// the graph calls. The default ignores the layouts and calls
+    /// [`forward`](Relevance::forward); an op whose forward needs them (a pool over a volume,
+    /// which knows no channel count to unfold `[B, C·D, H, W]` with) overrides it.
+    fn forward_in(&self, name: &str, inputs: &[Tensor<4>], layouts: &[Layout]) -> Result<Tensor<4>> {
+        let _ = layouts;
+        self.forward(name, inputs)
+    }
 
     /// The layout of the layer's output for inputs of these layouts and held shapes
     /// ([`Layout`]), or the error that says why the layer cannot take them; the graph asks
@@ -205,7 +217,8 @@ impl Window {
 }
 
 /// The output layout of a layer that takes one input of one of `allowed` layouts and keeps it,
-/// or the error naming the layer, what it takes and the logical shape it got.
+/// or the error naming the layer, what it takes and the logical shape it got. Layouts are
+/// compared by kind: `Layout::Volume { depth: 0 }` in `allowed` stands for a volume of any depth.
 pub(crate) fn keep_layout(
     name: &str,
     what: &str,
@@ -214,7 +227,7 @@ pub(crate) fn keep_layout(
     dims: &[[usize; 4]],
 ) -> Result<Layout> {
     match (inputs, dims) {
-        ([l], _) if allowed.contains(l) => Ok(*l),
+        ([l], _) if allowed.iter().any(|a| std::mem::discriminant(a) == std::mem::discriminant(l)) => Ok(*l),
         ([l], [d]) => Err(AttribError::Shape {
             layer: name.to_string(),
             expected: format!(
@@ -239,12 +252,13 @@ pub(crate) fn shape_error(name: &str, expected: impl Into<String>, got: [usize; 
 
 /// The z-rule for a layer without weights: `R_in = x ⊙ Jᵀ (R ⊘ Z(x))`, where `Jᵀ` is the
 /// layer's adjoint (for the positively homogeneous pooling layers) and the division is made
-/// safe as `sharing` says (the reference's safe divide or Zennit's Norm stabiliser).
+/// safe as the composite's [`ShareRule`] for the op says (the reference's safe divide, Zennit's
+/// Norm stabiliser, or a rule of the user's).
 pub(crate) fn z_rule_pool(
     x: &Tensor<4>,
     z: &Tensor<4>,
     r: Tensor<4>,
-    sharing: Sharing,
+    sharing: &dyn ShareRule,
     adjoint: impl FnOnce(Tensor<4>) -> Tensor<4>,
 ) -> Tensor<4> {
     let s = sharing.divide(r, z.clone());

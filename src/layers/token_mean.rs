@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 ///
 /// Relevance is shared like an average pool's (the z-rule): token `t` receives
 /// `x_t ⊙ R ⊘ (T·z)` of the mean `z`, the division made safe as the composite's
-/// [`Sharing`](crate::rules::Sharing) for the op says (the authors' safe divide or Zennit's Norm
+/// [`ShareRule`](crate::rules::ShareRule) for the op says (the authors' safe divide or Zennit's Norm
 /// stabiliser). The shares sum to `R` wherever `z ≠ 0`.
 ///
 /// # Shapes

@@ -43,7 +43,7 @@ pub use rap::Rap;
 pub use zbeta::{Bounds, ZBeta};
 pub use zplus::ZPlus;
 
-pub use crate::base::{Rule, RuleContext, Sharing, Stabilizer};
+pub use crate::base::{Rule, RuleContext, ShareRule, Sharing, Stabilizer};
 
 use crate::base::{LinearLayer, WeightStack};
 use crate::error::{AttribError, Result};
@@ -65,10 +65,24 @@ pub fn z_step(
     x * layer.transpose_with(s, weight, shape)
 }
 
-/// `z + b` with the bias `[C_out]` broadcast over the batch and the spatial positions.
+/// `z + b` with the bias `[C_out]` broadcast over the batch and the positions of a layer output
+/// `z` (see [`bias_like`]).
 pub(crate) fn add_bias(z: Tensor<4>, bias: Tensor<1>) -> Tensor<4> {
+    let b = bias_like(bias, &z);
+    z + b
+}
+
+/// The bias `[C_out]` in a form that broadcasts against the layer output `like`: `[1, C, 1, 1]`
+/// where axis 1 holds the channels, and the full output shape where it holds the channels of a
+/// volume times its depth (`[B, C·D, H, W]`, Conv3d), each channel's bias repeated over its
+/// depth.
+pub(crate) fn bias_like(bias: Tensor<1>, like: &Tensor<4>) -> Tensor<4> {
     let [c] = bias.dims();
-    z + bias.reshape([1, c, 1, 1])
+    let [b, cd, h, w] = like.dims();
+    if cd == c || c == 0 || !cd.is_multiple_of(c) {
+        return bias.reshape([1, c, 1, 1]);
+    }
+    bias.reshape([1, c, 1, 1]).expand([b, c, cd / c, h * w]).reshape([b, cd, h, w])
 }
 
 /// The layer's signed weights `[W⁺, |W⁻|]` ([`LinearLayer::signed_weights`]) and the two

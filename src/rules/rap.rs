@@ -1,6 +1,6 @@
 //! RAP: Relative Attributing Propagation (Nam, Gur, Choi, Wolf, Lee, AAAI 2020).
 
-use super::{Rule, RuleContext, signed_products, signed_weights, stack_error};
+use super::{Rule, RuleContext, bias_like, signed_products, signed_weights, stack_error};
 use crate::base::{LinearLayer, LinearStructure};
 use crate::error::Result;
 use crate::tensor::{neg, pos, safe_div, sample_sum};
@@ -106,10 +106,7 @@ impl Rap {
         let n = b.clone() - xn_wp; // x⁺·W⁻ + x⁻·W⁺
         let z = p.clone() + n.clone();
         let bias = match layer.bias() {
-            Some(bias) => {
-                let [o] = bias.dims();
-                bias.reshape([1, o, 1, 1])
-            }
+            Some(bias) => bias_like(bias, &z),
             None => z.zeros_like(),
         };
         let c1 = r.clone() * safe_div(bias.clone() * safe_div(p, z.clone()), a);

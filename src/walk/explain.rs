@@ -510,7 +510,8 @@ where
                 .with_input_layer(roles.input[k])
                 .with_output_layer(roles.output[k])
                 .with_input_nonnegative(op.inputs().len() == 1 && op.inputs().all(|n| roles.nonnegative[n.index()]))
-                .with_depth(roles.depth[k]);
+                .with_depth(roles.depth[k])
+                .with_input_layouts(&step.layouts);
             ctx.sharing = composite.sharing_for(&ctx);
             let linear = layer.as_linear();
             let rule = match linear {
@@ -576,9 +577,10 @@ where
 }
 
 /// Checks an input and brings it to the engine's rank 4 in the layout of its rank ([`Layout`]:
-/// `[B, F]` as `[B, F, 1, 1]`, `[B, T, D]` as `[B, D, T, 1]`, `[B, C, H, W]` as it is).
+/// `[B, F]` as `[B, F, 1, 1]`, `[B, T, D]` as `[B, D, T, 1]`, `[B, C, H, W]` as it is,
+/// `[B, C, D, H, W]` as `[B, C·D, H, W]`).
 pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<(Tensor<4>, Layout)> {
-    let layout = Layout::for_rank(D)?;
+    let layout = Layout::of_shape(&input.dims())?;
     if input.dims().contains(&0) {
         return Err(AttribError::EmptyBatch);
     }
@@ -756,6 +758,7 @@ impl Roles {
                 LayerType::MaxPool2d
                 | LayerType::AvgPool2d
                 | LayerType::AdaptiveAvgPool2d
+                | LayerType::AdaptiveAvgPool3d
                 | LayerType::Dropout
                 | LayerType::Flatten
                 | LayerType::Concat => all_in,

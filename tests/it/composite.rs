@@ -9,7 +9,7 @@ use rap_attrib::canonizer::{Canonizer, KeptWeights, Reweighted};
 use rap_attrib::graph::Graph;
 use rap_attrib::kit::to_vec;
 use rap_attrib::layers::{LayerType, LinearLayer, LinearStructure, Relevance};
-use rap_attrib::rules::{Epsilon, Rule, RuleContext, Sharing, ZPlus};
+use rap_attrib::rules::{Epsilon, Rule, RuleContext, ShareRule, Sharing, ZPlus};
 use rap_attrib::{AttribError, Composite, Explain, Explainer, Node, Result, Selector, Target, Tracer};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -92,6 +92,40 @@ fn sharing_is_mapped_per_layer_and_its_names_are_checked() {
     let unknown = Composite::rap().with_sharing_for(Selector::Name("no-such-add".into()), Sharing::Norm(1e-6));
     let err = Explainer::new(&model, unknown).explain(x, Target::Predicted).unwrap_err();
     assert!(matches!(err, AttribError::UnknownLayer { .. }), "{err}");
+}
+
+/// Zennit's Norm rule that passes on only half of what it receives: a rule for ops without
+/// weights written outside the crate.
+#[derive(Debug)]
+struct HalfNorm;
+
+impl ShareRule for HalfNorm {
+    fn name(&self) -> String {
+        "half-norm".into()
+    }
+
+    fn divide(&self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        Sharing::Norm(1e-6).divide(r, z).mul_scalar(0.5)
+    }
+}
+
+#[test]
+fn a_share_rule_of_ones_own_is_mapped_and_applied() {
+    let model = Mlp::new();
+    let x = input();
+    let eps = || Composite::new().with(Selector::Any, Epsilon::new(1e-6).unwrap());
+    let norm = eps().with_sharing_for(Selector::Type(LayerType::Add), Sharing::Norm(1e-6));
+    let half = eps().with_sharing_for(Selector::Type(LayerType::Add), HalfNorm);
+    assert_eq!(half.sharing().name(), "safe-divide", "unmatched ops keep the default");
+    let a = to_vec(&Explainer::new(&model, norm).explain(x.clone(), Target::Classes(vec![0; 3])).unwrap().relevance);
+    let b = to_vec(&Explainer::new(&model, half).explain(x, Target::Classes(vec![0; 3])).unwrap().relevance);
+    // Everything above the sum goes through it, and LRP-ε is linear in the relevance it is
+    // handed: the user's rule halves the whole explanation, element by element.
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    assert!(scale > 0.0);
+    for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+        assert!((0.5 * a - b).abs() <= 1e-5 * scale, "element {i}: half of {a} is not {b}");
+    }
 }
 
 /// Doubles the weight of the op named `fc3`: a canonizer of one's own, outside the crate.

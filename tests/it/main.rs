@@ -43,6 +43,7 @@ mod rank;
 #[cfg(feature = "weights")]
 mod rap;
 mod rule_oracle;
+mod volume;
 mod weight_cache;
 #[cfg(all(feature = "zoo", feature = "images"))]
 mod zoo;

@@ -310,11 +310,15 @@ fn layers_refuse_layouts_they_cannot_take_by_name() {
         .explain(Tensor::<4>::ones([1, 2, 3, 3], &dev), Target::Predicted)
         .unwrap_err();
     assert_eq!(shape_error_of(err).0, "mean");
-    // Rank 5 has no layout yet.
+    // The mean over tokens of a volume; rank 6 has no layout.
     let err = Explainer::new(&MeanOfMap, Composite::rap())
         .explain(Tensor::<5>::ones([1, 2, 2, 2, 2], &dev), Target::Predicted)
         .unwrap_err();
-    assert_eq!(err, AttribError::InputRank { got: 5 });
+    assert_eq!(shape_error_of(err).0, "mean");
+    let err = Explainer::new(&MeanOfMap, Composite::rap())
+        .explain(Tensor::<6>::ones([1, 2, 2, 2, 2, 2], &dev), Target::Predicted)
+        .unwrap_err();
+    assert_eq!(err, AttribError::InputRank { got: 6 });
 }
 
 #[cfg(feature = "gradients")]

@@ -480,7 +480,7 @@ fn every_rule_matches_its_dense_f64_equation_at_every_element() {
                         let ctx = RuleContext::new("layer", d.layer_type.clone())
                             .with_output_layer(output_layer)
                             .with_input_nonnegative(nonneg)
-                            .with_sharing(Sharing::default());
+                            .with_sharing(&Sharing::SafeDivide);
                         let label =
                             format!("{name} on {} (input ≥ 0 known: {nonneg}, output layer: {output_layer})", d.what);
                         let got = match rule.relevance(d.layer.as_ref(), &xt, rt.clone(), &ctx) {
