@@ -21,7 +21,8 @@ use crate::canonizer::{Canonizer, MergeBatchNorm};
 use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
 use crate::rules::{
-    AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, Rap, Rule, RuleContext, ShareRule, Sharing, ZBeta, ZPlus,
+    AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, ProductRule, Rap, Rule, RuleContext, ShareRule, Sharing,
+    WithProduct, ZBeta, ZPlus,
 };
 use std::sync::Arc;
 
@@ -440,10 +441,49 @@ impl Composite {
     }
 }
 
+/// The presets of AttnLRP/CP-LRP (LXT) for networks with modern operators.
+impl Composite {
+    /// `cp-epsilon`: the conservative-propagation preset of LXT 2.1 (AttnLRP, Achtibat et al.,
+    /// ICML 2024; CP-LRP, Ali et al., ICML 2022), as `../shared/modern/README.md` states it per
+    /// operator: the start at the target logit; BatchNorm folded exactly into the convolution
+    /// before it ([`BatchNormMerge::Exact`]); LRP-ε (ε = 1e-6) on every linear op; the identity
+    /// rule on element-wise activations (the ops' own step); the uniform rule on products of
+    /// two activations; Zennit's Norm rule (`z + 1e-6·sgn0 z`) on the residual sum and the
+    /// average pools; a constant scale passes relevance unchanged.
+    pub fn cp_epsilon() -> Self {
+        Self::new()
+            .with_initial(InitialRelevance::Logit)
+            .with_batch_norm_merge(BatchNormMerge::Exact)
+            .with_sharing(Sharing::Norm(1e-6))
+            .with(Selector::Any, Epsilon::default())
+    }
+
+    /// `cp-epsilon-gate-constant`: [`Composite::cp_epsilon`] with the gate of every gated product
+    /// (an SE block's `σ(…) ⊙ x`) held constant ([`ProductRule::GateConstant`]): the gated
+    /// operand receives all relevance and the SE branch none.
+    pub fn cp_epsilon_gate_constant() -> Self {
+        Self::cp_epsilon().with_sharing(WithProduct::new(Sharing::Norm(1e-6), ProductRule::GateConstant))
+    }
+
+    /// `cp-gamma`: [`Composite::cp_epsilon`] with Zennit's generalised LRP-γ ([`Gamma::new`],
+    /// stabiliser 1e-6) instead of LRP-ε: γ = 0.25 on every convolution and γ = 0.05 on every
+    /// Linear (the values of both of LXT's documented sweeps for vision transformers).
+    pub fn cp_gamma() -> Self {
+        let gamma = |g| Gamma::new(g).unwrap_or_default();
+        Self::new()
+            .with_initial(InitialRelevance::Logit)
+            .with_batch_norm_merge(BatchNormMerge::Exact)
+            .with_sharing(Sharing::Norm(1e-6))
+            .with(Selector::Convolution, gamma(0.25))
+            .with(Selector::Type(LayerType::Linear), gamma(0.05))
+            .with(Selector::Any, Epsilon::default())
+    }
+}
+
 /// The presets by name ([`Composite::PRESETS`]).
 impl Composite {
     /// The names [`Composite::preset`] and [`FromStr`](std::str::FromStr) take.
-    pub const PRESETS: [&'static str; 9] = [
+    pub const PRESETS: [&'static str; 12] = [
         "rap",
         "lrp-a1b0",
         "lrp-a2b1",
@@ -453,6 +493,9 @@ impl Composite {
         "epsilon-gamma-box",
         "epsilon-alpha2-beta1",
         "epsilon-alpha2-beta1-flat",
+        "cp-epsilon",
+        "cp-epsilon-gate-constant",
+        "cp-gamma",
     ];
 
     /// A preset by name, with `input_bounds` for the presets whose input layer takes Z^β / ZBox
@@ -470,10 +513,14 @@ impl Composite {
     /// | `epsilon-gamma-box` | [`Composite::zennit_epsilon_gamma_box`] (`input_bounds`) |
     /// | `epsilon-alpha2-beta1` | [`Composite::zennit_epsilon_alpha2_beta1`] |
     /// | `epsilon-alpha2-beta1-flat` | [`Composite::zennit_epsilon_alpha2_beta1_flat`] |
+    /// | `cp-epsilon` | [`Composite::cp_epsilon`] |
+    /// | `cp-epsilon-gate-constant` | [`Composite::cp_epsilon_gate_constant`] |
+    /// | `cp-gamma` | [`Composite::cp_gamma`] |
     ///
-    /// Any other name is [`AttribError::InvalidParameter`] listing these.
+    /// An underscore reads as a hyphen (`cp_epsilon`). Any other name is
+    /// [`AttribError::InvalidParameter`] listing these.
     pub fn preset(name: &str, input_bounds: Bounds) -> Result<Self> {
-        Ok(match name {
+        Ok(match name.replace('_', "-").as_str() {
             "rap" => Composite::rap(),
             "lrp-a1b0" => Composite::lrp_alpha_beta(1.0, 0.0)?,
             "lrp-a2b1" => Composite::lrp_alpha_beta(2.0, 1.0)?,
@@ -486,9 +533,12 @@ impl Composite {
             "epsilon-gamma-box" => Composite::zennit_epsilon_gamma_box(input_bounds),
             "epsilon-alpha2-beta1" => Composite::zennit_epsilon_alpha2_beta1(),
             "epsilon-alpha2-beta1-flat" => Composite::zennit_epsilon_alpha2_beta1_flat(),
-            other => {
+            "cp-epsilon" => Composite::cp_epsilon(),
+            "cp-epsilon-gate-constant" => Composite::cp_epsilon_gate_constant(),
+            "cp-gamma" => Composite::cp_gamma(),
+            _ => {
                 return Err(AttribError::InvalidParameter(format!(
-                    "preset `{other}` is not allowed; expected one of {}",
+                    "preset `{name}` is not allowed; expected one of {}",
                     Self::PRESETS.join(", ")
                 )));
             }

@@ -1,7 +1,8 @@
 //! The small core that layers and rules share, and nothing else: the layer-type names
 //! ([`LayerType`]), the view a rule needs of a linear op ([`LinearLayer`], [`WeightStack`],
 //! [`LinearStructure`]), the rule traits with their context ([`Rule`] for linear ops,
-//! [`ShareRule`] for the ops without weights, [`RuleContext`], [`Sharing`], [`Stabilizer`]).
+//! [`ShareRule`] for the ops without weights, [`RuleContext`], [`Sharing`], [`ProductRule`],
+//! [`Stabilizer`]).
 //!
 //! [`layers`](crate::layers) and [`rules`](crate::rules) both depend on this module and never on
 //! each other: a layer hands its linear view to whatever rule the composite maps to it, and a rule
@@ -45,11 +46,59 @@ pub enum LayerType {
     Add,
     /// Channel concatenation of branches.
     Concat,
+    /// ReLU6, `min(max(x, 0), 6)` (ONNX `Clip(0, 6)`).
+    Relu6,
+    /// Clamping to `[min, max]` (ONNX `Clip`).
+    Clamp,
+    /// The logistic sigmoid.
+    Sigmoid,
+    /// The hyperbolic tangent.
+    Tanh,
+    /// GELU (exact or tanh-approximated).
+    Gelu,
+    /// SiLU (swish), `x·σ(x)`.
+    SiLU,
+    /// Hard sigmoid, `clamp(αx + β, 0, 1)`.
+    HardSigmoid,
+    /// Hard swish, `x·relu6(x + 3)/6`.
+    HardSwish,
+    /// Leaky ReLU.
+    LeakyRelu,
+    /// Softplus.
+    Softplus,
+    /// The element-wise product of two activations (an SE or SiLU gate, scores × values).
+    Mul,
+    /// Scaling by a constant (a layer scale, `x / c`).
+    Scale,
+    /// A permutation of axes (channels last and back).
+    Permute,
+    /// Layer normalisation over the feature axis.
+    LayerNorm,
     /// A user-defined layer type.
     Custom(String),
 }
 
 impl LayerType {
+    /// Whether the layer is an element-wise activation (ReLU, ReLU6, Clamp, Sigmoid, Tanh, GELU,
+    /// SiLU, HardSigmoid, HardSwish, LeakyReLU, Softplus): the layers the identity rule passes
+    /// relevance through unchanged.
+    pub fn is_activation(&self) -> bool {
+        matches!(
+            self,
+            LayerType::Relu
+                | LayerType::Relu6
+                | LayerType::Clamp
+                | LayerType::Sigmoid
+                | LayerType::Tanh
+                | LayerType::Gelu
+                | LayerType::SiLU
+                | LayerType::HardSigmoid
+                | LayerType::HardSwish
+                | LayerType::LeakyRelu
+                | LayerType::Softplus
+        )
+    }
+
     /// Whether the layer is a convolution (Conv2d, Conv3d): the layers the presets give their
     /// convolution rules, as Zennit's `Convolution` type group does.
     pub fn is_convolution(&self) -> bool {
@@ -81,11 +130,14 @@ impl fmt::Display for LayerType {
 /// | [`Features`](Layout::Features) | `[B, F]` | `[B, F, 1, 1]` |
 /// | [`Sequence`](Layout::Sequence) | `[B, T, D]` (tokens, features last) | `[B, D, T, 1]` |
 /// | [`Spatial`](Layout::Spatial) | `[B, C, H, W]` | `[B, C, H, W]` |
+/// | [`ChannelsLast`](Layout::ChannelsLast) | `[B, H, W, C]` | `[B, C, H, W]` |
 /// | [`Volume`](Layout::Volume) | `[B, C, D, H, W]` | `[B, C·D, H, W]` |
 ///
 /// A volume keeps its elements in their own order (a reshape, no copy), with the depth folded
 /// into axis 1: the ops that read a volume (Burn's `Conv3d`, `AdaptiveAvgPool3d`, BatchNorm per
-/// channel) unfold it with the channel count they know, and the layout records the depth.
+/// channel) unfold it with the channel count they know, and the layout records the depth. A
+/// channels-last map (ConvNeXt's `x.permute(0, 2, 3, 1)` before its LayerNorm and Linear layers)
+/// is held like the map itself: its last axis is the feature axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Layout {
@@ -95,6 +147,8 @@ pub enum Layout {
     Sequence,
     /// A feature map per sample, `[B, C, H, W]`.
     Spatial,
+    /// A feature map with its channels last, `[B, H, W, C]` (held as `[B, C, H, W]`).
+    ChannelsLast,
     /// A volume per sample, `[B, C, D, H, W]` (a video clip, a scan), held as `[B, C·D, H, W]`.
     Volume {
         /// The depth `D` (axis 2 of the logical shape).
@@ -120,7 +174,7 @@ impl Layout {
         match self {
             Layout::Features => 2,
             Layout::Sequence => 3,
-            Layout::Spatial => 4,
+            Layout::Spatial | Layout::ChannelsLast => 4,
             Layout::Volume { .. } => 5,
         }
     }
@@ -133,6 +187,7 @@ impl Layout {
             Layout::Features => vec![b, c * h * w],
             Layout::Sequence => vec![b, h * w, c],
             Layout::Spatial => held.to_vec(),
+            Layout::ChannelsLast => vec![b, h, w, c],
             Layout::Volume { depth } => vec![b, c / depth.max(1), depth, h, w],
         }
     }
@@ -143,6 +198,7 @@ impl Layout {
             Layout::Features => "[batch, features]",
             Layout::Sequence => "[batch, tokens, features]",
             Layout::Spatial => "[batch, channels, height, width]",
+            Layout::ChannelsLast => "[batch, height, width, channels]",
             Layout::Volume { .. } => "[batch, channels, depth, height, width]",
         }
     }
@@ -158,6 +214,7 @@ impl Layout {
             Layout::Features => x.reshape([d(0), d(1), 1, 1]),
             Layout::Sequence => x.reshape([d(0), d(1), d(2)]).swap_dims(1, 2).reshape([d(0), d(2), d(1), 1]),
             Layout::Spatial => x.reshape([d(0), d(1), d(2), d(3)]),
+            Layout::ChannelsLast => x.reshape([d(0), d(1), d(2), d(3)]).permute([0, 3, 1, 2]),
             Layout::Volume { depth } if depth == d(2) => x.reshape([d(0), d(1) * d(2), d(3), d(4)]),
             Layout::Volume { depth } => {
                 return Err(AttribError::Shape {
@@ -188,7 +245,41 @@ impl Layout {
             Layout::Sequence => {
                 held.reshape([b, c, h * w]).swap_dims(1, 2).reshape(self.logical_shape::<D>([b, c, h, w]))
             }
+            Layout::ChannelsLast => held.permute([0, 2, 3, 1]).reshape(self.logical_shape::<D>([b, c, h, w])),
             _ => held.reshape(self.logical_shape::<D>([b, c, h, w])),
+        })
+    }
+
+    /// A constant of logical shape `dims` (right-aligned to this layout's rank, as ONNX and NumPy
+    /// broadcast: `[C, 1, 1]` against `[B, C, H, W]`), with its `values` in row-major order,
+    /// brought to the held form that broadcasts against a value held as `held` in this layout.
+    /// An error where the constant does not broadcast against the value.
+    pub fn hold_constant(self, values: Tensor<1>, dims: &[usize], held: [usize; 4]) -> Result<Tensor<4>> {
+        let rank = self.rank();
+        let logical = self.logical_dims(held);
+        let bad = || AttribError::Shape {
+            layer: "constant".into(),
+            expected: format!("a constant that broadcasts against {logical:?} ({})", self.describe()),
+            got: dims.to_vec(),
+        };
+        if dims.len() > rank || values.dims()[0] != dims.iter().product::<usize>() {
+            return Err(bad());
+        }
+        let full: Vec<usize> = std::iter::repeat_n(1, rank - dims.len()).chain(dims.iter().copied()).collect();
+        if full.iter().zip(&logical).any(|(&c, &v)| c != 1 && c != v) {
+            return Err(bad());
+        }
+        let at = |i: usize| full.get(i).copied().unwrap_or(1);
+        Ok(match self {
+            Layout::Features => values.reshape([at(0), at(1), 1, 1]),
+            Layout::Sequence => values.reshape([at(0), at(1), at(2), 1]).swap_dims(1, 2),
+            Layout::Spatial => values.reshape([at(0), at(1), at(2), at(3)]),
+            Layout::ChannelsLast => values.reshape([at(0), at(1), at(2), at(3)]).permute([0, 3, 1, 2]),
+            Layout::Volume { depth } => {
+                let c = logical.get(1).copied().unwrap_or(1);
+                let v: Tensor<5> = values.reshape([at(0), at(1), at(2), at(3), at(4)]);
+                v.expand([at(0), c, depth, at(3), at(4)]).reshape([at(0), c * depth, at(3), at(4)])
+            }
         })
     }
 
@@ -523,6 +614,69 @@ pub trait ShareRule: Debug + Send + Sync {
     /// default drops it.
     fn max_pool_passes_zero_windows(&self) -> bool {
         false
+    }
+
+    /// How a product of two activations shares relevance ([`ProductRule`]); the default is the
+    /// uniform rule.
+    fn product(&self) -> ProductRule {
+        ProductRule::Uniform
+    }
+}
+
+/// How the product `y = a ⊙ b` of two activations shares relevance ([`ShareRule::product`]).
+///
+/// Both are from AttnLRP (Achtibat et al., ICML 2024, Prop. 3.2 and §3.3; LXT's
+/// `divide_gradient(a·b, 2)` and `stop_gradient`):
+///
+/// | rule | `R_a` | `R_b` |
+/// |---|---|---|
+/// | [`Uniform`](ProductRule::Uniform) | `½R` | `½R` |
+/// | [`GateConstant`](ProductRule::GateConstant) (where one operand is a gate) | `0` (the gate) | `R` |
+///
+/// Each share is summed over the axes along which its operand was broadcast (an SE gate
+/// `[B, C, 1, 1]` receives `½ Σ_{h,w} R`). Both conserve `Σ R` exactly. A product that has no gate
+/// operand (SiLU's `x·σ(x)`) takes the uniform rule under either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ProductRule {
+    /// Half of the relevance to each operand.
+    #[default]
+    Uniform,
+    /// The gate operand held constant: all relevance to the gated operand.
+    GateConstant,
+}
+
+/// A [`ShareRule`] with another rule for products, and `inner` for everything else: the
+/// `cp-epsilon-gate-constant` preset is `WithProduct::new(Sharing::Norm(1e-6),
+/// ProductRule::GateConstant)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WithProduct<S> {
+    inner: S,
+    product: ProductRule,
+}
+
+impl<S: ShareRule> WithProduct<S> {
+    /// `inner`, with `product` for products of two activations.
+    pub fn new(inner: S, product: ProductRule) -> Self {
+        Self { inner, product }
+    }
+}
+
+impl<S: ShareRule> ShareRule for WithProduct<S> {
+    fn name(&self) -> String {
+        format!("{} ({:?} products)", self.inner.name(), self.product)
+    }
+
+    fn divide(&self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        self.inner.divide(r, z)
+    }
+
+    fn max_pool_passes_zero_windows(&self) -> bool {
+        self.inner.max_pool_passes_zero_windows()
+    }
+
+    fn product(&self) -> ProductRule {
+        self.product
     }
 }
 

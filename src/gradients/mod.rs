@@ -345,6 +345,7 @@ where
             initial: seed,
             layers: Vec::new(),
             marked: HashMap::new(),
+            marked_layouts: HashMap::new(),
         })
     }
 

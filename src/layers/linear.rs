@@ -87,7 +87,7 @@ impl Relevance for Linear {
                 name,
                 "Linear acts on the last axis, so a [batch, channels, height, width] map is flattened \
                  (or pooled) first; it takes",
-                &[Layout::Features, Layout::Sequence],
+                &[Layout::Features, Layout::Sequence, Layout::ChannelsLast],
                 inputs,
                 dims,
             ),

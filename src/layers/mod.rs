@@ -13,6 +13,7 @@
 // Indexing is checked by construction here: indices are the two spatial axes of fixed-size `[usize; 2]` arrays.
 #![allow(clippy::indexing_slicing)]
 
+mod activation;
 mod adaptive_avg_pool2d;
 mod adaptive_avg_pool3d;
 mod add;
@@ -23,14 +24,20 @@ mod conv2d;
 mod conv3d;
 mod dropout;
 mod flatten;
+mod layer_norm;
 mod linear;
 mod max_pool2d;
+mod mul;
+mod permute;
 mod relu;
 mod token_mean;
 
+pub use activation::Clamp;
 pub use add::Add;
 pub use concat::Concat;
 pub use flatten::Flatten;
+pub use mul::{Mul, Scale};
+pub use permute::Permute;
 pub use token_mean::TokenMean;
 
 pub use crate::base::{LayerType, Layout, LinearLayer, LinearStructure, WeightStack};

@@ -10,15 +10,13 @@ use onnx_ir::Node;
 impl Loader<'_> {
     pub(super) fn matmul(&mut self, node: &Node, n: &onnx_ir::node::linear::LinearNode, name: &str) -> Result<()> {
         let device = self.device;
+        // On the last axis of any rank; the engine checks the layout when the step runs.
         let rank = static_dims(self.input(node, 0)?).map(|d| d.len());
-        if rank != Some(2) {
+        if !matches!(rank, Some(2..=4)) {
             return Err(unsupported(
                 name,
                 "MatMul",
-                format!(
-                    "a product over a rank-{} input; only [batch, features] inputs are supported",
-                    rank.unwrap_or(0)
-                ),
+                format!("a product over a rank-{} input; inputs of rank 2 to 4 are supported", rank.unwrap_or(0)),
             ));
         }
         let w: Tensor<2> = constant(name, self.input(node, 1)?, "weight", device)?;

@@ -22,7 +22,9 @@
 //! |---|---|
 //! | `Conv` (2-D, symmetric padding, any groups and dilation) | Burn's `Conv2d` |
 //! | `Gemm` (`transA = 0`), `MatMul` with a constant 2-D weight (and the `Add` of its bias) | Burn's `Linear` |
-//! | `Relu` | `Relu` |
+//! | `Relu`, `Clip`, `Sigmoid`, `HardSigmoid`, `HardSwish`, `Tanh`, `LeakyRelu`, `Gelu` | the activations, under the identity rule |
+//! | `Mul` of two activations (a `Sigmoid`/`HardSigmoid` gate found by structure) | [`Mul`](crate::layers::Mul) |
+//! | `Mul`, `Div` by a constant | [`Scale`](crate::layers::Scale) |
 //! | `MaxPool` (2-D, ceil mode too), `AveragePool` (2-D), `GlobalAveragePool` | the pools |
 //! | `BatchNormalization` (inference form, constant statistics) | Burn's `BatchNorm`, kept as its own layer |
 //! | `Add` of two computed values | the residual join |
@@ -35,6 +37,7 @@
 //! RAP and LRP relevances though not the logits; the Zennit presets fold it with their own
 //! canonizer ([`BatchNormMerge`](crate::BatchNormMerge)).
 
+mod activation;
 mod conv;
 mod join;
 mod linear;
@@ -47,7 +50,6 @@ use crate::layers::Relevance;
 use crate::limits::{MAX_GEOMETRY, check_elements};
 use crate::spec::{GraphBuilder, GraphNetwork};
 use crate::walk::{Explain, Node as TraceNode, Tracer};
-use burn::nn::Relu;
 use burn::nn::pool::AdaptiveAvgPool2dConfig;
 use burn::tensor::{Device, Tensor, TensorData};
 use onnx_ir::{ArgType, Argument, Message, Node, OnnxGraphBuilder};
@@ -62,6 +64,7 @@ pub const MAX_ONNX_BYTES: u64 = 4 << 30;
 #[derive(Debug)]
 pub struct OnnxModel {
     graph: GraphNetwork,
+    tensors: HashMap<String, usize>,
     input_name: String,
     input_shape: Vec<Option<usize>>,
     output_name: String,
@@ -137,16 +140,35 @@ fn static_dims(arg: &Argument) -> Option<Vec<Option<usize>>> {
     }
 }
 
+/// A node as the file has it (the parser renames nodes and their outputs).
+struct Origin {
+    name: String,
+    op: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
 struct Loader<'d> {
     device: &'d Device,
     builder: GraphBuilder,
     /// ONNX value name → graph value number.
     values: HashMap<String, usize>,
     names: HashMap<String, usize>,
-    /// The file's own nodes (name, operator), in order, and how far [`Loader::original_name`]
-    /// has matched them.
-    originals: Vec<(String, String)>,
+    /// The file's own nodes (name, operator, output tensor names), in order, and how far
+    /// [`Loader::original`] has matched them.
+    originals: Vec<Origin>,
     matched: usize,
+    /// The file's output tensor names of the node being loaded.
+    current_outputs: Vec<String>,
+    /// The file's tensor name → graph value, for [`OnnxModel::mark`].
+    tensors: HashMap<String, usize>,
+    /// The outputs of `Sigmoid`/`HardSigmoid` nodes → their inputs (gates of an SE block).
+    gates: HashMap<usize, usize>,
+    /// GELU's exported pattern (`Div`, `Erf`, `Add`, `Mul`, `Mul`), by the index of its `Div`.
+    gelus: HashMap<usize, activation::GeluPattern>,
+    /// The other nodes of a GELU pattern → the graph value of the pattern (once built) and
+    /// whether the node is the pattern's last.
+    in_gelus: HashMap<usize, (usize, bool)>,
     /// The input's batch size where the file fixes it.
     batch: Option<usize>,
     /// Shape arithmetic followed symbolically: value name → its entries.
@@ -172,7 +194,7 @@ impl Loader<'_> {
     /// The file's name for a parsed node. The parser renames nodes (`conv2d1`) and may fuse or
     /// drop some (`MatMul` + `Add`, `Identity`, constants) but keeps their order, so the next
     /// file node of a matching operator is this node's origin.
-    fn original_name(&mut self, node: &Node) -> Option<String> {
+    fn original(&mut self, node: &Node) -> Option<usize> {
         let parsed = node.node_type().to_string();
         let ops: Vec<&str> = match parsed.as_str() {
             "Conv2d" => vec!["Conv"],
@@ -181,16 +203,34 @@ impl Loader<'_> {
             "AveragePool2d" => vec!["AveragePool"],
             other => vec![other],
         };
-        let offset = self.originals.get(self.matched..)?.iter().position(|(_, op)| ops.contains(&op.as_str()))?;
+        let offset = self.originals.get(self.matched..)?.iter().position(|o| ops.contains(&o.op.as_str()))?;
         let at = self.matched + offset;
         self.matched = at + 1;
-        self.originals.get(at).map(|(name, _)| name.clone()).filter(|n| !n.is_empty())
+        Some(at)
+    }
+
+    /// The file's output names of the node at `at`; for a `MatMul` whose bias `Add` the parser
+    /// fused into it, the `Add`'s (and the `Add` is matched too).
+    fn outputs_of(&mut self, at: usize) -> Vec<String> {
+        let Some(o) = self.originals.get(at) else { return Vec::new() };
+        let mut outputs = o.outputs.clone();
+        if o.op == "MatMul"
+            && let Some(next) = self.originals.get(self.matched)
+            && next.op == "Add"
+            && next.inputs.iter().any(|i| outputs.contains(i))
+        {
+            outputs = next.outputs.clone();
+            self.matched += 1;
+        }
+        outputs
     }
 
     /// A unique step name: the file's node name, or the parser's when the file's is empty or
     /// cannot be told.
     fn step_name(&mut self, node: &Node, index: usize) -> String {
-        let base = match self.original_name(node) {
+        let at = self.original(node);
+        self.current_outputs = at.map(|at| self.outputs_of(at)).unwrap_or_default();
+        let base = match at.and_then(|at| self.originals.get(at)).map(|o| o.name.clone()).filter(|n| !n.is_empty()) {
             Some(name) => name,
             None if node.name().is_empty() => format!("{}_{index}", node.node_type()),
             None => node.name().to_string(),
@@ -203,6 +243,9 @@ impl Loader<'_> {
     fn bind(&mut self, node: &Node, value: usize) -> Result<()> {
         let out = node.outputs().first().ok_or_else(|| onnx_err(node.name(), "has no output"))?;
         self.values.insert(out.name.clone(), value);
+        if let Some(file_name) = self.current_outputs.first() {
+            self.tensors.insert(file_name.clone(), value);
+        }
         Ok(())
     }
 
@@ -221,14 +264,33 @@ impl Loader<'_> {
             self.track_shape(node);
             return Ok(());
         }
+        // A constant's consumers read its value from their own arguments.
+        if matches!(node, Node::Constant(_)) {
+            return Ok(());
+        }
+        if let Some(done) = self.in_gelu(node, index) {
+            return done;
+        }
         let name = self.step_name(node, index);
         let name = name.as_str();
         let op = node.node_type().to_string();
+        if let Some(gelu) = self.gelus.get(&index).cloned() {
+            return self.gelu(name, gelu);
+        }
+        if let Some(layer) = self.activation(node, name, &op)? {
+            let x = self.value(name, self.input(node, 0)?)?;
+            let v = self.builder.layer(name, &op, layer, x)?;
+            if matches!(node, Node::Sigmoid(_) | Node::HardSigmoid(_)) {
+                self.gates.insert(v, x);
+            }
+            return self.bind(node, v);
+        }
         match node {
             Node::Conv2d(n) => self.conv(node, n, name, &op),
             Node::Linear(n) => self.matmul(node, n, name),
             Node::Gemm(n) => self.gemm(node, n, name, &op),
-            Node::Relu(_) => self.layer(node, name, Box::new(Relu::new())),
+            Node::Mul(_) => self.product(node, name, &op, false),
+            Node::Div(_) => self.product(node, name, &op, true),
             Node::MaxPool2d(n) => self.max_pool(node, n, name, &op),
             Node::AveragePool2d(n) => self.average_pool(node, n, name, &op),
             Node::GlobalAveragePool(_) => self.layer(node, name, Box::new(AdaptiveAvgPool2dConfig::new([1, 1]).init())),
@@ -237,6 +299,8 @@ impl Loader<'_> {
             Node::Concat(n) => self.concat(node, n, name, &op),
             Node::Flatten(n) => self.flatten(node, n, name, &op),
             Node::Reshape(n) => self.reshape(node, n, name, &op),
+            Node::Transpose(n) => self.transpose(node, n, name, &op),
+            Node::LayerNormalization(n) => self.layer_norm(node, n, name, &op),
             Node::Dropout(_) | Node::Identity(_) => {
                 let x = self.value(name, self.input(node, 0)?)?;
                 self.bind(node, x)
@@ -244,7 +308,8 @@ impl Loader<'_> {
             _ => Err(unsupported(
                 name,
                 &op,
-                "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, MaxPool, AveragePool, GlobalAveragePool, \
+                "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, \
+                 LeakyRelu, Gelu, Mul, Div (by a constant), MaxPool, AveragePool, GlobalAveragePool, \
                  BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Dropout and Identity",
             )),
         }
@@ -315,8 +380,20 @@ impl OnnxModel {
             .filter(|d| d.len() == 2 || d.len() == 4)
             .ok_or_else(|| AttribError::Onnx(format!("input `{}` is not a rank-2 or rank-4 tensor", input.name)))?;
         // The file's own node names, which the parser replaces with its own.
-        let originals: Vec<(String, String)> = onnx_ir::ModelProto::parse_from_bytes(bytes)
-            .map(|m| m.graph.node.iter().map(|n| (n.name.clone(), n.op_type.clone())).collect())
+        let originals: Vec<Origin> = onnx_ir::ModelProto::parse_from_bytes(bytes)
+            .map(|m| {
+                m.graph
+                    .node
+                    .iter()
+                    .filter(|n| n.op_type != "Constant")
+                    .map(|n| Origin {
+                        name: n.name.clone(),
+                        op: n.op_type.clone(),
+                        inputs: n.input.clone(),
+                        outputs: n.output.clone(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let mut loader = Loader {
             device,
@@ -325,10 +402,16 @@ impl OnnxModel {
             names: HashMap::new(),
             originals,
             matched: 0,
+            current_outputs: Vec::new(),
+            tensors: HashMap::new(),
+            gates: HashMap::new(),
+            gelus: HashMap::new(),
+            in_gelus: HashMap::new(),
             batch: input_shape.first().copied().flatten(),
             shapes: HashMap::new(),
         };
         loader.values.insert(input.name.clone(), 0);
+        loader.gelus = activation::gelu_patterns(&parsed.nodes);
         for (i, node) in parsed.nodes.iter().enumerate() {
             loader.node(node, i)?;
         }
@@ -344,6 +427,7 @@ impl OnnxModel {
         }
         Ok(OnnxModel {
             graph: loader.builder.finish(out)?,
+            tensors: loader.tensors,
             input_name: input.name.clone(),
             input_shape,
             output_name: output.name.clone(),
@@ -387,6 +471,30 @@ impl OnnxModel {
         let dims: Vec<String> =
             self.input_shape.iter().map(|d| d.map_or_else(|| "batch".to_string(), |n| n.to_string())).collect();
         format!("[{}]", dims.join(", "))
+    }
+
+    /// The file's names of the tensors whose relevance can be asked for ([`OnnxModel::mark`]):
+    /// the outputs of the nodes that became the graph's steps, sorted.
+    pub fn tensor_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.tensors.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Marks the file's tensor `tensor` (a node output, by its name in the file, such as
+    /// `/features/features.1/Add_output_0`), so that an explanation with recorded layers reports
+    /// the relevance there ([`Explanation::at`](crate::Explanation::at)`(tensor)`), in the
+    /// engine's held form ([`Layout`](crate::Layout)). An error for a name no step computes.
+    ///
+    /// A mark on a convolution's output stops the BatchNorm merge at that convolution (the
+    /// relevance between the two is then defined).
+    pub fn mark(&mut self, tensor: &str) -> Result<()> {
+        let value = *self.tensors.get(tensor).ok_or_else(|| {
+            AttribError::InvalidParameter(format!(
+                "ONNX tensor `{tensor}` is not the output of a step of this model (OnnxModel::tensor_names lists them)"
+            ))
+        })?;
+        self.graph.mark(tensor, value)
     }
 
     /// The explainable graph.

@@ -43,7 +43,7 @@ pub use rap::Rap;
 pub use zbeta::{Bounds, ZBeta};
 pub use zplus::ZPlus;
 
-pub use crate::base::{Rule, RuleContext, ShareRule, Sharing, Stabilizer};
+pub use crate::base::{ProductRule, Rule, RuleContext, ShareRule, Sharing, Stabilizer, WithProduct};
 
 use crate::base::{LinearLayer, WeightStack};
 use crate::error::{AttribError, Result};

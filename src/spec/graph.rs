@@ -95,6 +95,17 @@ impl GraphBuilder {
         self.push(name, type_name, StepKind::Layer(layer), vec![input])
     }
 
+    /// A layer applied to several values (a product of two activations, a merge of one's own).
+    pub fn layer_multi(
+        &mut self,
+        name: &str,
+        type_name: &str,
+        layer: Box<dyn Relevance + Send + Sync>,
+        inputs: Vec<usize>,
+    ) -> Result<usize> {
+        self.push(name, type_name, StepKind::Layer(layer), inputs)
+    }
+
     /// `a + b`.
     pub fn add(&mut self, name: &str, a: usize, b: usize) -> Result<usize> {
         self.push(name, "Add", StepKind::Add, vec![a, b])
@@ -147,6 +158,16 @@ impl GraphBuilder {
 }
 
 impl GraphNetwork {
+    /// Names a value after the network is built, so that its relevance can be asked for by name
+    /// ([`Explanation::at`](crate::Explanation::at)); an error for a value no step computes.
+    pub fn mark(&mut self, name: &str, value: usize) -> Result<()> {
+        if value > self.steps.len() {
+            return Err(AttribError::Spec(format!("mark `{name}` names value {value}, which no step computes")));
+        }
+        self.marks.push((name.to_string(), value));
+        Ok(())
+    }
+
     /// The steps' names and type names (`Conv`, `Relu`, …), in execution order.
     pub fn steps(&self) -> Vec<(&str, &str)> {
         self.steps.iter().map(|s| (s.name.as_str(), s.type_name.as_str())).collect()

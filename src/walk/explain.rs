@@ -77,8 +77,11 @@ pub struct Explanation<const D: usize> {
     pub initial: Tensor<2>,
     /// Per-layer relevance, in execution order (empty unless recorded).
     pub layers: Vec<LayerRelevance>,
-    /// Relevance at named nodes ([`Tracer::mark`]), when recorded.
+    /// Relevance at named nodes ([`Tracer::mark`]), when recorded, in the engine's held form.
     pub marked: HashMap<String, Tensor<4>>,
+    /// The layout of each marked node ([`Layout`]), to read [`marked`](Explanation::marked) in
+    /// the model's own shape ([`Explanation::logical_at`]).
+    pub marked_layouts: HashMap<String, Layout>,
 }
 
 /// Per-sample relevance sums at every layer next to the target logit.
@@ -103,7 +106,15 @@ impl<const D: usize> Explanation<D> {
     /// class per sample and the output relevance (or gradient seed) the method started from;
     /// no recorded layers.
     pub fn new(relevance: Tensor<D>, logits: Tensor<2>, targets: Vec<usize>, initial: Tensor<2>) -> Self {
-        Self { relevance, logits, targets, initial, layers: Vec::new(), marked: HashMap::new() }
+        Self {
+            relevance,
+            logits,
+            targets,
+            initial,
+            layers: Vec::new(),
+            marked: HashMap::new(),
+            marked_layouts: HashMap::new(),
+        }
     }
 
     /// Heatmap: the input relevance summed over channels, `[B, 1, H, W]` (rank-4 inputs only).
@@ -135,6 +146,20 @@ impl<const D: usize> Explanation<D> {
         let l = self.layer(op)?;
         let idx = l.labels.iter().position(|x| x == label)?;
         l.inputs.get(idx).cloned()
+    }
+
+    /// The relevance at a marked node in the model's own shape and element order (`[B, T, D]`
+    /// for a sequence, `[B, H, W, C]` for a channels-last map, …): the shape and the values in
+    /// row-major order, as PyTorch or ONNX hold that tensor. `None` for an unknown name.
+    pub fn logical_at(&self, key: &str) -> Option<(Vec<usize>, Vec<f32>)> {
+        let t = self.marked.get(key)?;
+        let layout = self.marked_layouts.get(key).copied().unwrap_or(Layout::Spatial);
+        let dims = layout.logical_dims(t.dims());
+        let ordered = match layout {
+            Layout::Sequence | Layout::ChannelsLast => t.clone().permute([0, 2, 3, 1]),
+            _ => t.clone(),
+        };
+        Some((dims, ordered.to_data().convert::<f32>().try_to_vec::<f32>().ok()?))
     }
 
     /// The samples whose relevance vanished: the input relevance is exactly 0 everywhere while
@@ -466,6 +491,8 @@ where
     fn explain_within_limits<const D: usize>(&self, input: Tensor<D>, target: Target) -> Result<Explanation<D>> {
         let (mut graph, out, logits) = self.graph_with_logits(&input)?;
         let (initial, targets) = resolve_target(&logits, target, self.composite.initial())?;
+        let marked_layouts =
+            graph.marks().filter_map(|(name, n)| graph.layout(n).ok().map(|l| (name.to_string(), l))).collect();
         let (relevance, layers, marked) = self.walk(&mut graph, out, initial.clone())?;
         if !all_finite(&relevance) {
             return Err(AttribError::NonFinite {
@@ -473,7 +500,7 @@ where
             });
         }
         let relevance = graph.layout(Node(0))?.release(relevance)?;
-        Ok(Explanation { relevance, logits, targets, initial, layers, marked })
+        Ok(Explanation { relevance, logits, targets, initial, layers, marked, marked_layouts })
     }
 
     /// The LRP/RAP step of every op, by the graph's one backward walk: a linear op's relevance
@@ -754,7 +781,8 @@ impl Roles {
             let t = op.layer().layer_type();
             let all_in = op.inputs().all(|i| nonnegative[i.index()]);
             nonnegative[op.output().index()] = match t {
-                LayerType::Relu => true,
+                // Non-negative by their definition.
+                LayerType::Relu | LayerType::Relu6 | LayerType::Sigmoid | LayerType::HardSigmoid => true,
                 LayerType::MaxPool2d
                 | LayerType::AvgPool2d
                 | LayerType::AdaptiveAvgPool2d

@@ -3,7 +3,7 @@
 use crate::base::Layout;
 use crate::error::Result;
 use crate::graph::{Graph, LayerRef, Node};
-use crate::layers::{Add, Concat, Flatten, Relevance, TokenMean};
+use crate::layers::{Add, Concat, Flatten, Mul, Permute, Relevance, TokenMean};
 use burn::tensor::Tensor;
 
 /// Records a forward pass: every layer application, its inputs and its output.
@@ -110,6 +110,25 @@ impl<'m> Tracer<'m> {
     /// Reshape to `[B, C·H·W]`.
     pub fn flatten(&mut self, name: &str, x: Node) -> Result<Node> {
         self.push(name, LayerRef::Owned(Box::new(Flatten)), &[x], Vec::new())
+    }
+
+    /// The element-wise product `a ⊙ b` of two activations ([`Mul`]), neither a gate (SiLU's
+    /// `x·σ(x)`); its inputs are labelled `a` and `b`.
+    pub fn mul(&mut self, name: &str, a: Node, b: Node) -> Result<Node> {
+        self.push(name, LayerRef::Owned(Box::new(Mul::new())), &[a, b], vec!["a".into(), "b".into()])
+    }
+
+    /// `gate ⊙ x`, where `gate` (an SE block's `σ(fc2(…))`, broadcast `[B, C, 1, 1]`) gates `x`
+    /// ([`Mul::gate`]); its inputs are labelled `gate` and `x`.
+    pub fn gate(&mut self, name: &str, gate: Node, x: Node) -> Result<Node> {
+        let layer = Mul::gate(0).unwrap_or_default();
+        self.push(name, LayerRef::Owned(Box::new(layer)), &[gate, x], vec!["gate".into(), "x".into()])
+    }
+
+    /// `x.permute(perm)` of a rank-4 value ([`Permute`]): `[0, 2, 3, 1]` makes a map's channels
+    /// last (for a LayerNorm or Linear over them), `[0, 3, 1, 2]` brings them back.
+    pub fn permute(&mut self, name: &str, x: Node, perm: [usize; 4]) -> Result<Node> {
+        self.push(name, LayerRef::Owned(Box::new(Permute::new(perm))), &[x], Vec::new())
     }
 
     /// The mean over the tokens of a sequence, `[B, T, D] → [B, D]` ([`TokenMean`]).

@@ -36,6 +36,7 @@ mod imaging;
 mod metric_properties;
 #[cfg(all(feature = "eval", feature = "gradients"))]
 mod metrics;
+mod modern_ops;
 #[cfg(all(feature = "onnx", feature = "weights"))]
 mod onnx;
 mod properties;
