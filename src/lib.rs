@@ -94,6 +94,10 @@ pub use walk::{
 
 /// Re-export of the pinned Burn release, so users build models against the same version.
 pub use burn;
+/// Burn's ONNX parser (the `onnx` feature), re-exported for reading a file's protobuf directly
+/// (`onnx_ir::ModelProto`, its initializers) in the version the loader uses.
+#[cfg(feature = "onnx")]
+pub use onnx_ir;
 
 /// The README's code blocks, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

@@ -74,6 +74,12 @@ pub enum LayerType {
     Permute,
     /// Layer normalisation over the feature axis.
     LayerNorm,
+    /// Multi-head self-attention.
+    Attention,
+    /// A structural op on a token sequence (patches to tokens, a class token, a token picked).
+    Tokens,
+    /// The sum with a constant (a position embedding).
+    AddConstant,
     /// A user-defined layer type.
     Custom(String),
 }

@@ -17,6 +17,7 @@ mod activation;
 mod adaptive_avg_pool2d;
 mod adaptive_avg_pool3d;
 mod add;
+mod attention;
 mod avg_pool2d;
 mod batch_norm;
 mod concat;
@@ -31,6 +32,7 @@ mod mul;
 mod permute;
 mod relu;
 mod token_mean;
+mod tokens;
 
 pub use activation::Clamp;
 pub use add::Add;
@@ -39,6 +41,7 @@ pub use flatten::Flatten;
 pub use mul::{Mul, Scale};
 pub use permute::Permute;
 pub use token_mean::TokenMean;
+pub use tokens::{AddConstant, ClassToken, PatchTokens, SelectToken};
 
 pub use crate::base::{LayerType, Layout, LinearLayer, LinearStructure, WeightStack};
 pub(crate) use crate::base::{forward_apart, transpose_apart};

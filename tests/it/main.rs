@@ -44,6 +44,8 @@ mod rank;
 #[cfg(feature = "weights")]
 mod rap;
 mod rule_oracle;
+#[cfg(all(feature = "onnx", feature = "weights"))]
+mod vit;
 mod volume;
 mod weight_cache;
 #[cfg(all(feature = "zoo", feature = "images"))]
