@@ -2,7 +2,7 @@
 
 use super::{LayerType, Layout, Relevance, inputs_n, keep_layout, shape_error};
 use crate::base::{Rule, RuleContext, Stabilizer};
-use crate::error::Result;
+use crate::error::{AttribError, Result};
 use burn::nn::Linear;
 use burn::nn::attention::{MhaInput, MultiHeadAttention};
 use burn::tensor::Tensor;
@@ -150,5 +150,207 @@ impl Relevance for MultiHeadAttention {
         let v = heads(f.v.clone(), h);
         let r_v = merge(v * f.p.transpose().matmul(s));
         Ok(vec![held(epsilon_back(&self.value, f.x, f.v, r_v))])
+    }
+}
+
+/// The value projection of a self-attention, split into heads: `x ↦ V`,
+/// `[B, T, D] → [B, H, T, D/H]` (held as a `[B, C, H, W]` map with the heads on axis 1). With
+/// [`AttentionMix`] and [`AttentionOutput`] it is a [`MultiHeadAttention`] in three ops, so that
+/// the relevance of the values and of the heads' outputs is recorded on its own
+/// ([`Tracer::attention`](crate::Tracer::attention), and the ONNX loader).
+///
+/// Relevance: LRP-ε (ε = 10⁻⁶) through the projection, `R_x = x ⊙ W_vᵀ (R_V ⊘ stab_ε(V))`.
+///
+/// # Shapes
+///
+/// - input: `[B, T, D]`; output: `[B, H, T, D/H]`
+#[derive(Debug, Clone)]
+pub struct AttentionValues {
+    value: Linear,
+    heads: usize,
+}
+
+/// The attention weights of a self-attention applied to its values, per head:
+/// `(x, V) ↦ O = softmax(q kᵀ/√d) V`, `q`, `k` the query and key projections of `x`.
+///
+/// Relevance (CP-LRP): the weights `P` are held constant, so `x` receives nothing through `q`
+/// and `k`, and `R_V = V ⊙ Pᵀ (R_O ⊘ stab(O))`, `stab` the composite's
+/// [`ShareRule`](crate::rules::ShareRule) for the op.
+///
+/// # Shapes
+///
+/// - inputs: `x` `[B, T, D]`, `V` `[B, H, T, D/H]`; output: `[B, H, T, D/H]`
+#[derive(Debug, Clone)]
+pub struct AttentionMix {
+    query: Linear,
+    key: Linear,
+    heads: usize,
+    quiet: bool,
+}
+
+/// The heads of a self-attention merged and projected: `O ↦ W_o merge(O) + b_o`,
+/// `[B, H, T, D/H] → [B, T, D]`.
+///
+/// Relevance: LRP-ε (ε = 10⁻⁶) through the projection.
+///
+/// # Shapes
+///
+/// - input: `[B, H, T, D/H]`; output: `[B, T, D]`
+#[derive(Debug, Clone)]
+pub struct AttentionOutput {
+    output: Linear,
+}
+
+/// The three ops of `mha` ([`AttentionValues`], [`AttentionMix`], [`AttentionOutput`]).
+pub fn split_attention(mha: &MultiHeadAttention) -> (AttentionValues, AttentionMix, AttentionOutput) {
+    (
+        AttentionValues { value: mha.value.clone(), heads: mha.n_heads },
+        AttentionMix { query: mha.query.clone(), key: mha.key.clone(), heads: mha.n_heads, quiet: mha.quiet_softmax },
+        AttentionOutput { output: mha.output.clone() },
+    )
+}
+
+/// `[B, H, T, d]` (held as is) checked against `heads`.
+fn check_heads(name: &str, x: &Tensor<4>, heads: usize) -> Result<()> {
+    if x.dims()[1] != heads {
+        return Err(shape_error(name, format!("{heads} heads on axis 1"), x.dims()));
+    }
+    Ok(())
+}
+
+fn sequence_of(name: &str, x: &Tensor<4>, d: usize) -> Result<Tensor<3>> {
+    let dims = x.dims();
+    if dims[1] != d || dims[3] != 1 {
+        return Err(shape_error(name, format!("a sequence of {d} features"), dims));
+    }
+    Ok(logical(x))
+}
+
+impl Relevance for AttentionValues {
+    fn layer_type(&self) -> LayerType {
+        LayerType::Attention
+    }
+
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.value.weight.val().device())
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "the values of an attention are projected from", &[Layout::Sequence], inputs, dims)?;
+        Ok(Layout::Spatial)
+    }
+
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        let [x] = inputs_n::<1>(name, inputs)?;
+        let [d, _] = self.value.weight.dims();
+        let x = sequence_of(name, x, d)?;
+        Ok(heads(linear(&self.value, x), self.heads))
+    }
+
+    fn relevance(
+        &self,
+        inputs: &[Tensor<4>],
+        output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn Rule>,
+        ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        let [x] = inputs_n::<1>(ctx.name, inputs)?;
+        let r_x = epsilon_back(&self.value, logical(x), merge(output.clone()), merge(r));
+        Ok(vec![held(r_x)])
+    }
+}
+
+impl AttentionMix {
+    fn weights(&self, x: Tensor<3>) -> Tensor<4> {
+        let q = heads(linear(&self.query, x.clone()), self.heads);
+        let k = heads(linear(&self.key, x), self.heads);
+        let [_, _, _, d] = q.dims();
+        let scores = q.matmul(k.transpose()).div_scalar((d as f64).sqrt());
+        if self.quiet { quiet_softmax(scores, 3) } else { softmax(scores, 3) }
+    }
+}
+
+impl Relevance for AttentionMix {
+    fn layer_type(&self) -> LayerType {
+        LayerType::Attention
+    }
+
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.query.weight.val().device())
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        match inputs {
+            [Layout::Sequence, Layout::Spatial] => Ok(Layout::Spatial),
+            _ => Err(AttribError::Shape {
+                layer: name.to_string(),
+                expected: "a sequence [batch, tokens, features] and its values [batch, heads, tokens, width]".into(),
+                got: dims.first().map(|d| d.to_vec()).unwrap_or_default(),
+            }),
+        }
+    }
+
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        let [x, v] = inputs_n::<2>(name, inputs)?;
+        let [d, _] = self.query.weight.dims();
+        let x = sequence_of(name, x, d)?;
+        check_heads(name, v, self.heads)?;
+        let [b, _, t, _] = v.dims();
+        crate::limits::check_elements(&format!("layer `{name}`: the attention weights"), &[b, self.heads, t, t])?;
+        Ok(self.weights(x).matmul(v.clone()))
+    }
+
+    fn relevance(
+        &self,
+        inputs: &[Tensor<4>],
+        output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn Rule>,
+        ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        let [x, v] = inputs_n::<2>(ctx.name, inputs)?;
+        let p = self.weights(logical(x));
+        let s = ctx.sharing.divide(r, output.clone());
+        Ok(vec![x.zeros_like(), v.clone() * p.transpose().matmul(s)])
+    }
+}
+
+impl Relevance for AttentionOutput {
+    fn layer_type(&self) -> LayerType {
+        LayerType::Attention
+    }
+
+    fn device(&self) -> Option<burn::tensor::Device> {
+        Some(self.output.weight.val().device())
+    }
+
+    fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
+        keep_layout(name, "an attention's heads are merged from", &[Layout::Spatial], inputs, dims)?;
+        Ok(Layout::Sequence)
+    }
+
+    fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
+        let [o] = inputs_n::<1>(name, inputs)?;
+        let [d, _] = self.output.weight.dims();
+        let [_, h, _, w] = o.dims();
+        if h * w != d {
+            return Err(shape_error(name, format!("heads whose widths sum to {d}"), o.dims()));
+        }
+        Ok(held(linear(&self.output, merge(o.clone()))))
+    }
+
+    fn relevance(
+        &self,
+        inputs: &[Tensor<4>],
+        output: &Tensor<4>,
+        r: Tensor<4>,
+        _rule: Option<&dyn Rule>,
+        ctx: &RuleContext,
+    ) -> Result<Vec<Tensor<4>>> {
+        let [o] = inputs_n::<1>(ctx.name, inputs)?;
+        let [_, h, _, _] = o.dims();
+        let r_ctx = epsilon_back(&self.output, merge(o.clone()), logical(output), logical(&r));
+        Ok(vec![heads(r_ctx, h)])
     }
 }

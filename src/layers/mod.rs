@@ -36,6 +36,7 @@ mod tokens;
 
 pub use activation::Clamp;
 pub use add::Add;
+pub use attention::{AttentionMix, AttentionOutput, AttentionValues, split_attention};
 pub use concat::Concat;
 pub use flatten::Flatten;
 pub use mul::{Mul, Scale};

@@ -38,12 +38,15 @@
 //! canonizer ([`BatchNormMerge`](crate::BatchNormMerge)).
 
 mod activation;
+mod attention;
 mod conv;
 mod join;
 mod linear;
 mod norm;
 mod pool;
+mod ranks;
 mod shape;
+mod tokens;
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;
@@ -169,6 +172,15 @@ struct Loader<'d> {
     /// The other nodes of a GELU pattern → the graph value of the pattern (once built) and
     /// whether the node is the pattern's last.
     in_gelus: HashMap<usize, (usize, bool)>,
+    /// Self-attention regions, by the index of their last node, and their other nodes.
+    regions: HashMap<usize, attention::Region>,
+    in_regions: HashMap<usize, usize>,
+    /// The file's output name of each node a region stands for.
+    skipped_outputs: HashMap<usize, String>,
+    /// Constants that a node computed from constants (an `Expand`ed class token): values, shape.
+    consts: HashMap<String, (Tensor<1>, Vec<usize>)>,
+    /// Feature maps reshaped to `[B, C, T]`, waiting for the transpose that makes them tokens.
+    pending_tokens: std::collections::HashSet<usize>,
     /// The input's batch size where the file fixes it.
     batch: Option<usize>,
     /// Shape arithmetic followed symbolically: value name → its entries.
@@ -178,6 +190,15 @@ struct Loader<'d> {
 impl Loader<'_> {
     /// The graph value behind a computed (non-constant) input.
     fn value(&self, node: &str, arg: &Argument) -> Result<usize> {
+        if let Some(v) = self.values.get(&arg.name)
+            && self.pending_tokens.contains(v)
+        {
+            return Err(unsupported(
+                node,
+                "Reshape",
+                "a feature map reshaped to [B, C, T] is used other than transposed to tokens",
+            ));
+        }
         self.values.get(&arg.name).copied().ok_or_else(|| {
             if arg.value().is_some() {
                 onnx_err(node, format!("input `{}` is a constant where a computed value is expected", arg.name))
@@ -271,11 +292,28 @@ impl Loader<'_> {
         if let Some(done) = self.in_gelu(node, index) {
             return done;
         }
+        // Inside a self-attention region: the region's op stands for it; its file node is
+        // matched so that names stay in step.
+        if self.in_regions.contains_key(&index) {
+            if let Some(at) = self.original(node)
+                && let Some(out) = self.outputs_of(at).first()
+            {
+                self.skipped_outputs.insert(index, out.clone());
+            }
+            return Ok(());
+        }
+        // Computed from constants only (an `Expand`ed class token): a constant too.
+        if !self.regions.contains_key(&index) && !node.inputs().iter().any(|a| self.values.contains_key(&a.name)) {
+            return self.constant_node(node);
+        }
         let name = self.step_name(node, index);
         let name = name.as_str();
         let op = node.node_type().to_string();
         if let Some(gelu) = self.gelus.get(&index).cloned() {
             return self.gelu(name, gelu);
+        }
+        if let Some(region) = self.regions.get(&index).cloned() {
+            return self.attention(node, name, &region);
         }
         if let Some(layer) = self.activation(node, name, &op)? {
             let x = self.value(name, self.input(node, 0)?)?;
@@ -287,7 +325,7 @@ impl Loader<'_> {
         }
         match node {
             Node::Conv2d(n) => self.conv(node, n, name, &op),
-            Node::Linear(n) => self.matmul(node, n, name),
+            Node::Linear(_) => self.matmul(node, name),
             Node::Gemm(n) => self.gemm(node, n, name, &op),
             Node::Mul(_) => self.product(node, name, &op, false),
             Node::Div(_) => self.product(node, name, &op, true),
@@ -300,6 +338,7 @@ impl Loader<'_> {
             Node::Flatten(n) => self.flatten(node, n, name, &op),
             Node::Reshape(n) => self.reshape(node, n, name, &op),
             Node::Transpose(n) => self.transpose(node, n, name, &op),
+            Node::Gather(n) => self.select_token(node, n, name, &op),
             Node::LayerNormalization(n) => self.layer_norm(node, n, name, &op),
             Node::Dropout(_) | Node::Identity(_) => {
                 let x = self.value(name, self.input(node, 0)?)?;
@@ -361,9 +400,25 @@ impl OnnxModel {
     ) -> Result<Self> {
         // onnx-ir reports malformed files as errors; a panic inside it on an input it did not
         // foresee is turned into an error too, so a bad file never takes the caller down.
-        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
-            .map_err(|_| AttribError::Onnx("not a readable ONNX model (the parser gave up on it)".into()))?
-            .map_err(|e| AttribError::Onnx(format!("not a readable ONNX model: {e}")))?;
+        let guarded = |parse: Box<dyn FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error> + '_>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+                .map_err(|_| AttribError::Onnx("not a readable ONNX model (the parser gave up on it)".into()))
+        };
+        let parsed = match guarded(Box::new(parse))? {
+            Ok(parsed) => parsed,
+            // A shape the parser cannot type (a Reshape to a computed shape, as PyTorch exports
+            // attention): declare the ranks that follow from the graph, and parse again.
+            Err(first) => {
+                let retry = onnx_ir::ModelProto::parse_from_bytes(bytes).ok().and_then(|mut m| {
+                    (ranks::declare_computed_ranks(&mut m) > 0).then(|| m.write_to_bytes().ok()).flatten()
+                });
+                match retry {
+                    Some(declared) => guarded(Box::new(|| OnnxGraphBuilder::new().parse_bytes(&declared)))?
+                        .map_err(|e| AttribError::Onnx(format!("not a readable ONNX model: {e}")))?,
+                    None => return Err(AttribError::Onnx(format!("not a readable ONNX model: {first}"))),
+                }
+            }
+        };
         let [input] = parsed.inputs.as_slice() else {
             return Err(AttribError::Onnx(format!(
                 "the model has {} inputs; rap-attrib explains models with one input",
@@ -407,11 +462,19 @@ impl OnnxModel {
             gates: HashMap::new(),
             gelus: HashMap::new(),
             in_gelus: HashMap::new(),
+            regions: HashMap::new(),
+            in_regions: HashMap::new(),
+            skipped_outputs: HashMap::new(),
+            consts: HashMap::new(),
+            pending_tokens: std::collections::HashSet::new(),
             batch: input_shape.first().copied().flatten(),
             shapes: HashMap::new(),
         };
         loader.values.insert(input.name.clone(), 0);
         loader.gelus = activation::gelu_patterns(&parsed.nodes);
+        let (regions, inside) = attention::attention_regions(&parsed.nodes, &input.name);
+        loader.regions = regions.into_iter().map(|r| (r.last, r)).collect();
+        loader.in_regions = inside;
         for (i, node) in parsed.nodes.iter().enumerate() {
             loader.node(node, i)?;
         }

@@ -85,6 +85,20 @@ impl Loader<'_> {
         op: &str,
     ) -> Result<()> {
         let perm: Vec<usize> = n.config.perm.iter().map(|&p| usize::try_from(p).unwrap_or(usize::MAX)).collect();
+        // A patch map reshaped to [B, C, T]: the transpose to [B, T, C] makes it the tokens.
+        if let Some(&x) = node.inputs().first().and_then(|a| self.values.get(&a.name))
+            && self.pending_tokens.contains(&x)
+        {
+            if perm != [0, 2, 1] {
+                return Err(unsupported(
+                    name,
+                    op,
+                    format!("the permutation {perm:?} of patches reshaped to [B, C, T]"),
+                ));
+            }
+            self.pending_tokens.remove(&x);
+            return self.bind(node, x);
+        }
         let perm: [usize; 4] = perm
             .as_slice()
             .try_into()

@@ -40,6 +40,9 @@ impl Loader<'_> {
         name: &str,
         op: &str,
     ) -> Result<()> {
+        if let Some(done) = self.patch_tokens(node, name) {
+            return done;
+        }
         // The features of one sample, where the input's shape is known.
         let features: Option<i64> = static_dims(self.input(node, 0)?)
             .and_then(|d| d.iter().skip(1).map(|x| x.and_then(|v| i64::try_from(v).ok())).product());
@@ -87,13 +90,19 @@ impl Loader<'_> {
             })
         };
         let dims: Option<Vec<Dim>> = match node {
+            // Static sizes are known; the first entry of an activation the loader holds is the batch.
             Node::Shape(n) => node.inputs().first().and_then(|x| {
-                let rank = match &x.ty {
-                    ArgType::Tensor(t) if self.values.contains_key(&x.name) => t.rank,
-                    _ => return None,
-                };
-                let all: Vec<Dim> = (0..rank).map(|i| if i == 0 { Dim::Batch } else { Dim::Unknown }).collect();
-                all.get(n.config.start..n.config.end.min(rank)).map(<[Dim]>::to_vec)
+                let ArgType::Tensor(t) = &x.ty else { return None };
+                let held = self.values.contains_key(&x.name);
+                let fixed = static_dims(x).unwrap_or_default();
+                let all: Vec<Dim> = (0..t.rank)
+                    .map(|i| match fixed.get(i).copied().flatten().and_then(|d| i64::try_from(d).ok()) {
+                        Some(d) if i > 0 || !held => Dim::Known(d),
+                        _ if i == 0 && held => Dim::Batch,
+                        _ => Dim::Unknown,
+                    })
+                    .collect();
+                all.get(n.config.start..n.config.end.min(t.rank)).map(<[Dim]>::to_vec)
             }),
             Node::Gather(n) if n.config.axis == 0 => {
                 let data = node.inputs().first().and_then(|a| known(a, &self.shapes));
@@ -108,9 +117,39 @@ impl Loader<'_> {
             }
             Node::Unsqueeze(_) => node.inputs().first().and_then(|a| known(a, &self.shapes)),
             Node::Constant(_) => node.inputs().first().or(Some(out)).and_then(|a| known(a, &self.shapes)),
-            Node::Concat(_) => {
-                node.inputs().iter().map(|a| known(a, &self.shapes)).collect::<Option<Vec<_>>>().map(|v| v.concat())
+            // A piece that is not followed (a product of sizes) is unknown, of its static length.
+            Node::Concat(_) => node
+                .inputs()
+                .iter()
+                .map(|a| {
+                    known(a, &self.shapes).or_else(|| match static_dims(a).as_deref() {
+                        Some([Some(n)]) => Some(vec![Dim::Unknown; *n]),
+                        _ => None,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()
+                .map(|v| v.concat()),
+            // Arithmetic of constant sizes (a head's width, `d / heads`).
+            Node::Mul(_) | Node::Div(_) | Node::Add(_) | Node::Sub(_) => {
+                let (a, b) = (
+                    node.inputs().first().and_then(|a| known(a, &self.shapes)),
+                    node.inputs().get(1).and_then(|a| known(a, &self.shapes)),
+                );
+                match (a.as_deref(), b.as_deref()) {
+                    (Some([Dim::Known(x)]), Some([Dim::Known(y)])) => {
+                        let v = match node {
+                            Node::Mul(_) => x.checked_mul(*y),
+                            Node::Div(_) => x.checked_div(*y),
+                            Node::Add(_) => x.checked_add(*y),
+                            _ => x.checked_sub(*y),
+                        };
+                        Some(vec![v.map_or(Dim::Unknown, Dim::Known)])
+                    }
+                    (Some([_]), Some([_])) => Some(vec![Dim::Unknown]),
+                    _ => None,
+                }
             }
+            Node::Cast(_) | Node::Squeeze(_) => node.inputs().first().and_then(|a| known(a, &self.shapes)),
             _ => None,
         };
         if let Some(d) = dims {

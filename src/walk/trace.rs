@@ -3,7 +3,7 @@
 use crate::base::Layout;
 use crate::error::Result;
 use crate::graph::{Graph, LayerRef, Node};
-use crate::layers::{Add, Concat, Flatten, Mul, Permute, Relevance, TokenMean};
+use crate::layers::{Add, Concat, Flatten, Mul, Permute, Relevance, TokenMean, split_attention};
 use burn::tensor::Tensor;
 
 /// Records a forward pass: every layer application, its inputs and its output.
@@ -129,6 +129,25 @@ impl<'m> Tracer<'m> {
     /// last (for a LayerNorm or Linear over them), `[0, 3, 1, 2]` brings them back.
     pub fn permute(&mut self, name: &str, x: Node, perm: [usize; 4]) -> Result<Node> {
         self.push(name, LayerRef::Owned(Box::new(Permute::new(perm))), &[x], Vec::new())
+    }
+
+    /// Burn's self-attention on a sequence `x` as three ops, `<name>.values` (the values per
+    /// head), `<name>.mix` (the heads' outputs) and `<name>.output`
+    /// ([`AttentionValues`](crate::layers::AttentionValues),
+    /// [`AttentionMix`](crate::layers::AttentionMix),
+    /// [`AttentionOutput`](crate::layers::AttentionOutput)), so that the relevance of the
+    /// values and of the heads is recorded too. The relevance at `x` is the one `layer(name,
+    /// &mha, x)` gives (CP-LRP).
+    pub fn attention(&mut self, name: &str, mha: &burn::nn::attention::MultiHeadAttention, x: Node) -> Result<Node> {
+        let (values, mix, output) = split_attention(mha);
+        let v = self.push(&format!("{name}.values"), LayerRef::Owned(Box::new(values)), &[x], Vec::new())?;
+        let o = self.push(
+            &format!("{name}.mix"),
+            LayerRef::Owned(Box::new(mix)),
+            &[x, v],
+            vec!["x".into(), "values".into()],
+        )?;
+        self.push(&format!("{name}.output"), LayerRef::Owned(Box::new(output)), &[o], Vec::new())
     }
 
     /// The mean over the tokens of a sequence, `[B, T, D] → [B, D]` ([`TokenMean`]).
