@@ -24,7 +24,7 @@ fn identity(r: Tensor<4>) -> Result<Vec<Tensor<4>>> {
 
 macro_rules! identity_rule {
     ($ty:ty, $layer_type:expr, $what:literal) => {
-        #[doc = concat!($what, " under the identity rule (`R_x = R_y`; see [the module](self)).")]
+        #[doc = concat!($what, " under the identity rule (`R_x = R_y`; its sources and why: [`Clamp`](crate::layers::Clamp)).")]
         ///
         /// # Shapes
         ///
@@ -69,7 +69,15 @@ identity_rule!(LeakyRelu, LayerType::LeakyRelu, "Leaky ReLU");
 identity_rule!(Softplus, LayerType::Softplus, "Softplus");
 
 /// Clamping to `[min, max]` (ONNX `Clip`; `Clamp::new(0.0, 6.0)` is ReLU6), under the identity
-/// rule (`R_x = R_y`; see [the module](self)).
+/// rule, like every element-wise activation here.
+///
+/// **The identity rule** (AttnLRP, Achtibat et al., ICML 2024, §3.3; LXT's
+/// `identity_rule_implicit`; Ali et al., ICML 2022, for GELU in transformers): an element-wise
+/// non-linearity `y = f(x)` passes relevance unchanged, `R_x = R_y`. It needs no stabiliser and
+/// no mask: where `f(x) = 0` the next layer's rule has already sent nothing, because it multiplies
+/// by its input. It conserves exactly. LRP's ReLU step is the same rule, and RAP extends to these
+/// activations the same way (the authors' code passes relevance through the ReLU unchanged; the
+/// paper defines RAP on ReLU networks).
 ///
 /// # Shapes
 ///
