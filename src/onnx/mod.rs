@@ -339,6 +339,7 @@ impl Loader<'_> {
             Node::Reshape(n) => self.reshape(node, n, name, &op),
             Node::Transpose(n) => self.transpose(node, n, name, &op),
             Node::Gather(n) => self.select_token(node, n, name, &op),
+            Node::ReduceMean(n) => self.reduce_mean(node, n, name, &op),
             Node::LayerNormalization(n) => self.layer_norm(node, n, name, &op),
             Node::Dropout(_) | Node::Identity(_) => {
                 let x = self.value(name, self.input(node, 0)?)?;
@@ -348,7 +349,7 @@ impl Loader<'_> {
                 name,
                 &op,
                 "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, \
-                 LeakyRelu, Gelu, Mul, Div (by a constant), MaxPool, AveragePool, GlobalAveragePool, \
+                 LeakyRelu, Gelu, Mul, Div (by a constant), MaxPool, AveragePool, GlobalAveragePool, ReduceMean (spatial), \
                  BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Dropout and Identity",
             )),
         }

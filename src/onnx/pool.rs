@@ -1,9 +1,10 @@
-//! `MaxPool` and `AveragePool` (2-D); `GlobalAveragePool` is dispatched in `mod.rs`.
+//! `MaxPool` and `AveragePool` (2-D), `ReduceMean` over the spatial axes; `GlobalAveragePool` is
+//! dispatched in `mod.rs`.
 
 use super::{Loader, geometry, no_auto_pad, symmetric, unsupported};
 use crate::error::Result;
 use burn::nn::PaddingConfig2d;
-use burn::nn::pool::{AvgPool2dConfig, MaxPool2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2dConfig, AvgPool2dConfig, MaxPool2dConfig};
 use onnx_ir::Node;
 
 impl Loader<'_> {
@@ -48,5 +49,38 @@ impl Loader<'_> {
             .with_ceil_mode(c.ceil_mode)
             .init();
         self.layer(node, name, Box::new(pool))
+    }
+}
+
+impl Loader<'_> {
+    /// `ReduceMean` over the spatial axes of `[B, C, H, W]` (MnasNet's pooling): the global
+    /// average pool, flattened where `keepdims = 0`.
+    pub(super) fn reduce_mean(
+        &mut self,
+        node: &Node,
+        n: &onnx_ir::node::reduce::ReduceMeanNode,
+        name: &str,
+        op: &str,
+    ) -> Result<()> {
+        let rank = super::static_dims(self.input(node, 0)?).map_or(0, |d| d.len());
+        let spatial = match &n.config.axes {
+            onnx_ir::node::reduce::ReduceAxes::Static(axes) => {
+                let mut a = axes.clone();
+                a.sort_unstable();
+                rank == 4 && a == [2, 3]
+            }
+            onnx_ir::node::reduce::ReduceAxes::Runtime(_) => false,
+        };
+        if !spatial {
+            return Err(unsupported(
+                name,
+                op,
+                "only the mean over the spatial axes [2, 3] of [batch, channels, height, width] is supported",
+            ));
+        }
+        let x = self.value(name, self.input(node, 0)?)?;
+        let pooled = self.builder.layer(name, op, Box::new(AdaptiveAvgPool2dConfig::new([1, 1]).init()), x)?;
+        let v = if n.config.keepdims { pooled } else { self.builder.flatten(&format!("{name}.flatten"), pooled)? };
+        self.bind(node, v)
     }
 }

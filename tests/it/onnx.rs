@@ -335,3 +335,132 @@ fn the_explain_example_takes_an_onnx_model() {
     assert!(out_dir.join("chelsea_rap_vs_lrp-a1b0.png").is_file(), "{stdout}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }
+
+/// A small ONNX model written here (opset 13): Conv → Relu → ReduceMean over [2, 3] (keepdims 0,
+/// MnasNet's pooling) → Gemm, and the same network traced with Burn's modules: the logits and
+/// the LRP-ε and RAP relevances must be the same.
+#[test]
+fn reduce_mean_over_the_spatial_axes_is_the_global_average_pool() {
+    use rap_attrib::burn::module::Param;
+    use rap_attrib::burn::nn::conv::{Conv2d, Conv2dConfig};
+    use rap_attrib::burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+    use rap_attrib::burn::nn::{Linear, LinearConfig, Relu};
+    use rap_attrib::onnx_ir::{
+        AttributeProto, AttributeType, Message, ModelProto, NodeProto, TensorProto, ValueInfoProto,
+    };
+    use rap_attrib::{Explain, Node, Result, Tracer};
+
+    let dev = device();
+    let mut rng = common::Rng::new(31);
+    let mut vals = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.normal() as f32 * 0.5).collect() };
+    let (w_conv, b_conv, w_fc, b_fc) = (vals(4 * 3 * 3 * 3), vals(4), vals(5 * 4), vals(5));
+    let tensor = |name: &str, dims: &[i64], v: &[f32]| {
+        let mut t = TensorProto::new();
+        t.name = name.into();
+        t.dims = dims.to_vec();
+        t.data_type = 1;
+        t.float_data = v.to_vec();
+        t
+    };
+    let ints = |name: &str, v: &[i64]| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = AttributeType::INTS.into();
+        a.ints = v.to_vec();
+        a
+    };
+    let int = |name: &str, v: i64| {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.type_ = AttributeType::INT.into();
+        a.i = v;
+        a
+    };
+    let node = |op: &str, name: &str, ins: &[&str], out: &str, attrs: Vec<AttributeProto>| {
+        let mut n = NodeProto::new();
+        n.op_type = op.into();
+        n.name = name.into();
+        n.input = ins.iter().map(|s| s.to_string()).collect();
+        n.output = vec![out.into()];
+        n.attribute = attrs;
+        n
+    };
+    let value = |name: &str, dims: &[Option<i64>]| {
+        let mut v = ValueInfoProto::new();
+        v.name = name.into();
+        let t = v.type_.mut_or_insert_default().mut_tensor_type();
+        t.elem_type = 1;
+        let shape = t.shape.mut_or_insert_default();
+        for d in dims {
+            shape.dim.push(Default::default());
+            let last = shape.dim.last_mut().unwrap();
+            match d {
+                Some(d) => last.set_dim_value(*d),
+                None => last.set_dim_param("N".into()),
+            }
+        }
+        v
+    };
+    let mut model = ModelProto::new();
+    model.ir_version = 8;
+    model.opset_import.push(Default::default());
+    model.opset_import[0].version = 13;
+    let g = model.graph.mut_or_insert_default();
+    g.name = "reduce_mean".into();
+    g.input.push(value("input", &[None, Some(3), Some(6), Some(6)]));
+    g.output.push(value("logits", &[None, Some(5)]));
+    g.initializer = vec![
+        tensor("conv.weight", &[4, 3, 3, 3], &w_conv),
+        tensor("conv.bias", &[4], &b_conv),
+        tensor("fc.weight", &[5, 4], &w_fc),
+        tensor("fc.bias", &[5], &b_fc),
+    ];
+    g.node = vec![
+        node("Conv", "/conv/Conv", &["input", "conv.weight", "conv.bias"], "c", vec![ints("kernel_shape", &[3, 3])]),
+        node("Relu", "/relu/Relu", &["c"], "r", vec![]),
+        node("ReduceMean", "/mean/ReduceMean", &["r"], "m", vec![ints("axes", &[2, 3]), int("keepdims", 0)]),
+        node("Gemm", "/fc/Gemm", &["m", "fc.weight", "fc.bias"], "logits", vec![int("transB", 1)]),
+    ];
+    let onnx = OnnxModel::from_bytes(&model.write_to_bytes().unwrap(), &dev).unwrap();
+    assert!(
+        onnx.graph().steps().iter().any(|(n, t)| *n == "/mean/ReduceMean" && *t == "ReduceMean"),
+        "{:?}",
+        onnx.graph().steps()
+    );
+
+    struct Burn {
+        conv: Conv2d,
+        relu: Relu,
+        pool: AdaptiveAvgPool2d,
+        fc: Linear,
+    }
+    impl Explain for Burn {
+        fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+            let h = t.layer("conv", &self.conv, x)?;
+            let h = t.layer("relu", &self.relu, h)?;
+            let h = t.layer("pool", &self.pool, h)?;
+            let h = t.flatten("flat", h)?;
+            t.layer("fc", &self.fc, h)
+        }
+    }
+    let from = |v: &[f32], dims: [usize; 4]| {
+        Tensor::<4>::from_data(rap_attrib::burn::tensor::TensorData::new(v.to_vec(), dims), &dev)
+    };
+    let mut conv = Conv2dConfig::new([3, 4], [3, 3]).init(&dev);
+    conv.weight = Param::from_tensor(from(&w_conv, [4, 3, 3, 3]));
+    conv.bias = Some(Param::from_tensor(Tensor::from_floats(b_conv.as_slice(), &dev)));
+    let mut fc = LinearConfig::new(4, 5).init(&dev);
+    fc.weight = Param::from_tensor(from(&w_fc, [5, 4, 1, 1]).reshape([5, 4]).transpose());
+    fc.bias = Some(Param::from_tensor(Tensor::from_floats(b_fc.as_slice(), &dev)));
+    let burn = Burn { conv, relu: Relu::new(), pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(), fc };
+    let x = Tensor::<4>::random([2, 3, 6, 6], rap_attrib::burn::tensor::Distribution::Normal(0.0, 1.0), &dev);
+    for composite in [Composite::epsilon(1e-6).unwrap(), Composite::rap()] {
+        let a = Explainer::new(&onnx, composite.clone()).explain(x.clone(), Target::Classes(vec![1, 3])).unwrap();
+        let b = Explainer::new(&burn, composite).explain(x.clone(), Target::Classes(vec![1, 3])).unwrap();
+        let (la, lb) = (to_vec(&a.logits), to_vec(&b.logits));
+        assert!(la.iter().zip(&lb).all(|(p, q)| (p - q).abs() <= 1e-5), "{la:?} {lb:?}");
+        let (ra, rb) = (to_vec(&a.relevance), to_vec(&b.relevance));
+        let scale = rb.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+        assert!(ra.iter().zip(&rb).all(|(p, q)| (p - q).abs() <= 1e-5 * scale));
+    }
+}
