@@ -3,8 +3,8 @@
 // Indexing is checked by construction here: indices are the three axes of fixed-size arrays.
 #![allow(clippy::indexing_slicing)]
 
-use super::{LayerType, Layout, LinearLayer, Relevance, inputs_n, shape_error};
-use crate::error::{AttribError, Result};
+use super::{LayerType, Layout, LinearLayer, Relevance, inputs_n, keep_layout, shape_error};
+use crate::error::Result;
 use burn::nn::PaddingConfig3d;
 use burn::nn::conv::Conv3d;
 use burn::tensor::Tensor;
@@ -165,29 +165,13 @@ impl Relevance for Conv3d {
     }
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
-        match (inputs, dims) {
-            ([Layout::Volume { depth }], [d]) => {
-                let (got, _, [out, _, _]) = geometry(self, name, *d)?;
-                if got != *depth {
-                    return Err(shape_error(name, format!("a volume of depth {depth} (its layout)"), *d));
-                }
-                Ok(Layout::Volume { depth: out })
-            }
-            ([other], [d]) => Err(AttribError::Shape {
-                layer: name.to_string(),
-                expected: format!(
-                    "Conv3d takes {}; got a {} value",
-                    Layout::Volume { depth: 0 }.describe(),
-                    other.describe()
-                ),
-                got: other.logical_dims(*d),
-            }),
-            _ => Err(AttribError::Shape {
-                layer: name.to_string(),
-                expected: "1 input tensor(s)".into(),
-                got: vec![inputs.len()],
-            }),
+        let layout = keep_layout(name, "Conv3d takes", &[Layout::Volume { depth: 0 }], inputs, dims)?;
+        let (Layout::Volume { depth }, [d]) = (layout, dims) else { return Ok(layout) };
+        let (got, _, [out, _, _]) = geometry(self, name, *d)?;
+        if got != depth {
+            return Err(shape_error(name, format!("a volume of depth {depth} (its layout)"), *d));
         }
+        Ok(Layout::Volume { depth: out })
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

@@ -1,7 +1,7 @@
 //! [`Permute`]: a permutation of the axes that the engine's layouts absorb (channels last and
 //! back), so the data does not move.
 
-use super::{LayerType, Layout, Relevance, inputs_n};
+use super::{LayerType, Layout, Relevance, inputs_n, keep_layout};
 use crate::base::{Rule, RuleContext};
 use crate::error::{AttribError, Result};
 use burn::tensor::Tensor;
@@ -40,11 +40,14 @@ impl Relevance for Permute {
     }
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
-        match (inputs, self.perm) {
-            ([l], [0, 1, 2, 3]) => Ok(*l),
-            ([Layout::Spatial], [0, 2, 3, 1]) => Ok(Layout::ChannelsLast),
-            ([Layout::ChannelsLast], [0, 3, 1, 2]) => Ok(Layout::Spatial),
-            ([l], perm) => Err(AttribError::Shape {
+        let any =
+            [Layout::Features, Layout::Sequence, Layout::Spatial, Layout::ChannelsLast, Layout::Volume { depth: 0 }];
+        let layout = keep_layout(name, "a permutation takes", &any, inputs, dims)?;
+        match (layout, self.perm) {
+            (l, [0, 1, 2, 3]) => Ok(l),
+            (Layout::Spatial, [0, 2, 3, 1]) => Ok(Layout::ChannelsLast),
+            (Layout::ChannelsLast, [0, 3, 1, 2]) => Ok(Layout::Spatial),
+            (l, perm) => Err(AttribError::Shape {
                 layer: name.to_string(),
                 expected: format!(
                     "the permutation {perm:?} of a {} value: only [0, 2, 3, 1] of [batch, channels, height, width] \
@@ -52,11 +55,6 @@ impl Relevance for Permute {
                     l.describe()
                 ),
                 got: dims.first().map(|d| l.logical_dims(*d)).unwrap_or_default(),
-            }),
-            _ => Err(AttribError::Shape {
-                layer: name.to_string(),
-                expected: "1 input tensor(s)".into(),
-                got: vec![inputs.len()],
             }),
         }
     }

@@ -4,7 +4,7 @@
 //! the model's own forward, and sample by sample; and the typed errors where a layer cannot take
 //! a layout.
 
-use crate::common::{Rng, device};
+use crate::common::{Rng, device, shape_error_of};
 use rap_attrib::burn::nn::conv::Conv2dConfig;
 use rap_attrib::burn::nn::{Linear, LinearConfig, Relu};
 use rap_attrib::burn::tensor::{Device, Tensor, TensorData};
@@ -261,13 +261,6 @@ impl Explain for ConvOnTokens {
         let h = t.layer("conv", &self.conv, x)?;
         let h = t.layer_owned("mean", Box::new(TokenMean), &[h])?;
         Ok(h)
-    }
-}
-
-fn shape_error_of(err: AttribError) -> (String, String, Vec<usize>) {
-    match err {
-        AttribError::Shape { layer, expected, got } => (layer, expected, got),
-        other => panic!("expected a Shape error, got {other:?}"),
     }
 }
 

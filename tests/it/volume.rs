@@ -4,7 +4,7 @@
 //! against Burn's autodiff of the model's own forward, and sample by sample; and the typed
 //! errors where a layer cannot take a volume.
 
-use crate::common::{Rng, device};
+use crate::common::{Rng, device, shape_error_of};
 use rap_attrib::burn::module::{Param, RunningState};
 use rap_attrib::burn::nn::conv::{Conv2dConfig, Conv3d, Conv3dConfig};
 use rap_attrib::burn::nn::pool::{AdaptiveAvgPool3d, AdaptiveAvgPool3dConfig, MaxPool2dConfig};
@@ -281,13 +281,6 @@ fn the_gradient_of_a_volume_is_burns_autodiff_of_the_models_forward() {
     let scale = w.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
     let worst = g.iter().zip(&w).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(worst <= 1e-5 * scale, "{worst:e} of {scale:e}");
-}
-
-fn shape_error_of(err: AttribError) -> (String, String, Vec<usize>) {
-    match err {
-        AttribError::Shape { layer, expected, got } => (layer, expected, got),
-        other => panic!("expected a Shape error, got {other:?}"),
-    }
 }
 
 #[test]

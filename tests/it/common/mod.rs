@@ -418,3 +418,12 @@ pub fn device() -> Device {
         ),
     }
 }
+
+/// The parts of an [`AttribError::Shape`](rap_attrib::AttribError::Shape); any other error fails
+/// the test.
+pub fn shape_error_of(err: rap_attrib::AttribError) -> (String, String, Vec<usize>) {
+    match err {
+        rap_attrib::AttribError::Shape { layer, expected, got } => (layer, expected, got),
+        other => panic!("expected a Shape error, got {other:?}"),
+    }
+}
