@@ -14,11 +14,27 @@ pub(crate) fn scale_shift(bn: &BatchNorm) -> (Tensor<1>, Tensor<1>) {
     (scale, shift)
 }
 
-/// `[B, C·D, H, W]` as `[B, C, D, H·W]` for a per-channel scale of `c` channels: a volume's
-/// depth folded into axis 1, unfolded (`D = 1` for every other layout).
-fn per_channel(x: Tensor<4>, c: usize) -> Tensor<4> {
-    let [b, cd, h, w] = x.dims();
-    x.reshape([b, c, cd / c.max(1), h * w])
+/// `x ⊙ s (+ t)` with the per-channel `s` and `t` of `c` channels broadcast over a value held as
+/// `[B, C, H, W]`, or, for a volume (`[B, C·D, H, W]`, the depth folded into axis 1), over its
+/// depth too.
+fn per_channel(x: Tensor<4>, scale: Tensor<4>, shift: Option<Tensor<1>>) -> Tensor<4> {
+    let [c, _, _, _] = scale.dims();
+    let shape = x.dims();
+    let [b, cd, h, w] = shape;
+    let shift = shift.map(|t| t.reshape([1, c, 1, 1]));
+    let scale = scale.reshape([1, c, 1, 1]);
+    if cd == c {
+        let y = x * scale;
+        return match shift {
+            Some(t) => y + t,
+            None => y,
+        };
+    }
+    let y = x.reshape([b, c, cd / c.max(1), h * w]) * scale;
+    match shift {
+        Some(t) => (y + t).reshape(shape),
+        None => y.reshape(shape),
+    }
 }
 
 /// Batch normalisation, always in inference mode (running statistics), whatever the device.
@@ -49,19 +65,11 @@ impl LinearLayer for BatchNorm {
     }
 
     fn forward_with(&self, x: Tensor<4>, weight: &Tensor<4>, bias: Option<Tensor<1>>) -> Tensor<4> {
-        let [c, _, _, _] = weight.dims();
-        let shape = x.dims();
-        let y = per_channel(x, c) * weight.clone().reshape([1, c, 1, 1]);
-        match bias {
-            Some(b) => (y + b.reshape([1, c, 1, 1])).reshape(shape),
-            None => y.reshape(shape),
-        }
+        per_channel(x, weight.clone(), bias)
     }
 
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, _x_shape: [usize; 4]) -> Tensor<4> {
-        let [c, _, _, _] = weight.dims();
-        let shape = y.dims();
-        (per_channel(y, c) * weight.clone().reshape([1, c, 1, 1])).reshape(shape)
+        per_channel(y, weight.clone(), None)
     }
 
     fn structure(&self) -> crate::base::LinearStructure {
