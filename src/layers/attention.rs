@@ -48,29 +48,6 @@ fn merge(x: Tensor<4>) -> Tensor<3> {
     x.swap_dims(1, 2).reshape([b, t, h * d])
 }
 
-/// What the forward pass of the attention computes on the way, for its relevance step.
-struct Trace {
-    x: Tensor<3>,
-    v: Tensor<3>,
-    p: Tensor<4>,
-    o: Tensor<4>,
-    ctx: Tensor<3>,
-    out: Tensor<3>,
-}
-
-fn run(mha: &MultiHeadAttention, x: Tensor<3>) -> Trace {
-    let h = mha.n_heads;
-    let q = heads(linear(&mha.query, x.clone()), h);
-    let k = heads(linear(&mha.key, x.clone()), h);
-    let v = linear(&mha.value, x.clone());
-    let scores = q.matmul(k.transpose()).div_scalar((mha.d_k as f64).sqrt());
-    let p = if mha.quiet_softmax { quiet_softmax(scores, 3) } else { softmax(scores, 3) };
-    let o = p.clone().matmul(heads(v.clone(), h));
-    let ctx = merge(o.clone());
-    let out = linear(&mha.output, ctx.clone());
-    Trace { x, v, p, o, ctx, out }
-}
-
 /// Multi-head self-attention (the query, key and value all the input sequence; no mask; no
 /// dropout, as at inference).
 ///
@@ -125,7 +102,10 @@ impl Relevance for MultiHeadAttention {
             return Err(shape_error(name, format!("a sequence of {} features", self.d_model), x.dims()));
         }
         crate::limits::check_elements(&format!("layer `{name}`: the attention weights"), &[b, self.n_heads, t, t])?;
-        Ok(held(run(self, logical(x)).out))
+        let (values, mix, output) = split_attention(self);
+        let v = values.forward(name, std::slice::from_ref(x))?;
+        let o = mix.forward(name, &[x.clone(), v])?;
+        output.forward(name, &[o])
     }
 
     fn native_forward(&self, inputs: &[Tensor<4>]) -> Option<Tensor<4>> {
@@ -141,15 +121,18 @@ impl Relevance for MultiHeadAttention {
         _rule: Option<&dyn Rule>,
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
+        // The three ops' steps in turn (`Tracer::attention` records the same three).
         let [x] = inputs_n::<1>(ctx.name, inputs)?;
-        let f = run(self, logical(x));
-        let h = self.n_heads;
-        let r_ctx = epsilon_back(&self.output, f.ctx, f.out, logical(&r));
-        let r_o = heads(r_ctx, h);
-        let s = ctx.sharing.divide(r_o, f.o);
-        let v = heads(f.v.clone(), h);
-        let r_v = merge(v * f.p.transpose().matmul(s));
-        Ok(vec![held(epsilon_back(&self.value, f.x, f.v, r_v))])
+        let (values, mix, output) = split_attention(self);
+        let v = values.forward(ctx.name, std::slice::from_ref(x))?;
+        let mixed = [x.clone(), v.clone()];
+        let o = mix.forward(ctx.name, &mixed)?;
+        let out = output.forward(ctx.name, std::slice::from_ref(&o))?;
+        let r_o = output.relevance(std::slice::from_ref(&o), &out, r, None, ctx)?;
+        let [r_o] = <[Tensor<4>; 1]>::try_from(r_o).map_err(|_| shape_error(ctx.name, "one relevance", out.dims()))?;
+        let [_, r_v] = <[Tensor<4>; 2]>::try_from(mix.relevance(&mixed, &o, r_o, None, ctx)?)
+            .map_err(|_| shape_error(ctx.name, "two relevances", o.dims()))?;
+        values.relevance(std::slice::from_ref(x), &v, r_v, None, ctx)
     }
 }
 

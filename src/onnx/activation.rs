@@ -50,12 +50,10 @@ impl Loader<'_> {
                         Some(ClipInput::Static(v)) => return Ok(*v as f32),
                         Some(ClipInput::Runtime(r)) => r,
                     };
-                    let value = node.inputs().get(r.input_index).and_then(|a| a.value());
-                    let v = value.and_then(|d| d.convert::<f32>().try_to_vec::<f32>().ok());
-                    match v.as_deref() {
-                        Some([x]) => Ok(*x),
-                        _ => Err(unsupported(name, op, format!("its {what} is not one constant number"))),
-                    }
+                    node.inputs()
+                        .get(r.input_index)
+                        .and_then(scalar)
+                        .ok_or_else(|| unsupported(name, op, format!("its {what} is not one constant number")))
                 };
                 let (min, max) =
                     (bound(&n.config.min, f32::NEG_INFINITY, "min")?, bound(&n.config.max, f32::INFINITY, "max")?);
@@ -100,8 +98,9 @@ impl Loader<'_> {
         }
     }
 
-    /// A constant operand's values (row-major) and its shape in the file.
-    fn constant_values(&self, name: &str, arg: &onnx_ir::Argument) -> Result<(Tensor<1>, Vec<usize>)> {
+    /// A constant operand's values (row-major) and its shape in the file: the one reader of
+    /// constant arguments ([`Loader::constant_of`] adds the constants a node kept).
+    pub(super) fn constant_values(&self, name: &str, arg: &onnx_ir::Argument) -> Result<(Tensor<1>, Vec<usize>)> {
         let data = arg
             .value()
             .ok_or_else(|| onnx_err(name, format!("input `{}` is neither computed nor constant", arg.name)))?;

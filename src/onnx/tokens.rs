@@ -24,13 +24,7 @@ impl Loader<'_> {
 
     /// The values and shape of a constant argument, or of a constant an earlier node kept.
     pub(super) fn constant_of(&self, arg: &Argument) -> Option<(Tensor<1>, Vec<usize>)> {
-        if let Some(c) = self.consts.get(&arg.name) {
-            return Some(c.clone());
-        }
-        let data = arg.value()?;
-        let dims = data.shape().to_vec();
-        let values: Vec<f32> = data.convert::<f32>().try_to_vec::<f32>().ok()?;
-        values.iter().all(|v| v.is_finite()).then(|| (Tensor::<1>::from_floats(values.as_slice(), self.device), dims))
+        self.consts.get(&arg.name).cloned().or_else(|| self.constant_values(&arg.name, arg).ok())
     }
 
     /// `Add(x, c)` of an activation and a constant (a position embedding): [`AddConstant`].

@@ -320,3 +320,36 @@ fn a_squeeze_excitation_block_holds_its_gate_constant_only_when_asked() {
     assert!(silu(&constant).iter().any(|v| *v != 0.0));
     assert_eq!(constant.layer("excite").map(|l| l.layer_type.clone()), Some(LayerType::Mul));
 }
+
+/// Burn's attention as one op (`Tracer::layer`) and as three (`Tracer::attention`): the same
+/// forward as Burn's own, and the same relevance.
+#[test]
+fn attention_as_one_op_and_as_three_agree() {
+    use rap_attrib::burn::nn::attention::{MultiHeadAttention, MultiHeadAttentionConfig};
+    struct One(MultiHeadAttention, Linear, bool);
+    impl Explain for One {
+        fn trace<'m>(&'m self, t: &mut Tracer<'m>, x: Node) -> Result<Node> {
+            let a = if self.2 { t.attention("att", &self.0, x)? } else { t.layer("att", &self.0, x)? };
+            let m = t.token_mean("mean", a)?;
+            t.layer("head", &self.1, m)
+        }
+    }
+    let dev = device();
+    let mha = MultiHeadAttentionConfig::new(8, 2).with_dropout(0.0).init(&dev);
+    let head = LinearConfig::new(8, 3).init(&dev);
+    let (one, three) = (One(mha.clone(), head.clone(), false), One(mha, head, true));
+    let v: Vec<f32> = {
+        let mut rng = Rng::new(21);
+        (0..2 * 5 * 8).map(|_| rng.normal() as f32).collect()
+    };
+    let x = Tensor::<3>::from_data(TensorData::new(v, [2, 5, 8]), &dev);
+    let e = |m: &One| {
+        let r = Explainer::new(m, Composite::cp_epsilon()).explain(x.clone(), Target::Classes(vec![0, 2])).unwrap();
+        r.relevance.to_data().convert::<f64>().try_to_vec::<f64>().unwrap()
+    };
+    let (a, b) = (e(&one), e(&three));
+    let scale = a.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+    assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-6 * scale), "{a:?} {b:?}");
+    let explainer = Explainer::new(&one, Composite::cp_epsilon());
+    assert!(explainer.check_trace(x.clone(), explainer.forward(x.clone()).unwrap(), 1e-5).is_ok());
+}
