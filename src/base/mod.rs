@@ -74,12 +74,20 @@ pub enum LayerType {
     Permute,
     /// Layer normalisation over the feature axis.
     LayerNorm,
+    /// Root-mean-square normalisation over the feature axis.
+    RmsNorm,
+    /// Group normalisation over groups of channels.
+    GroupNorm,
+    /// An embedding table (token ids to vectors).
+    Embedding,
     /// Multi-head self-attention.
     Attention,
     /// A structural op on a token sequence (patches to tokens, a class token, a token picked).
     Tokens,
     /// The sum with a constant (a position embedding).
     AddConstant,
+    /// A structural op on the channel axis (a channel range, ShuffleNet's channel shuffle).
+    Channels,
     /// A user-defined layer type.
     Custom(String),
 }

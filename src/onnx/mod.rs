@@ -39,6 +39,7 @@
 
 mod activation;
 mod attention;
+mod channels;
 mod conv;
 mod join;
 mod linear;
@@ -185,6 +186,10 @@ struct Loader<'d> {
     batch: Option<usize>,
     /// Shape arithmetic followed symbolically: value name → its entries.
     shapes: HashMap<String, Vec<Dim>>,
+    /// Maps on their way through a channel shuffle, by the value name of each step.
+    shuffles: HashMap<String, channels::Shuffle>,
+    /// Dimensions the loader knows where onnx-ir has no static shape (after a shuffle).
+    known_dims: HashMap<String, Vec<Option<usize>>>,
 }
 
 impl Loader<'_> {
@@ -303,7 +308,9 @@ impl Loader<'_> {
             return Ok(());
         }
         // Computed from constants only (an `Expand`ed class token): a constant too.
-        if !self.regions.contains_key(&index) && !node.inputs().iter().any(|a| self.values.contains_key(&a.name)) {
+        if !self.regions.contains_key(&index)
+            && !node.inputs().iter().any(|a| self.values.contains_key(&a.name) || self.shuffles.contains_key(&a.name))
+        {
             return self.constant_node(node);
         }
         let name = self.step_name(node, index);
@@ -336,8 +343,16 @@ impl Loader<'_> {
             Node::Add(_) => self.add(node, name),
             Node::Concat(n) => self.concat(node, n, name, &op),
             Node::Flatten(n) => self.flatten(node, n, name, &op),
-            Node::Reshape(n) => self.reshape(node, n, name, &op),
-            Node::Transpose(n) => self.transpose(node, n, name, &op),
+            Node::Reshape(n) => match self.shuffle_step(node, name) {
+                Some(done) => done,
+                None => self.reshape(node, n, name, &op),
+            },
+            Node::Transpose(n) => match self.shuffle_step(node, name) {
+                Some(done) => done,
+                None => self.transpose(node, n, name, &op),
+            },
+            Node::Split(n) => self.split(node, n, name, &op),
+            Node::Slice(n) => self.slice(node, n, name, &op),
             Node::Gather(n) => self.select_token(node, n, name, &op),
             Node::ReduceMean(n) => self.reduce_mean(node, n, name, &op),
             Node::LayerNormalization(n) => self.layer_norm(node, n, name, &op),
@@ -350,7 +365,7 @@ impl Loader<'_> {
                 &op,
                 "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, \
                  LeakyRelu, Gelu, Mul, Div (by a constant), MaxPool, AveragePool, GlobalAveragePool, ReduceMean (spatial), \
-                 BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Dropout and Identity",
+                 BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Split and Slice (of channels), a channel shuffle, Dropout and Identity",
             )),
         }
     }
@@ -470,6 +485,8 @@ impl OnnxModel {
             pending_tokens: std::collections::HashSet::new(),
             batch: input_shape.first().copied().flatten(),
             shapes: HashMap::new(),
+            shuffles: HashMap::new(),
+            known_dims: HashMap::new(),
         };
         loader.values.insert(input.name.clone(), 0);
         loader.gelus = activation::gelu_patterns(&parsed.nodes);

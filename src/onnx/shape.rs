@@ -13,6 +13,9 @@ pub(super) enum Dim {
     Batch,
     /// A constant.
     Known(i64),
+    /// `((C + add) / div) · mul` of the channel count `C` of an activation whose channel count
+    /// only the run will tell (PyTorch's `x.chunk(2, dim=1)` after a channel shuffle).
+    Channels { add: i64, div: i64, mul: i64 },
     /// Anything else.
     Unknown,
 }
@@ -95,10 +98,15 @@ impl Loader<'_> {
                 let ArgType::Tensor(t) = &x.ty else { return None };
                 let held = self.values.contains_key(&x.name);
                 let fixed = static_dims(x).unwrap_or_default();
+                let fixed = match self.known_dims.get(&x.name) {
+                    Some(known) if fixed.iter().skip(1).any(Option::is_none) => known.clone(),
+                    _ => fixed,
+                };
                 let all: Vec<Dim> = (0..t.rank)
                     .map(|i| match fixed.get(i).copied().flatten().and_then(|d| i64::try_from(d).ok()) {
                         Some(d) if i > 0 || !held => Dim::Known(d),
                         _ if i == 0 && held => Dim::Batch,
+                        _ if i == 1 && held => Dim::Channels { add: 0, div: 1, mul: 1 },
                         _ => Dim::Unknown,
                     })
                     .collect();
@@ -144,6 +152,18 @@ impl Loader<'_> {
                             _ => x.checked_sub(*y),
                         };
                         Some(vec![v.map_or(Dim::Unknown, Dim::Known)])
+                    }
+                    // Arithmetic on a channel count: `(C + a) / d · m`, in that order.
+                    (Some([Dim::Channels { add, div, mul }]), Some([Dim::Known(k)])) => {
+                        let (add, div, mul) = (*add, *div, *mul);
+                        let v = match node {
+                            Node::Add(_) if div == 1 && mul == 1 => add.checked_add(*k).map(|add| (add, div, mul)),
+                            Node::Sub(_) if div == 1 && mul == 1 => add.checked_sub(*k).map(|add| (add, div, mul)),
+                            Node::Div(_) if mul == 1 && *k > 0 => div.checked_mul(*k).map(|div| (add, div, mul)),
+                            Node::Mul(_) => mul.checked_mul(*k).map(|mul| (add, div, mul)),
+                            _ => None,
+                        };
+                        Some(vec![v.map_or(Dim::Unknown, |(add, div, mul)| Dim::Channels { add, div, mul })])
                     }
                     (Some([_]), Some([_])) => Some(vec![Dim::Unknown]),
                     _ => None,

@@ -37,6 +37,7 @@ mod metric_properties;
 #[cfg(all(feature = "eval", feature = "gradients"))]
 mod metrics;
 mod modern_ops;
+mod norms_embedding;
 #[cfg(all(feature = "onnx", feature = "weights"))]
 mod onnx;
 mod properties;

@@ -1,0 +1,126 @@
+#!/usr/bin/env python3
+"""CP-LRP references for the full-size modern torchvision networks, from LXT 2.1, in the format of
+`../shared/modern` (so `tests/modern.rs` reads them through its one loader).
+
+Runs after `scripts/torchvision_zoo.py OUT_DIR`: for each of ViT-B/16, ConvNeXt-T, EfficientNet-B0,
+MobileNetV2 and MobileNetV3-S found there (same seeded weights, same two photos), writes
+`OUT_DIR/modern/<model>.onnx` (a link to the export) and `<model>.safetensors` with `input`,
+`logits`, `target`, `cp_epsilon.input` (the float64 reference rounded to float32) and
+`cp_epsilon.input.f64`.
+
+The rules are the `cp_epsilon` preset of `../shared/modern/README.md`, built the way LXT's
+efficient mode builds them: LXT's `monkey_patch_zennit` (Zennit hooks in the gradient×input
+frame), Zennit `Epsilon(1e-6)` on every `Conv2d` and `Linear` module, LXT's identity rule on
+GELU, SiLU, ReLU, ReLU6, Hardswish, Hardsigmoid and Sigmoid, LXT's LayerNorm rule (ConvNeXt's
+`LayerNorm2d` included), CP-LRP in `nn.MultiheadAttention` (LXT's patch: no gradient through
+query and key), the uniform rule on the squeeze-excitation product, and every BatchNorm folded
+into the convolution before it (exact, as the README says). The start is the target logit
+(gradient one-hot, relevance = input × gradient).
+
+    python scripts/lxt_zoo.py OUT_DIR [model ...]
+    RAP_MODERN_DIR=OUT_DIR/modern RAP_MODERN_TOL=1e-2 cargo test --release --features onnx --test modern -- --nocapture
+"""
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import convnext, vision_transformer
+from torchvision.ops import misc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from torchvision_zoo import MODELS, build, photos, write_safetensors  # noqa: E402
+
+MODERN = ["vit_b_16", "convnext_tiny", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small"]
+
+
+def patch():
+    from lxt.efficient.patches import (cp_multi_head_attention_forward, layer_norm_forward, non_linear_forward,
+                                       patch_method)
+    from lxt.efficient.rules import divide_gradient
+    from lxt.efficient.zennit_patches import monkey_patch_zennit
+
+    monkey_patch_zennit()
+    for cls in (nn.GELU, nn.SiLU, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid):
+        patch_method(non_linear_forward, cls, keep_original=True)
+    patch_method(layer_norm_forward, nn.LayerNorm)
+    patch_method(cp_multi_head_attention_forward, nn.MultiheadAttention, keep_original=True)
+
+    def layer_norm_2d(self, x):
+        return layer_norm_forward(self, x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    convnext.LayerNorm2d.forward = layer_norm_2d
+
+    def squeeze_excitation(self, x):
+        return divide_gradient(self._scale(x) * x, 2)
+
+    misc.SqueezeExcitation.forward = squeeze_excitation
+    assert vision_transformer.nn.MultiheadAttention is nn.MultiheadAttention
+
+
+def fold_batch_norms(model):
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for m in model.modules():
+        if isinstance(m, nn.Sequential):
+            kids = list(m)
+            for i in range(len(kids) - 1):
+                if isinstance(kids[i], nn.Conv2d) and isinstance(kids[i + 1], nn.BatchNorm2d):
+                    m[i] = fuse_conv_bn_eval(kids[i], kids[i + 1])
+                    m[i + 1] = nn.Identity()
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules()), "a BatchNorm was left unfolded"
+    return model
+
+
+def relevance(model, x, target):
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import Epsilon
+
+    composite = LayerMapComposite([(nn.Conv2d, Epsilon(1e-6)), (nn.Linear, Epsilon(1e-6))])
+    x = x.clone().requires_grad_(True)
+    t0 = time.time()
+    with composite.context(model) as m:
+        y = m(x)
+        (y * nn.functional.one_hot(target, y.shape[1]).to(y.dtype)).sum().backward()
+    secs = time.time() - t0
+    return (x * x.grad).detach(), y.detach(), secs
+
+
+def main():
+    out = Path(sys.argv[1])
+    (out / "modern").mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    patch()
+    for name in sys.argv[2:] or MODERN:
+        onnx = out / f"{name}.onnx"
+        if not onnx.is_file():
+            print(f"{name}: no export in {out} (run scripts/torchvision_zoo.py first)")
+            continue
+        x = photos(MODELS[name][0])
+        with torch.no_grad():
+            logits = build(name)(x)
+        target = logits.argmax(1)
+        r32, _, secs32 = relevance(fold_batch_norms(build(name)), x, target)
+        # LXT's timing as a user would take it: the second call.
+        _, _, secs32 = relevance(fold_batch_norms(build(name)), x, target)
+        r64, y64, _ = relevance(fold_batch_norms(build(name)).double(), x.double(), target)
+        link = out / "modern" / f"{name}.onnx"
+        if not link.exists():
+            link.symlink_to(onnx.resolve())
+        write_safetensors(out / "modern" / f"{name}.safetensors",
+                          {"input": x, "logits": logits, "logits.f64": y64, "target": target,
+                           "cp_epsilon.input": r64.float(), "cp_epsilon.input.f64": r64})
+        spread = ((r32.double() - r64).abs().max() / r64.abs().max()).item()
+        sums = (r64.sum((1, 2, 3)) / y64.gather(1, target[:, None])[:, 0]).tolist()
+        meta = {"model": name, "lxt": "2.1", "lxt_explain_s_float32_batch2": secs32,
+                "float32_vs_float64": spread, "conservation": sums, "generator": "scripts/lxt_zoo.py"}
+        (out / "modern" / f"{name}.json").write_text(json.dumps(meta, indent=1))
+        print(f"{name}: LXT {secs32:.2f} s (batch 2, float32), float32 vs float64 {spread:.1e}·max|R|, "
+              f"ΣR/logit {[f'{s:.3f}' for s in sums]}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
