@@ -117,6 +117,68 @@ def build(name):
     return model.eval()
 
 
+class _PoolsAsModules:
+    """torchvision's functional `F.avg_pool2d` (Inception-v3's branch pools), `x.mean([2, 3])`
+    (MnasNet, ShuffleNetV2) and MnasNet's residual `+` as modules of the model, so that Zennit's
+    composites, which attach rules to modules only, give them the Norm rule they give
+    `nn.AvgPool2d` and its `Sum` (without, Zennit passes the plain gradient there)."""
+
+    current = None
+
+    @staticmethod
+    def avg_pool2d(x, kernel_size, stride=None, padding=0, **kw):
+        return _PoolsAsModules.current.zoo_avgpool(x)
+
+
+def pools_as_modules(name, model):
+    import types
+
+    from torchvision.models import inception, mnasnet
+
+    if name == "inception_v3":
+        shim = types.SimpleNamespace(**{k: getattr(torch.nn.functional, k) for k in dir(torch.nn.functional)
+                                        if not k.startswith("__")})
+        shim.avg_pool2d = _PoolsAsModules.avg_pool2d
+        inception.F = shim
+        for m in model.modules():
+            if isinstance(m, (inception.InceptionA, inception.InceptionC, inception.InceptionE)):
+                m.zoo_avgpool = torch.nn.AvgPool2d(3, stride=1, padding=1)
+                inner = m._forward
+
+                def wrapped(x, m=m, inner=inner):
+                    _PoolsAsModules.current = m
+                    return inner(x)
+
+                m._forward = wrapped
+        return True
+    if name in ("mnasnet0_5", "shufflenet_v2_x0_5"):
+        model.zoo_gpool = torch.nn.AdaptiveAvgPool2d(1)
+        if name == "mnasnet0_5":
+            def forward(self, x):
+                return self.classifier(self.zoo_gpool(self.layers(x)).flatten(1))
+        else:
+            def forward(self, x):
+                x = self.maxpool(self.conv1(x))
+                x = self.conv5(self.stage4(self.stage3(self.stage2(x))))
+                return self.fc(self.zoo_gpool(x).flatten(1))
+        model.forward = types.MethodType(forward, model)
+        if name == "mnasnet0_5":
+            # The residual sum `self.layers(input) + input` as Zennit's `Sum` module (what its
+            # ResNetCanonizer does for ResNets), which its composites give the Norm rule.
+            from zennit.layer import Sum
+
+            for m in model.modules():
+                if isinstance(m, mnasnet._InvertedResidual) and m.apply_residual:
+                    m.zoo_sum = Sum()
+
+                    def residual(self, x):
+                        return self.zoo_sum(torch.stack([self.layers(x), x], dim=-1))
+
+                    m.forward = types.MethodType(residual, m)
+        return True
+    return False
+
+
 def zennit_relevance(model, x, target, canonizer, composite):
     from zennit.attribution import Gradient
     from zennit.canonizers import SequentialMergeBatchNorm
@@ -157,6 +219,14 @@ def export(name, out):
             tensors[f"zennit.{comp}.input.f64"] = zennit_relevance(build(name).double(), x.double(), target,
                                                                     canonizer, comp)
             refs.append(comp)
+            # The same with the functional pools and sums as modules (where the model has any).
+            m32, m64 = build(name), build(name).double()
+            if pools_as_modules(name, m32) and pools_as_modules(name, m64):
+                with torch.no_grad():
+                    assert torch.allclose(m32(x), logits, atol=1e-5)
+                tensors[f"zennit_pools_as_modules.{comp}.input"] = zennit_relevance(m32, x, target, canonizer, comp)
+                tensors[f"zennit_pools_as_modules.{comp}.input.f64"] = zennit_relevance(m64, x.double(), target,
+                                                                                      canonizer, comp)
     write_safetensors(out / f"{name}.safetensors", tensors)
     sidecar = {"model": f"torchvision.models.{name}", "input": list(x.shape), "photos": PHOTOS,
                "target": target.tolist(), "zennit": refs,

@@ -12,6 +12,13 @@
 //! (`zennit.<composite>.input`, and `.input.f64` from the float64 model), the matching preset is
 //! compared element by element: a model passes at 1e-4·max|R_zennit| against Zennit in float32
 //! or in float64 (where both absorb nearly all relevance, float32 rounding alone differs by more).
+//! Zennit's rules attach to modules, so a functional pool of the torchvision code
+//! (`F.avg_pool2d` in Inception-v3, `x.mean([2, 3])` in MnasNet and ShuffleNetV2) gets the plain
+//! gradient there, while the ONNX export shows an ordinary pool; where the file also has
+//! `zennit_pools_as_modules.<composite>.input` (Zennit with those pools as modules), a match with
+//! either passes, and both are printed. Where Zennit's own float32 result is further than 1e-4
+//! from its float64 one (relevance nearly all absorbed, GoogLeNet), a result as close to Zennit's
+//! float64 one as Zennit's float32 one is (within 2×) passes, marked as at float32's floor.
 //!
 //! Run: `RAP_ZOO_DIR=/tmp/zoo cargo test --release --features onnx --test torchvision -- --nocapture`
 //! (`RAP_ZOO_MODELS=alexnet,vit_b_16` picks models).
@@ -140,18 +147,39 @@ fn check(onnx: &Path, data: &HashMap<String, HostTensor>) -> (Vec<String>, bool,
             sums.join(", ")
         );
         let zennit = preset.replace('-', "_");
-        if let Some(z32) = data.get(&format!("zennit.{zennit}.input")) {
+        // Zennit as it runs the torchvision model, and (where the model has functional pools,
+        // which Zennit's module-bound rules leave to the plain gradient) with those pools as
+        // modules.
+        let mut best = f64::INFINITY;
+        let mut floor = false;
+        let mut parts = Vec::new();
+        for (prefix, what) in [("zennit", "Zennit"), ("zennit_pools_as_modules", "Zennit, pools as modules")] {
+            let Some(z32) = data.get(&format!("{prefix}.{zennit}.input")) else { continue };
+            let z64 = data.get(&format!("{prefix}.{zennit}.input.f64"));
             let w32 = worst(&rel, &as_f64(z32));
-            let w64 =
-                data.get(&format!("zennit.{zennit}.input.f64")).map_or(f64::INFINITY, |z| worst(&rel, &as_f64(z)));
-            let zennit_self =
-                data.get(&format!("zennit.{zennit}.input.f64")).map_or(f64::NAN, |z| worst(&z32.values, &as_f64(z)));
-            let good = w32.min(w64) <= TOL;
+            let w64 = z64.map_or(f64::INFINITY, |z| worst(&rel, &as_f64(z)));
+            let own = z64.map_or(f64::NAN, |z| worst(&z32.values, &as_f64(z)));
+            best = best.min(w32).min(w64);
+            // At float32's floor: where Zennit's own float32 result is further than 1e-4 from
+            // its float64 one, ours passes as close to the float64 one (within 2×).
+            if own > TOL && w64 <= 2.0 * own {
+                floor = true;
+            }
+            parts
+                .push(format!("vs {what}: {w32:.1e} (float32), {w64:.1e} (float64), its float32 vs float64 {own:.1e}"));
+        }
+        if !parts.is_empty() {
+            let good = best <= TOL || floor;
             ok &= good;
             line = format!(
-                "{}; vs Zennit: {w32:.1e} (float32), {w64:.1e} (float64); Zennit float32 vs float64 {zennit_self:.1e}{}",
+                "{}; {}{}",
                 line.replacen(if finite { "PASS" } else { "FAIL" }, if finite && good { "PASS" } else { "FAIL" }, 1),
-                if good { "" } else { " > 1e-4" }
+                parts.join("; "),
+                match (best <= TOL, floor) {
+                    (true, _) => "",
+                    (false, true) => " (at float32's floor: as close to Zennit's float64 as its own float32)",
+                    (false, false) => " > 1e-4",
+                }
             );
         }
         lines.push(line);
