@@ -13,8 +13,12 @@ efficient mode builds them: LXT's `monkey_patch_zennit` (Zennit hooks in the gra
 frame), Zennit `Epsilon(1e-6)` on every `Conv2d` and `Linear` module, LXT's identity rule on
 GELU, SiLU, ReLU, ReLU6, Hardswish, Hardsigmoid and Sigmoid, LXT's LayerNorm rule (ConvNeXt's
 `LayerNorm2d` included), CP-LRP in `nn.MultiheadAttention` (LXT's patch: no gradient through
-query and key), the uniform rule on the squeeze-excitation product, and every BatchNorm folded
-into the convolution before it (exact, as the README says). The start is the target logit
+query and key), the uniform rule on the squeeze-excitation product, every BatchNorm folded
+into the convolution before it (exact, as the README says), and the residual sums of
+MobileNetV3 and EfficientNet out of place (see `patch`). LXT's efficient mode puts no
+stabiliser on the residual sums, pools and LayerNorm (plain gradients), where the README's
+rules and the crate's presets put `1e-6·sgn0`: on ConvNeXt-T that alone moves single elements by
+5e-2·max|R| (`Composite::cp_epsilon().with_sharing(Sharing::Norm(1e-9))` reproduces LXT there). The start is the target logit
 (gradient one-hot, relevance = input × gradient).
 
     python scripts/lxt_zoo.py OUT_DIR [model ...]
@@ -28,7 +32,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import convnext, vision_transformer
+from torchvision.models import convnext, efficientnet, mobilenetv3, vision_transformer
 from torchvision.ops import misc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,6 +62,22 @@ def patch():
         return divide_gradient(self._scale(x) * x, 2)
 
     misc.SqueezeExcitation.forward = squeeze_excitation
+
+    # torchvision adds the residual in place (`result += input`) in MobileNetV3 and EfficientNet.
+    # Zennit's hook (as LXT patches it) keeps the projection convolution's output tensor to
+    # turn gradients into relevance, and the in-place add changes that tensor, so the
+    # convolution's relevance would include the skip's: the sums out of place.
+    def inverted_residual(self, x):
+        result = self.block(x)
+        return result + x if self.use_res_connect else result
+
+    def mb_conv(self, x):
+        result = self.block(x)
+        return self.stochastic_depth(result) + x if self.use_res_connect else result
+
+    mobilenetv3.InvertedResidual.forward = inverted_residual
+    efficientnet.MBConv.forward = mb_conv
+    efficientnet.FusedMBConv.forward = mb_conv
     assert vision_transformer.nn.MultiheadAttention is nn.MultiheadAttention
 
 
