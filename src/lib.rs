@@ -81,7 +81,7 @@ pub mod walk;
 #[cfg(feature = "zoo")]
 pub mod zoo;
 
-pub use backend::device_by_name;
+pub use backend::{device_by_name, float64};
 pub use canonizer::Canonizer;
 pub use composite::{BatchNormMerge, Composite, InitialRelevance, Selector};
 pub use error::{AttribError, Result};

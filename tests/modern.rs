@@ -32,8 +32,19 @@ fn tol() -> f64 {
 /// EfficientNet, ConvNeXt and the ViT under the three presets.
 const SHIPPED_PASSING: usize = 15;
 
+/// The default device, or with `RAP_MODERN_FLOAT64=1` the float64 path on it
+/// ([`rap_attrib::float64`]).
 fn device() -> Device {
-    Device::default()
+    static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
+    DEVICE
+        .get_or_init(|| {
+            if std::env::var("RAP_MODERN_FLOAT64").is_ok_and(|v| v == "1") {
+                rap_attrib::float64(Device::default()).expect("a fresh default device takes f64")
+            } else {
+                Device::default()
+            }
+        })
+        .clone()
 }
 
 /// The case directories: `RAP_MODERN_DIR` (several joined by the path separator), else
