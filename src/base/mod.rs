@@ -22,6 +22,8 @@ use std::sync::Arc;
 pub enum LayerType {
     /// Fully connected layer.
     Linear,
+    /// 1-D convolution (over the tokens of a sequence).
+    Conv1d,
     /// 2-D convolution.
     Conv2d,
     /// 3-D convolution.
@@ -113,10 +115,10 @@ impl LayerType {
         )
     }
 
-    /// Whether the layer is a convolution (Conv2d, Conv3d): the layers the presets give their
-    /// convolution rules, as Zennit's `Convolution` type group does.
+    /// Whether the layer is a convolution (Conv1d, Conv2d, Conv3d): the layers the presets give
+    /// their convolution rules, as Zennit's `Convolution` type group does.
     pub fn is_convolution(&self) -> bool {
-        matches!(self, LayerType::Conv2d | LayerType::Conv3d)
+        matches!(self, LayerType::Conv1d | LayerType::Conv2d | LayerType::Conv3d)
     }
 }
 

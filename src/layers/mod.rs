@@ -22,6 +22,7 @@ mod avg_pool2d;
 mod batch_norm;
 mod channels;
 mod concat;
+mod conv1d;
 mod conv2d;
 mod conv3d;
 mod dropout;

@@ -20,6 +20,7 @@ mod backend_agreement;
 ))]
 mod cli;
 mod composite;
+mod conv1d;
 mod custom_rule;
 mod description;
 #[cfg(feature = "weights")]
