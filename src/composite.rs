@@ -22,7 +22,7 @@ use crate::error::{AttribError, Result};
 use crate::layers::LayerType;
 use crate::rules::{
     AlphaBeta, Bounds, Epsilon, Flat, Gamma, Pass, ProductRule, Rap, Rule, RuleContext, ShareRule, Sharing,
-    WithProduct, ZBeta, ZPlus,
+    SoftmaxRule, WithProduct, WithSoftmax, ZBeta, ZPlus,
 };
 use std::sync::Arc;
 
@@ -478,12 +478,20 @@ impl Composite {
             .with(Selector::Type(LayerType::Linear), gamma(0.05))
             .with(Selector::Any, Epsilon::default())
     }
+
+    /// `attn-lrp`: [`Composite::cp_epsilon`] with AttnLRP's softmax rule in self-attention
+    /// (Achtibat et al., ICML 2024; [`SoftmaxRule::AttnLrp`]): relevance also flows through the
+    /// queries and keys (the softmax rule, and the uniform rule on `q Kᵀ` and `P V`), as LXT's
+    /// AttnLRP patches compute it. On networks without attention it equals `cp-epsilon`.
+    pub fn attn_lrp() -> Self {
+        Self::cp_epsilon().with_sharing(WithSoftmax::new(Sharing::Norm(1e-6), SoftmaxRule::AttnLrp))
+    }
 }
 
 /// The presets by name ([`Composite::PRESETS`]).
 impl Composite {
     /// The names [`Composite::preset`] and [`FromStr`](std::str::FromStr) take.
-    pub const PRESETS: [&'static str; 12] = [
+    pub const PRESETS: [&'static str; 13] = [
         "rap",
         "lrp-a1b0",
         "lrp-a2b1",
@@ -496,6 +504,7 @@ impl Composite {
         "cp-epsilon",
         "cp-epsilon-gate-constant",
         "cp-gamma",
+        "attn-lrp",
     ];
 
     /// A preset by name, with `input_bounds` for the presets whose input layer takes Z^β / ZBox
@@ -516,6 +525,7 @@ impl Composite {
     /// | `cp-epsilon` | [`Composite::cp_epsilon`] |
     /// | `cp-epsilon-gate-constant` | [`Composite::cp_epsilon_gate_constant`] |
     /// | `cp-gamma` | [`Composite::cp_gamma`] |
+    /// | `attn-lrp` | [`Composite::attn_lrp`] |
     ///
     /// An underscore reads as a hyphen (`cp_epsilon`). Any other name is
     /// [`AttribError::InvalidParameter`] listing these.
@@ -536,6 +546,7 @@ impl Composite {
             "cp-epsilon" => Composite::cp_epsilon(),
             "cp-epsilon-gate-constant" => Composite::cp_epsilon_gate_constant(),
             "cp-gamma" => Composite::cp_gamma(),
+            "attn-lrp" => Composite::attn_lrp(),
             _ => {
                 return Err(AttribError::InvalidParameter(format!(
                     "preset `{name}` is not allowed; expected one of {}",

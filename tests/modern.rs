@@ -1,5 +1,5 @@
 //! Modern architectures against LXT: every case of `RAP_MODERN_DIR` (by default `../shared/modern`,
-//! else the copy in `tests/data/modern`), one generic loader for the format of
+//! else the copy in `tests/data/modern`, and `tests/data/modern_extra`), one generic loader for the format of
 //! `../shared/modern/README.md`: `<case>.onnx` (the network), `<case>.safetensors` (`input`,
 //! `logits`, `target`, and per preset `P.input` and `P.<ONNX tensor>`, the reference relevance).
 //!
@@ -24,13 +24,21 @@ use std::path::{Path, PathBuf};
 /// Element-wise tolerance, relative to the largest reference relevance of the tensor;
 /// `RAP_MODERN_TOL` changes it (full-size networks against a float64 reference:
 /// `scripts/lxt_zoo.py`).
-fn tol() -> f64 {
-    std::env::var("RAP_MODERN_TOL").ok().and_then(|v| v.parse().ok()).filter(|t: &f64| *t > 0.0).unwrap_or(1e-4)
+/// A case's sidecar `<case>.json` may state its own `tolerance` (with `tolerance_why`).
+fn tol(onnx: &Path) -> f64 {
+    let env = std::env::var("RAP_MODERN_TOL").ok().and_then(|v| v.parse().ok());
+    let sidecar = std::fs::read_to_string(onnx.with_extension("json"))
+        .ok()
+        .and_then(|j| serde_json::from_str::<serde_json::Value>(&j).ok())
+        .and_then(|j| j.get("tolerance").and_then(serde_json::Value::as_f64));
+    env.or(sidecar).filter(|t: &f64| *t > 0.0).unwrap_or(1e-4)
 }
 
 /// The case × preset runs that pass on the shipped cases: MobileNetV2, MobileNetV3 and
-/// EfficientNet, ConvNeXt and the ViT under the three presets.
-const SHIPPED_PASSING: usize = 15;
+/// EfficientNet, ConvNeXt and the ViT under the three presets, and the ViT of
+/// `tests/data/modern_extra` under `attn-lrp` (AttnLRP as LXT computes it,
+/// `scripts/attnlrp_cases.py`).
+const SHIPPED_PASSING: usize = 16;
 
 /// The default device, or with `RAP_MODERN_FLOAT64=1` the float64 path on it
 /// ([`rap_attrib::float64`]).
@@ -55,7 +63,8 @@ fn case_dirs() -> Vec<PathBuf> {
         return std::env::split_paths(&dirs).collect();
     }
     let shared = root.join("../shared/modern");
-    if shared.is_dir() { vec![shared] } else { vec![root.join("tests/data/modern")] }
+    let base = if shared.is_dir() { shared } else { root.join("tests/data/modern") };
+    vec![base, root.join("tests/data/modern_extra")]
 }
 
 /// Every `<case>.onnx` with a `<case>.safetensors` beside it, sorted.
@@ -75,8 +84,7 @@ fn cases() -> Vec<PathBuf> {
 }
 
 /// The worst `|got − want| / max|want|` and whether the per-sample sums hold.
-fn compare(got: &[f32], want: &HostTensor, batch: usize) -> std::result::Result<f64, String> {
-    let tol = tol();
+fn compare(got: &[f32], want: &HostTensor, batch: usize, tol: f64) -> std::result::Result<f64, String> {
     if got.len() != want.values.len() {
         return Err(format!("{} values, the reference has {} ({:?})", got.len(), want.values.len(), want.shape));
     }
@@ -158,7 +166,7 @@ fn run(onnx: &Path, data: &HashMap<String, HostTensor>, preset: &str, keys: &[&s
         let Some(want) = data.get(&format!("{preset}.{key}")) else { continue };
         // In the file's own layout (a channels-last map as [B, H, W, C]).
         let got = if *key == "input" { Some(values(&e.relevance)) } else { e.logical_at(key).map(|(_, v)| v) };
-        match got.map(|g| compare(&g, want, batch)) {
+        match got.map(|g| compare(&g, want, batch, tol(onnx))) {
             Some(Ok(rel)) => worst = worst.max(rel),
             Some(Err(m)) => failures.push(format!("{key}: {m}")),
             None => failures.push(format!("{key}: no relevance recorded")),

@@ -637,6 +637,70 @@ pub trait ShareRule: Debug + Send + Sync {
     fn product(&self) -> ProductRule {
         ProductRule::Uniform
     }
+
+    /// How self-attention treats its softmax ([`SoftmaxRule`]); the default holds the attention
+    /// weights constant (CP-LRP).
+    fn softmax(&self) -> SoftmaxRule {
+        SoftmaxRule::Constant
+    }
+}
+
+/// How self-attention's softmax passes relevance ([`ShareRule::softmax`]).
+///
+/// | rule | `R_V` | the queries and keys |
+/// |---|---|---|
+/// | [`Constant`](SoftmaxRule::Constant) (CP-LRP, Ali et al., ICML 2022) | `V ⊙ Pᵀ S` | nothing |
+/// | [`AttnLrp`](SoftmaxRule::AttnLrp) (AttnLRP, Achtibat et al., ICML 2024, Prop. 3.3 and the uniform rule on both products) | `½ V ⊙ Pᵀ S` | `R_q = ¼ q ⊙ G K/√d`, `R_k = ¼ K ⊙ Gᵀ q/√d` |
+///
+/// with `S = R_O ⊘ stab(O)` at the head output `O = P V`, `P = softmax(q Kᵀ/√d)` and
+/// `G = P ⊙ (S Vᵀ − rowsum(P ⊙ S Vᵀ))`, the softmax's Jacobian applied to `S Vᵀ`: the softmax
+/// rule `R_z = z ⊙ (R_P − P Σ R_P)` on the scores `z`, as LXT computes AttnLRP (its
+/// `divide_gradient` by 4 on q and k and by 2 on v, the softmax's own gradient).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SoftmaxRule {
+    /// The attention weights held constant: the values receive all relevance (CP-LRP).
+    #[default]
+    Constant,
+    /// AttnLRP's softmax rule, with the uniform rule on `q Kᵀ` and `P V`.
+    AttnLrp,
+}
+
+/// A [`ShareRule`] with another rule for self-attention's softmax, and `inner` for everything
+/// else: the `attn-lrp` preset is `WithSoftmax::new(Sharing::Norm(1e-6), SoftmaxRule::AttnLrp)`.
+#[derive(Debug, Clone, Copy)]
+pub struct WithSoftmax<S> {
+    inner: S,
+    softmax: SoftmaxRule,
+}
+
+impl<S: ShareRule> WithSoftmax<S> {
+    /// `inner`, with `softmax` in self-attention.
+    pub fn new(inner: S, softmax: SoftmaxRule) -> Self {
+        Self { inner, softmax }
+    }
+}
+
+impl<S: ShareRule> ShareRule for WithSoftmax<S> {
+    fn name(&self) -> String {
+        format!("{} ({:?} softmax)", self.inner.name(), self.softmax)
+    }
+
+    fn divide(&self, r: Tensor<4>, z: Tensor<4>) -> Tensor<4> {
+        self.inner.divide(r, z)
+    }
+
+    fn max_pool_passes_zero_windows(&self) -> bool {
+        self.inner.max_pool_passes_zero_windows()
+    }
+
+    fn product(&self) -> ProductRule {
+        self.inner.product()
+    }
+
+    fn softmax(&self) -> SoftmaxRule {
+        self.softmax
+    }
 }
 
 /// How the product `y = a ⊙ b` of two activations shares relevance ([`ShareRule::product`]).
@@ -693,6 +757,10 @@ impl<S: ShareRule> ShareRule for WithProduct<S> {
 
     fn product(&self) -> ProductRule {
         self.product
+    }
+
+    fn softmax(&self) -> SoftmaxRule {
+        self.inner.softmax()
     }
 }
 

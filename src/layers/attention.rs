@@ -1,7 +1,7 @@
 //! [`burn::nn::attention::MultiHeadAttention`] (self-attention on a token sequence) under CP-LRP.
 
 use super::{LayerType, Layout, Relevance, inputs_n, keep_layout, shape_error};
-use crate::base::{Rule, RuleContext, Stabilizer};
+use crate::base::{Rule, RuleContext, SoftmaxRule, Stabilizer};
 use crate::error::{AttribError, Result};
 use burn::nn::Linear;
 use burn::nn::attention::{MhaInput, MultiHeadAttention};
@@ -130,9 +130,12 @@ impl Relevance for MultiHeadAttention {
         let out = output.forward(ctx.name, std::slice::from_ref(&o))?;
         let r_o = output.relevance(std::slice::from_ref(&o), &out, r, None, ctx)?;
         let [r_o] = <[Tensor<4>; 1]>::try_from(r_o).map_err(|_| shape_error(ctx.name, "one relevance", out.dims()))?;
-        let [_, r_v] = <[Tensor<4>; 2]>::try_from(mix.relevance(&mixed, &o, r_o, None, ctx)?)
+        let [r_x, r_v] = <[Tensor<4>; 2]>::try_from(mix.relevance(&mixed, &o, r_o, None, ctx)?)
             .map_err(|_| shape_error(ctx.name, "two relevances", o.dims()))?;
-        values.relevance(std::slice::from_ref(x), &v, r_v, None, ctx)
+        let [r_xv] = <[Tensor<4>; 1]>::try_from(values.relevance(std::slice::from_ref(x), &v, r_v, None, ctx)?)
+            .map_err(|_| shape_error(ctx.name, "one relevance", x.dims()))?;
+        // Under CP-LRP the queries and keys pass nothing (`r_x` is zero).
+        Ok(vec![if ctx.sharing.softmax() == SoftmaxRule::AttnLrp { r_xv + r_x } else { r_xv }])
     }
 }
 
@@ -158,7 +161,10 @@ pub struct AttentionValues {
 ///
 /// Relevance (CP-LRP): the weights `P` are held constant, so `x` receives nothing through `q`
 /// and `k`, and `R_V = V ⊙ Pᵀ (R_O ⊘ stab(O))`, `stab` the composite's
-/// [`ShareRule`](crate::rules::ShareRule) for the op.
+/// [`ShareRule`](crate::rules::ShareRule) for the op. Where the composite's `ShareRule` asks
+/// for [`SoftmaxRule::AttnLrp`] (the `attn-lrp` preset), AttnLRP's softmax rule with the uniform
+/// rule on `q Kᵀ` and `P V` instead: `x` receives the queries' and keys' relevance through their
+/// projections (LRP-ε), the values half of theirs.
 ///
 /// # Shapes
 ///
@@ -248,9 +254,33 @@ impl AttentionMix {
     fn weights(&self, x: Tensor<3>) -> Tensor<4> {
         let q = heads(linear(&self.query, x.clone()), self.heads);
         let k = heads(linear(&self.key, x), self.heads);
+        self.softmax_of(&q, &k)
+    }
+
+    fn softmax_of(&self, q: &Tensor<4>, k: &Tensor<4>) -> Tensor<4> {
         let [_, _, _, d] = q.dims();
-        let scores = q.matmul(k.transpose()).div_scalar((d as f64).sqrt());
+        let scores = q.clone().matmul(k.clone().transpose()).div_scalar((d as f64).sqrt());
         if self.quiet { quiet_softmax(scores, 3) } else { softmax(scores, 3) }
+    }
+
+    /// AttnLRP ([`SoftmaxRule::AttnLrp`]): the relevance of `x` through the queries and keys and
+    /// of the values, from `s = R_O ⊘ stab(O)`.
+    fn attn_lrp(&self, x: Tensor<3>, v: Tensor<4>, s: Tensor<4>) -> (Tensor<3>, Tensor<4>) {
+        let q_lin = linear(&self.query, x.clone());
+        let k_lin = linear(&self.key, x.clone());
+        let (q, k) = (heads(q_lin.clone(), self.heads), heads(k_lin.clone(), self.heads));
+        let p = self.softmax_of(&q, &k);
+        let [_, _, _, d] = q.dims();
+        let root = (d as f64).sqrt();
+        // The softmax's Jacobian applied to the gradient at P, S Vᵀ.
+        let g_p = s.clone().matmul(v.clone().transpose());
+        let g = p.clone() * (g_p.clone() - (p.clone() * g_p).sum_dim(3));
+        let r_q = q.clone() * g.clone().matmul(k.clone()).div_scalar(4.0 * root);
+        let r_k = k * g.transpose().matmul(q).div_scalar(4.0 * root);
+        let r_v = v * p.transpose().matmul(s).mul_scalar(0.5);
+        let r_x =
+            epsilon_back(&self.query, x.clone(), q_lin, merge(r_q)) + epsilon_back(&self.key, x, k_lin, merge(r_k));
+        (r_x, r_v)
     }
 }
 
@@ -293,8 +323,12 @@ impl Relevance for AttentionMix {
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
         let [x, v] = inputs_n::<2>(ctx.name, inputs)?;
-        let p = self.weights(logical(x));
         let s = ctx.sharing.divide(r, output.clone());
+        if ctx.sharing.softmax() == SoftmaxRule::AttnLrp {
+            let (r_x, r_v) = self.attn_lrp(logical(x), v.clone(), s);
+            return Ok(vec![held(r_x), r_v]);
+        }
+        let p = self.weights(logical(x));
         Ok(vec![x.zeros_like(), v.clone() * p.transpose().matmul(s)])
     }
 }

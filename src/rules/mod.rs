@@ -43,7 +43,9 @@ pub use rap::Rap;
 pub use zbeta::{Bounds, ZBeta};
 pub use zplus::ZPlus;
 
-pub use crate::base::{ProductRule, Rule, RuleContext, ShareRule, Sharing, Stabilizer, WithProduct};
+pub use crate::base::{
+    ProductRule, Rule, RuleContext, ShareRule, Sharing, SoftmaxRule, Stabilizer, WithProduct, WithSoftmax,
+};
 
 use crate::base::{LinearLayer, WeightStack};
 use crate::error::{AttribError, Result};

@@ -37,7 +37,7 @@ use std::path::Path;
 pub use crate::tensor::{IMAGENET_MEAN, IMAGENET_STD};
 
 /// The rule sets the zoo (and the `explain` example) offer by name: [`Composite::PRESETS`].
-pub const RULE_NAMES: [&str; 12] = Composite::PRESETS;
+pub const RULE_NAMES: [&str; 13] = Composite::PRESETS;
 
 /// The preset of one of [`RULE_NAMES`] for a model of ImageNet-normalised photos
 /// ([`Composite::preset`] with the input bounds of that normalisation), with the input and output

@@ -343,13 +343,19 @@ fn attention_as_one_op_and_as_three_agree() {
         (0..2 * 5 * 8).map(|_| rng.normal() as f32).collect()
     };
     let x = Tensor::<3>::from_data(TensorData::new(v, [2, 5, 8]), &dev);
-    let e = |m: &One| {
-        let r = Explainer::new(m, Composite::cp_epsilon()).explain(x.clone(), Target::Classes(vec![0, 2])).unwrap();
+    let e = |m: &One, c: Composite| {
+        let r = Explainer::new(m, c).explain(x.clone(), Target::Classes(vec![0, 2])).unwrap();
         r.relevance.to_data().convert::<f64>().try_to_vec::<f64>().unwrap()
     };
-    let (a, b) = (e(&one), e(&three));
-    let scale = a.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
-    assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-6 * scale), "{a:?} {b:?}");
+    for (name, c) in [("cp-epsilon", Composite::cp_epsilon()), ("attn-lrp", Composite::attn_lrp())] {
+        let (a, b) = (e(&one, c.clone()), e(&three, c));
+        let scale = a.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() <= 1e-6 * scale), "{name}: {a:?} {b:?}");
+    }
+    // AttnLRP sends relevance through the queries and keys too: it differs from CP-LRP.
+    let (cp, attn) = (e(&one, Composite::cp_epsilon()), e(&one, Composite::attn_lrp()));
+    let scale = cp.iter().fold(1e-12f64, |m, v| m.max(v.abs()));
+    assert!(cp.iter().zip(&attn).any(|(p, q)| (p - q).abs() > 1e-3 * scale));
     let explainer = Explainer::new(&one, Composite::cp_epsilon());
     assert!(explainer.check_trace(x.clone(), explainer.forward(x.clone()).unwrap(), 1e-5).is_ok());
 }
