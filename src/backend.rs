@@ -3,30 +3,47 @@
 use crate::error::{AttribError, Result};
 use burn::tensor::{Device, FloatDType};
 
-/// The float64 path: `device` configured so that every float tensor made on it, weights and
-/// activations included, is `f64` (Burn's flex backend runs every op the crate uses in `f64`;
-/// ndarray does too, the GPU backends mostly do not). Load the model and make the input on the
-/// returned device: the whole walk then runs in double precision, which matters for LRP-ε on large
-/// networks, where float32 moves single relevances by 1e-3 to 1e-2·max|R| (denominators near 0).
-/// It costs about 1.3–1.7× the float32 time on the CPU.
+/// The float64 path: `device`, a CPU device (`Device::flex()`, or `Device::ndarray()` with the
+/// `ndarray` feature), configured so that every float tensor made on it, weights and activations
+/// included, is `f64`. Load the model and make the input on the returned device: the whole walk
+/// then runs in double precision, which matters for LRP-ε on large networks, where float32 moves
+/// single relevances by 1e-3 to 1e-2·max|R| (denominators near 0). It costs about 1.2–1.7× the
+/// float32 time.
 ///
 /// A device's float type is set once per process, before its first tensor: a device already
-/// configured or used is an [`AttribError::InvalidParameter`], as is a backend without `f64`.
+/// configured or used is an [`AttribError::InvalidParameter`], and so is a GPU device (the GPU
+/// backends' `f64` support is partial; on Mesa's software Vulkan the walk's numbers came out
+/// wrong, so it is refused rather than trusted).
 ///
 /// ```no_run
 /// use rap_attrib::burn::tensor::Device;
-/// let device = rap_attrib::float64(Device::default())?;
+/// let device = rap_attrib::float64(Device::flex())?;
 /// # Ok::<(), rap_attrib::AttribError>(())
 /// ```
 pub fn float64(mut device: Device) -> Result<Device> {
+    #[allow(unused_mut)]
+    let mut cpu = false;
+    #[cfg(feature = "flex")]
+    {
+        cpu |= device == Device::flex();
+    }
+    #[cfg(feature = "ndarray")]
+    #[allow(deprecated)]
+    {
+        cpu |= device == Device::ndarray();
+    }
+    if !cpu {
+        return Err(AttribError::InvalidParameter(format!(
+            "device {device:?}: the float64 path runs on the CPU backends (Device::flex(), Device::ndarray())"
+        )));
+    }
     device.configure(FloatDType::F64).map_err(|e| {
         AttribError::InvalidParameter(format!(
-            "device {device:?}: float64 needs a device not yet used or configured, on a backend with f64 ({e})"
+            "device {device:?}: float64 needs a device not yet used or configured ({e})"
         ))
     })?;
     Ok(device)
 }
-
 /// The device called `name`: `cpu` (or `flex`) for Burn's flex CPU backend, `ndarray` for the
 /// deprecated ndarray CPU backend with the `ndarray` feature, `wgpu` for the GPU
 /// backend when the crate is built with the `wgpu` feature (WGSL shaders), `vulkan` for wgpu's

@@ -42,9 +42,15 @@ fn case_dir() -> PathBuf {
 
 #[test]
 fn the_float64_path_reproduces_the_float64_references() {
-    let dev = rap_attrib::float64(Device::default()).unwrap();
+    let dev = rap_attrib::float64(Device::flex()).unwrap();
     // A second configuration of the same device is a typed error, not a panic.
-    assert!(matches!(rap_attrib::float64(Device::default()), Err(AttribError::InvalidParameter(_))));
+    assert!(matches!(rap_attrib::float64(Device::flex()), Err(AttribError::InvalidParameter(_))));
+    // A GPU device is refused, not trusted.
+    #[cfg(feature = "wgpu")]
+    assert!(matches!(
+        rap_attrib::float64(Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default())),
+        Err(AttribError::InvalidParameter(_))
+    ));
     let mut cases: Vec<PathBuf> = std::fs::read_dir(case_dir())
         .unwrap()
         .flatten()

@@ -47,7 +47,7 @@ fn device() -> Device {
     DEVICE
         .get_or_init(|| {
             if std::env::var("RAP_MODERN_FLOAT64").is_ok_and(|v| v == "1") {
-                rap_attrib::float64(Device::default()).expect("a fresh default device takes f64")
+                rap_attrib::float64(Device::flex()).expect("a fresh flex device takes f64")
             } else {
                 Device::default()
             }
