@@ -46,7 +46,7 @@ static MAX_CALL_BYTES: AtomicU64 = AtomicU64::new(0);
 /// The default bound when the machine's available memory cannot be read: 16 GiB.
 pub const FALLBACK_MAX_CALL_BYTES: u64 = 16 << 30;
 
-/// Bytes per element of the engine's tensors (`f32`).
+/// Bytes per element of the engine's tensors where the call has not said (`f32`).
 const BYTES_PER_ELEMENT: u64 = 4;
 
 thread_local! {
@@ -54,6 +54,14 @@ thread_local! {
     static SCOPED: Cell<Option<u64>> = const { Cell::new(None) };
     /// The memory account of the call running on this thread: (bytes held, bound).
     static CALL: Cell<Option<(u64, u64)>> = const { Cell::new(None) };
+    /// Bytes per element of the running call's tensors (8 on the float64 path).
+    static ELEMENT_BYTES: Cell<u64> = const { Cell::new(BYTES_PER_ELEMENT) };
+}
+
+/// Sets the bytes per element of the running call's tensors (its input's float type: 4 for
+/// `f32`, 8 for `f64`); reset when the call's [`Limits::scope`] ends.
+pub(crate) fn set_element_bytes(bytes: u64) {
+    ELEMENT_BYTES.with(|c| c.set(bytes.max(1)));
 }
 
 /// The default bound on one call's bytes: three quarters of `MemAvailable` in `/proc/meminfo`,
@@ -104,7 +112,7 @@ pub(crate) fn check_more(what: impl FnOnce() -> String, elements: u64) -> Result
 fn with_more(what: impl FnOnce() -> String, elements: u64) -> Result<Option<(u64, u64)>> {
     match CALL.with(Cell::get) {
         Some((used, limit)) => {
-            let total = used.saturating_add(elements.saturating_mul(BYTES_PER_ELEMENT));
+            let total = used.saturating_add(elements.saturating_mul(ELEMENT_BYTES.with(Cell::get)));
             if total > limit { Err(budget_error(&what(), total, limit)) } else { Ok(Some((total, limit))) }
         }
         None => Ok(None),
@@ -169,14 +177,15 @@ impl Limits {
     /// Runs `f` as one call under these limits on this thread: the tensor budget and a fresh
     /// memory account (both restored afterwards, also when `f` unwinds).
     pub fn scope<T>(&self, f: impl FnOnce() -> T) -> T {
-        struct Restore(Option<u64>, Option<(u64, u64)>);
+        struct Restore(Option<u64>, Option<(u64, u64)>, u64);
         impl Drop for Restore {
             fn drop(&mut self) {
                 SCOPED.with(|c| c.set(self.0));
                 CALL.with(|c| c.set(self.1));
+                ELEMENT_BYTES.with(|c| c.set(self.2));
             }
         }
-        let _restore = Restore(SCOPED.with(Cell::get), CALL.with(Cell::get));
+        let _restore = Restore(SCOPED.with(Cell::get), CALL.with(Cell::get), ELEMENT_BYTES.with(Cell::get));
         if let Some(n) = self.max_tensor_elements {
             SCOPED.with(|c| c.set(Some(n)));
         }

@@ -6,6 +6,7 @@
 //! Its own test binary: a device's float type is set once per process, before its first tensor.
 
 use rap_attrib::burn::tensor::{DType, Device, Tensor};
+use rap_attrib::limits::Limits;
 use rap_attrib::onnx::OnnxModel;
 use rap_attrib::rules::{Sharing, SoftmaxRule, WithSoftmax};
 use rap_attrib::spec::read_safetensors;
@@ -51,6 +52,20 @@ fn the_float64_path_reproduces_the_float64_references() {
         rap_attrib::float64(Device::wgpu(rap_attrib::burn::tensor::DeviceKind::default())),
         Err(AttribError::InvalidParameter(_))
     ));
+    // The memory account counts 8 bytes per element on the float64 path: a bound of one byte
+    // refuses the input itself, 2·3·32·32 elements of `f64`.
+    {
+        let onnx = case_dir().join("vit_tiny.onnx");
+        let model = OnnxModel::from_file(&onnx, &dev).unwrap();
+        let host = read_safetensors(onnx.with_extension("safetensors")).unwrap();
+        let x: Tensor<4> = host["input"].to_tensor("input", &dev).unwrap();
+        let tight =
+            Explainer::new(&model, Composite::cp_epsilon()).with_limits(Limits::default().with_max_call_bytes(1));
+        match tight.explain(x, Target::Predicted) {
+            Err(AttribError::MemoryBudget { bytes, .. }) => assert_eq!(bytes, 2 * 3 * 32 * 32 * 8),
+            other => panic!("{other:?}"),
+        }
+    }
     let mut cases: Vec<PathBuf> = std::fs::read_dir(case_dir())
         .unwrap()
         .flatten()

@@ -189,8 +189,11 @@ fn check(onnx: &Path, data: &HashMap<String, HostTensor>) -> (Vec<String>, bool,
             if own > TOL && w64 <= 2.0 * own {
                 floor = true;
             }
-            parts
-                .push(format!("vs {what}: {w32:.1e} (float32), {w64:.1e} (float64), its float32 vs float64 {own:.1e}"));
+            parts.push(if float64 {
+                format!("vs {what} in float64: {w64:.1e} (its float32 vs float64 {own:.1e})")
+            } else {
+                format!("vs {what}: {w32:.1e} (float32), {w64:.1e} (float64), its float32 vs float64 {own:.1e}")
+            });
         }
         if !parts.is_empty() {
             let good = best <= TOL || floor;

@@ -615,6 +615,8 @@ pub(crate) fn prepare<const D: usize>(input: &Tensor<D>) -> Result<(Tensor<4>, L
         return Err(AttribError::NonFinite { what: "the input".into() });
     }
     let held = layout.hold(input.clone())?;
+    // The float64 path holds 8 bytes per element.
+    crate::limits::set_element_bytes(input.dtype().size() as u64);
     crate::limits::reserve(|| "the input".into(), crate::limits::count(&held.dims()))?;
     Ok((held, layout))
 }
