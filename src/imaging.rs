@@ -32,7 +32,7 @@ pub const MAX_DECODE_BYTES: u64 = 1 << 30;
 pub fn load_rgb(path: impl AsRef<Path>) -> Result<RgbImage> {
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+    let bytes = crate::limits::read_file(path, MAX_DECODE_BYTES)?;
     decode_rgb(&bytes).map_err(|message| AttribError::io_message(shown, message))
 }
 
@@ -162,7 +162,18 @@ pub fn resize_bilinear(img: &RgbImage, width: u32, height: u32) -> RgbImage {
 }
 
 /// `[1, 3, H, W]` tensor of `(pixel/255 − mean)/std` per RGB channel, in float32.
-pub fn to_tensor(img: &RgbImage, mean: [f32; 3], std: [f32; 3], device: &Device) -> Tensor<4> {
+///
+/// Every `mean` must be finite and every `std` finite and non-zero, else
+/// [`AttribError::InvalidParameter`] naming the channel (a zero `std` would give infinities).
+pub fn to_tensor(img: &RgbImage, mean: [f32; 3], std: [f32; 3], device: &Device) -> Result<Tensor<4>> {
+    for c in 0..3 {
+        if !mean[c].is_finite() || !std[c].is_finite() || std[c] == 0.0 {
+            return Err(AttribError::InvalidParameter(format!(
+                "to_tensor: channel {c} has mean {} and std {}; expected a finite mean and a finite, non-zero std",
+                mean[c], std[c]
+            )));
+        }
+    }
     let (w, h) = (img.width() as usize, img.height() as usize);
     let raw = img.as_raw();
     let mut v = vec![0f32; 3 * h * w];
@@ -171,7 +182,7 @@ pub fn to_tensor(img: &RgbImage, mean: [f32; 3], std: [f32; 3], device: &Device)
             v[c * h * w + i] = (raw[i * 3 + c] as f32 / 255.0 - mean[c]) / std[c];
         }
     }
-    Tensor::from_data(TensorData::new(v, [1, 3, h, w]), device)
+    Ok(Tensor::from_data(TensorData::new(v, [1, 3, h, w]), device))
 }
 
 /// Loads a photo for an ImageNet model: Pillow-exact bilinear resize to `size × size`, then
@@ -185,7 +196,7 @@ pub fn load_imagenet(path: impl AsRef<Path>, size: u32, device: &Device) -> Resu
     }
     let img = load_rgb(path)?;
     let small = resize_bilinear(&img, size, size);
-    let t = to_tensor(&small, IMAGENET_MEAN, IMAGENET_STD, device);
+    let t = to_tensor(&small, IMAGENET_MEAN, IMAGENET_STD, device)?;
     Ok((small, t))
 }
 

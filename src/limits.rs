@@ -195,6 +195,52 @@ impl Limits {
     }
 }
 
+/// The largest file the crate reads whole where no tighter cap applies (weights, masks, JSON):
+/// 16 GiB.
+pub const MAX_FILE_BYTES: u64 = 16 << 30;
+
+/// Checks that `path` is a regular file of at most `max` bytes (for a reader that opens the
+/// file itself): a device, a pipe or a directory is refused.
+pub fn check_file(path: &std::path::Path, max: u64) -> Result<()> {
+    let shown = path.display().to_string();
+    let meta = std::fs::File::open(path).and_then(|f| f.metadata()).map_err(|e| AttribError::io(shown.clone(), e))?;
+    if !meta.is_file() {
+        return Err(AttribError::io_message(
+            shown,
+            "not a regular file (a directory, a device or a pipe); expected a file",
+        ));
+    }
+    if meta.len() > max {
+        return Err(AttribError::io_message(shown, format!("{} bytes; at most {max} bytes are read", meta.len())));
+    }
+    Ok(())
+}
+
+/// Reads the regular file at `path`, at most `max` bytes, without trusting its metadata: a
+/// device, a pipe or a directory is refused ([`AttribError::Io`] naming the path), and a file
+/// that grows past `max` while it is read is refused when it does, not read to the end.
+pub fn read_file(path: &std::path::Path, max: u64) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+    let meta = file.metadata().map_err(|e| AttribError::io(shown.clone(), e))?;
+    if !meta.is_file() {
+        return Err(AttribError::io_message(
+            shown,
+            "not a regular file (a directory, a device or a pipe); expected a file",
+        ));
+    }
+    if meta.len() > max {
+        return Err(AttribError::io_message(shown, format!("{} bytes; at most {max} bytes are read", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes).map_err(|e| AttribError::io(shown.clone(), e))?;
+    if bytes.len() as u64 > max {
+        return Err(AttribError::io_message(shown, format!("more than {max} bytes; at most {max} bytes are read")));
+    }
+    Ok(bytes)
+}
+
 /// Sets the budget for the whole process (at least 1).
 pub fn set_max_tensor_elements(elements: u64) {
     MAX_TENSOR_ELEMENTS.store(elements.max(1), Ordering::Relaxed);

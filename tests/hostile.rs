@@ -404,3 +404,133 @@ fn mutated_evaluation_datasets_load_or_give_a_typed_error() {
     println!("datasets: {ok} loaded, {err} refused");
     assert!(ok > 0 && err > 0);
 }
+
+// The cases of issue 20, one test each: every one was a panic, a hang, an abort or a silent
+// wrong answer before.
+
+#[cfg(feature = "plots")]
+#[test]
+fn plots_refuse_non_finite_x_and_bad_ranges_instead_of_hanging() {
+    use rap_attrib::viz::{LinePanel, plot_lines};
+    let path = tmp("plot.png");
+    let panel = |x: Vec<f32>, y_range: Option<(f32, f32)>| LinePanel {
+        title: "t".into(),
+        x_label: "x".into(),
+        y_label: "y".into(),
+        series: vec![("s".into(), vec![1.0; x.len()])],
+        x,
+        y_range,
+    };
+    for (x, range, what) in [
+        (vec![f32::INFINITY, 1.0], None, "an infinite x (plotters looped forever)"),
+        (vec![f32::NAN, 1.0], None, "a NaN x"),
+        (vec![0.0, 1.0], Some((f32::NAN, f32::NAN)), "a NaN y_range (was ignored)"),
+        (vec![0.0, 1.0], Some((1.0, 0.0)), "a reversed y_range"),
+        (vec![-3e38, 3e38], None, "an x span beyond f32"),
+    ] {
+        match plot_lines(&path, &[panel(x, range)], 1, (200, 200)) {
+            Err(AttribError::InvalidParameter(m)) => assert!(m.contains("panel `t`"), "{what}: {m}"),
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert!(plot_lines(&path, &[panel(vec![0.0, 1.0], Some((0.0, 2.0)))], 1, (200, 200)).is_ok());
+}
+
+#[test]
+fn image_normalisation_refuses_a_zero_std() {
+    let img = image::RgbImage::new(4, 4);
+    let dev = device();
+    for (mean, std) in [([0.0; 3], [1.0, 0.0, 1.0]), ([f32::NAN, 0.0, 0.0], [1.0; 3]), ([0.0; 3], [f32::INFINITY; 3])] {
+        match rap_attrib::imaging::to_tensor(&img, mean, std, &dev) {
+            Err(AttribError::InvalidParameter(m)) => assert!(m.contains("channel"), "{m}"),
+            other => panic!("{mean:?} {std:?}: {other:?}"),
+        }
+    }
+    assert!(rap_attrib::imaging::to_tensor(&img, [0.5; 3], [0.25; 3], &dev).is_ok());
+}
+
+#[test]
+fn metrics_refuse_empty_or_non_finite_input_instead_of_nan() {
+    use rap_attrib::metrics::{Heatmap, Order, PerturbationCurve, Threshold, segment};
+    let curve = |scores: Vec<Vec<f32>>| PerturbationCurve {
+        order: Order::MostRelevantFirst,
+        pixels_per_step: 1,
+        scores,
+        correct: vec![],
+    };
+    for scores in [vec![vec![]], vec![], vec![vec![1.0, f32::NAN]]] {
+        let c = curve(scores.clone());
+        assert!(matches!(c.aopc(), Err(AttribError::InvalidParameter(_))), "{scores:?}");
+        assert!(c.mean_aopc().is_err(), "{scores:?}");
+    }
+    assert_eq!(curve(vec![vec![2.0, 1.0]]).aopc().unwrap(), vec![0.5]);
+    let nan = Heatmap { width: 2, height: 2, values: vec![f32::NAN; 4] };
+    assert!(matches!(segment(&nan, Threshold::Mean), Err(AttribError::NonFinite { .. })));
+    let short = Heatmap { width: 3, height: 2, values: vec![0.0; 4] };
+    assert!(segment(&short, Threshold::Mean).is_err());
+}
+
+#[test]
+fn zoo_config_with_a_zero_width_divisor_is_refused() {
+    use rap_attrib::zoo::{Architecture, ZooConfig};
+    for arch in [Architecture::Vgg16, Architecture::ResNet18] {
+        match arch.describe(&ZooConfig::new(10, 0)) {
+            Err(AttribError::InvalidParameter(m)) => assert!(m.contains("width_divisor = 0"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(Architecture::Vgg16.describe(&ZooConfig::new(0, 1)).is_err());
+}
+
+#[test]
+fn a_description_without_layers_is_refused() {
+    let dev = device();
+    // Was a network that returned the image's pixels as logits.
+    let e = SpecNetwork::from_json(r#"{"layers": []}"#, &std::collections::HashMap::new(), "", &dev).unwrap_err();
+    assert!(is_typed(&e), "{e:?}");
+}
+
+#[test]
+fn manifest_paths_stay_inside_the_dataset_and_labels_are_class_indices() {
+    let (png, _) = small_images();
+    let dir = tmp("manifest");
+    for (truth, what) in [
+        (json!({"image": "../../x.png", "instances": [{"bbox_xyxy": [1, 2, 30, 20]}]}), "an image outside"),
+        (json!({"image": "/etc/passwd", "instances": [{"bbox_xyxy": [1, 2, 30, 20]}]}), "an absolute image path"),
+        (
+            json!({"image": "rgb.png", "instances": [{"mask": "../m.png", "bbox_xyxy": [1, 2, 30, 20]}]}),
+            "a mask outside",
+        ),
+        (json!({"image": "rgb.png", "instances": [{"bbox_xyxy": [1, 2, 30, 20]}], "label": "cat"}), "a label `cat`"),
+        (json!({"image": "rgb.png", "instances": [{"bbox_xyxy": [1, 2, 30, 20]}], "label": -3}), "a negative label"),
+    ] {
+        write_dataset(&dir, &png, true, &truth, None);
+        match Dataset::load(&dir) {
+            Err(e) => assert!(is_typed(&e), "{what}: {e:?}"),
+            Ok(_) => panic!("{what} was accepted"),
+        }
+    }
+    write_dataset(
+        &dir,
+        &png,
+        true,
+        &json!({"image": "rgb.png", "instances": [{"bbox_xyxy": [1, 2, 30, 20]}], "label": 3}),
+        None,
+    );
+    let d = Dataset::load(&dir).unwrap();
+    assert_eq!(d.samples[0].label, Some(3));
+}
+
+#[cfg(unix)]
+#[test]
+fn devices_pipes_and_directories_are_not_read_as_files() {
+    let dir = tmp("not_a_file_dir");
+    std::fs::create_dir_all(&dir).unwrap();
+    for path in [Path::new("/dev/zero"), dir.as_path()] {
+        let e = rap_attrib::imaging::load_rgb(path).unwrap_err();
+        assert!(matches!(e, AttribError::Io { .. }), "{e:?}");
+        assert!(read_safetensors(path).is_err());
+        assert!(load_parameters(path).is_err());
+        assert!(rap_attrib::metrics::Region::load_mask(path).is_err());
+    }
+}

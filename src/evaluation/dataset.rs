@@ -86,8 +86,8 @@ fn parse_box(v: &Value, path: &Path) -> Result<BoundingBox> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| spec_error(path, e))
+    let bytes = crate::limits::read_file(path, 64 << 20)?;
+    serde_json::from_slice(&bytes).map_err(|e| spec_error(path, e))
 }
 
 fn image_size(path: &Path) -> Result<(usize, usize)> {
@@ -169,7 +169,13 @@ impl Dataset {
 
     fn manifest_sample(dir: &Path, manifest: &Path) -> Result<Sample> {
         let v = read_json(manifest)?;
-        let image = dir.join(v.get("image").and_then(Value::as_str).unwrap_or("rgb.jpg"));
+        let image = match v.get("image") {
+            None => dir.join("rgb.jpg"),
+            Some(Value::String(file)) => inside(dir, file, manifest, "image")?,
+            Some(other) => {
+                return Err(spec_error(manifest, format!("`image` must be a file name (a string), got {other}")));
+            }
+        };
         let (width, height) = image_size(&image)?;
         let instances = v
             .get("instances")
@@ -181,7 +187,7 @@ impl Dataset {
         for inst in instances {
             boxes.push(parse_box(inst.get("bbox_xyxy").unwrap_or(&Value::Null), manifest)?);
             if let Some(file) = inst.get("mask").and_then(Value::as_str) {
-                let m = Region::load_mask(dir.join(file))?;
+                let m = Region::load_mask(inside(dir, file, manifest, "mask")?)?;
                 mask = Some(match mask {
                     Some(prev) => prev.union(&m)?,
                     None => m,
@@ -197,9 +203,31 @@ impl Dataset {
             ));
         }
         let name = image.file_stem().and_then(|s| s.to_str()).unwrap_or("image").to_string();
-        let label = v.get("label").and_then(Value::as_u64).map(|l| l as usize);
+        // One documented type for labels, as in the per-photo JSON: a class index.
+        let label = match v.get("label") {
+            None | Some(Value::Null) => None,
+            Some(l) => Some(l.as_u64().and_then(|l| usize::try_from(l).ok()).ok_or_else(|| {
+                spec_error(manifest, format!("`label` must be a class index (a whole number ≥ 0), got {l}"))
+            })?),
+        };
         let sample = Sample { name, image, width, height, boxes, mask, label };
         sample.box_region()?;
         Ok(sample)
     }
+}
+
+/// `dir/file` for a file a manifest names, refused unless it stays inside `dir`: a relative path
+/// of plain names (no `..`, no root, no drive).
+fn inside(dir: &Path, file: &str, manifest: &Path, field: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let rel = Path::new(file);
+    if file.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(spec_error(
+            manifest,
+            format!(
+                "`{field}` = {file:?} leaves the dataset folder; expected a path inside it (no `..`, not absolute)"
+            ),
+        ));
+    }
+    Ok(dir.join(rel))
 }

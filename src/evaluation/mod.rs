@@ -264,12 +264,12 @@ impl fmt::Display for Report {
         row(
             f,
             "AOPC MoRF (higher better)",
-            self.methods.iter().map(|m| cell(Some(m.morf.mean_aopc()), 1.0, 3)).collect(),
+            self.methods.iter().map(|m| cell(m.morf.mean_aopc().ok(), 1.0, 3)).collect(),
         )?;
         row(
             f,
             "AOPC LeRF (lower better)",
-            self.methods.iter().map(|m| cell(Some(m.lerf.mean_aopc()), 1.0, 3)).collect(),
+            self.methods.iter().map(|m| cell(m.lerf.mean_aopc().ok(), 1.0, 3)).collect(),
         )?;
         let last = |c: &PerturbationCurve| c.accuracy().last().copied();
         row(f, "accuracy after LeRF (%)", self.methods.iter().map(|m| cell(last(&m.lerf), 100.0, 1)).collect())?;

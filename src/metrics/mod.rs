@@ -84,17 +84,7 @@ fn heatmaps_with_regions(relevance: &Tensor<4>, regions: &[Region], metric: &str
 
 /// Checks that a region has its heatmap's size.
 fn same_size(map: &Heatmap, region: &Region, metric: &str) -> Result<()> {
-    if map.width.checked_mul(map.height) != Some(map.values.len()) || map.values.is_empty() {
-        return Err(AttribError::InvalidParameter(format!(
-            "{metric}: a {}x{} heatmap with {} values; expected width·height ≥ 1 values",
-            map.width,
-            map.height,
-            map.values.len()
-        )));
-    }
-    if map.values.iter().any(|v| !v.is_finite()) {
-        return Err(AttribError::NonFinite { what: format!("the heatmap given to the {metric}") });
-    }
+    valid(map, metric)?;
     if (map.width, map.height) == (region.width(), region.height()) {
         Ok(())
     } else {
@@ -106,6 +96,22 @@ fn same_size(map: &Heatmap, region: &Region, metric: &str) -> Result<()> {
             map.height
         )))
     }
+}
+
+/// A heatmap of `width·height ≥ 1` finite values, else the error naming `metric`.
+fn valid(map: &Heatmap, metric: &str) -> Result<()> {
+    if map.width.checked_mul(map.height) != Some(map.values.len()) || map.values.is_empty() {
+        return Err(AttribError::InvalidParameter(format!(
+            "{metric}: a {}x{} heatmap with {} values; expected width·height ≥ 1 values",
+            map.width,
+            map.height,
+            map.values.len()
+        )));
+    }
+    if map.values.iter().any(|v| !v.is_finite()) {
+        return Err(AttribError::NonFinite { what: format!("the heatmap given to the {metric}") });
+    }
+    Ok(())
 }
 
 /// Names the sample in a per-sample error.

@@ -160,20 +160,39 @@ impl PerturbationCurve {
 
     /// Area over the perturbation curve per sample:
     /// `AOPC = 1/(L+1) · Σ_{k=0}^{L} (f(x⁽⁰⁾) − f(x⁽ᵏ⁾))`.
-    pub fn aopc(&self) -> Vec<f32> {
+    ///
+    /// A curve without samples, a sample without scores or a non-finite score is an
+    /// [`AttribError::InvalidParameter`] naming it (never a NaN).
+    pub fn aopc(&self) -> Result<Vec<f32>> {
+        if self.scores.is_empty() {
+            return Err(AttribError::InvalidParameter(
+                "PerturbationCurve::scores: no samples; AOPC needs at least one".into(),
+            ));
+        }
         self.scores
             .iter()
-            .map(|s| {
-                let s0 = s.first().copied().unwrap_or(0.0) as f64;
-                (s.iter().map(|&v| s0 - v as f64).sum::<f64>() / s.len() as f64) as f32
+            .enumerate()
+            .map(|(i, s)| {
+                let Some(&first) = s.first() else {
+                    return Err(AttribError::InvalidParameter(format!(
+                        "PerturbationCurve::scores[{i}]: no scores; AOPC needs the unperturbed score at least"
+                    )));
+                };
+                if let Some(bad) = s.iter().find(|v| !v.is_finite()) {
+                    return Err(AttribError::InvalidParameter(format!(
+                        "PerturbationCurve::scores[{i}]: the score {bad} is not finite"
+                    )));
+                }
+                let s0 = f64::from(first);
+                Ok((s.iter().map(|&v| s0 - f64::from(v)).sum::<f64>() / s.len() as f64) as f32)
             })
             .collect()
     }
 
-    /// The mean AOPC over samples.
-    pub fn mean_aopc(&self) -> f32 {
-        let a = self.aopc();
-        (a.iter().map(|&v| v as f64).sum::<f64>() / a.len().max(1) as f64) as f32
+    /// The mean AOPC over samples (errors as [`PerturbationCurve::aopc`]).
+    pub fn mean_aopc(&self) -> Result<f32> {
+        let a = self.aopc()?;
+        Ok((a.iter().map(|&v| f64::from(v)).sum::<f64>() / a.len() as f64) as f32)
     }
 
     /// Appends another curve's samples (same order and step size).

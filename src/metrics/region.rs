@@ -76,7 +76,7 @@ impl Region {
     pub fn load_mask(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+        let bytes = crate::limits::read_file(path, crate::imaging::MAX_DECODE_BYTES)?;
         let img = crate::imaging::decode_rgb(&bytes).map_err(|message| AttribError::io_message(shown, message))?;
         let img = image::DynamicImage::ImageRgb8(img).into_luma8();
         let (w, h) = img.dimensions();

@@ -108,6 +108,7 @@ impl Confusion {
 
 /// A heatmap cut into an object mask: pixels strictly above the threshold are object.
 pub fn segment(heatmap: &Heatmap, threshold: Threshold) -> Result<Region> {
+    super::valid(heatmap, "segmentation")?;
     let cut = threshold.value_for(&heatmap.values)?;
     Region::from_mask(heatmap.width, heatmap.height, heatmap.values.iter().map(|&v| v > cut).collect())
 }

@@ -39,8 +39,10 @@
 
 mod activation;
 mod attention;
+mod attributes;
 mod channels;
 mod conv;
+mod external;
 mod join;
 mod linear;
 mod norm;
@@ -377,16 +379,11 @@ impl OnnxModel {
     pub fn from_file(path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let path = path.as_ref();
         let shown = path.display().to_string();
-        let len = std::fs::metadata(path).map_err(|e| AttribError::io(shown.clone(), e))?.len();
-        if len > MAX_ONNX_BYTES {
-            return Err(AttribError::io_message(
-                shown,
-                format!("{len} bytes; at most {MAX_ONNX_BYTES} bytes are read"),
-            ));
-        }
-        let bytes = std::fs::read(path).map_err(|e| AttribError::io(shown.clone(), e))?;
+        // Not trusting the metadata: a device or a pipe is refused, a file is read up to the cap.
+        let bytes = crate::limits::read_file(path, MAX_ONNX_BYTES)?;
         // Parsed from the file, so that weights kept as external data beside it are found.
-        Self::parse(&bytes, device, || OnnxGraphBuilder::new().parse_file(path)).map_err(|e| match e {
+        let base = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        Self::parse(&bytes, device, base, || OnnxGraphBuilder::new().parse_file(path)).map_err(|e| match e {
             AttribError::Onnx(m) => AttribError::Onnx(format!("{shown}: {m}")),
             other => other,
         })
@@ -394,16 +391,17 @@ impl OnnxModel {
 
     /// Loads an ONNX model from its bytes (weights inside them; external data is not read).
     pub fn from_bytes(bytes: &[u8], device: &Device) -> Result<Self> {
-        Self::parse(bytes, device, || OnnxGraphBuilder::new().parse_bytes(bytes))
+        Self::parse(bytes, device, None, || OnnxGraphBuilder::new().parse_bytes(bytes))
     }
 
     fn parse(
         bytes: &[u8],
         device: &Device,
+        base: Option<&Path>,
         parse: impl FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error>,
     ) -> Result<Self> {
         // The graph builder's checks speak of network descriptions; here the file is ONNX.
-        Self::load(bytes, device, parse).map_err(|e| match e {
+        Self::load(bytes, device, base, parse).map_err(|e| match e {
             AttribError::Spec(m) => AttribError::Onnx(m),
             other => other,
         })
@@ -412,10 +410,32 @@ impl OnnxModel {
     fn load(
         bytes: &[u8],
         device: &Device,
+        base: Option<&Path>,
         parse: impl FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error>,
     ) -> Result<Self> {
         // onnx-ir reports malformed files as errors; a panic inside it on an input it did not
         // foresee is turned into an error too, so a bad file never takes the caller down.
+        // The file as written: its attributes checked against the specification (with the
+        // file's own node names), and its node names kept; the ModelProto is dropped before the
+        // parser makes its own copy of the weights.
+        let originals: Vec<Origin> = match onnx_ir::ModelProto::parse_from_bytes(bytes) {
+            Ok(m) => {
+                attributes::validate(&m)?;
+                external::check(&m, base)?;
+                m.graph
+                    .node
+                    .iter()
+                    .filter(|n| n.op_type != "Constant")
+                    .map(|n| Origin {
+                        name: n.name.clone(),
+                        op: n.op_type.clone(),
+                        inputs: n.input.clone(),
+                        outputs: n.output.clone(),
+                    })
+                    .collect()
+            }
+            Err(e) => return Err(AttribError::Onnx(format!("not a readable ONNX model: {e}"))),
+        };
         let guarded = |parse: Box<dyn FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error> + '_>| {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
                 .map_err(|_| AttribError::Onnx("not a readable ONNX model (the parser gave up on it)".into()))
@@ -450,22 +470,6 @@ impl OnnxModel {
         let input_shape = static_dims(input)
             .filter(|d| d.len() == 2 || d.len() == 4)
             .ok_or_else(|| AttribError::Onnx(format!("input `{}` is not a rank-2 or rank-4 tensor", input.name)))?;
-        // The file's own node names, which the parser replaces with its own.
-        let originals: Vec<Origin> = onnx_ir::ModelProto::parse_from_bytes(bytes)
-            .map(|m| {
-                m.graph
-                    .node
-                    .iter()
-                    .filter(|n| n.op_type != "Constant")
-                    .map(|n| Origin {
-                        name: n.name.clone(),
-                        op: n.op_type.clone(),
-                        inputs: n.input.clone(),
-                        outputs: n.output.clone(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
         let mut loader = Loader {
             device,
             builder: GraphBuilder::default(),

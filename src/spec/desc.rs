@@ -554,6 +554,10 @@ impl NetworkDesc {
     /// value out of range ([`LayerDesc::validate`]).
     pub fn from_value(root: &Value) -> Result<Self> {
         let list = root.get("layers").and_then(Value::as_array).ok_or_else(|| spec_err("no `layers` list"))?;
+        if list.is_empty() {
+            // Without layers the "network" would return its input as logits.
+            return Err(spec_err("`layers` is empty; a network needs at least one layer"));
+        }
         let layers = list
             .iter()
             .enumerate()

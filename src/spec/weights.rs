@@ -39,7 +39,7 @@ impl HostTensor {
 /// All tensors of a safetensors file (f32, f64, f16, bf16, i64, i32 and bool are read).
 pub fn read_safetensors(path: impl AsRef<Path>) -> Result<HashMap<String, HostTensor>> {
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| AttribError::io(path.display().to_string(), e))?;
+    let bytes = crate::limits::read_file(path, crate::limits::MAX_FILE_BYTES)?;
     parse_safetensors(&bytes).map_err(|e| match e {
         AttribError::Weights(m) => AttribError::Weights(format!("{}: {m}", path.display())),
         other => other,

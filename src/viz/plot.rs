@@ -64,11 +64,36 @@ pub fn plot_lines(path: impl AsRef<Path>, panels: &[LinePanel], columns: usize, 
         )));
     }
     for p in panels {
+        if let Some(bad) = p.x.iter().find(|v| !v.is_finite()) {
+            return Err(AttribError::InvalidParameter(format!(
+                "plot panel `{}`: x value {bad} is not finite; every x must be",
+                p.title
+            )));
+        }
         if p.x.is_empty() || p.series.iter().any(|(_, y)| y.len() != p.x.len() || y.iter().any(|v| !v.is_finite())) {
             return Err(AttribError::InvalidParameter(format!(
                 "plot panel `{}`: every series needs one finite value per x ({} x values)",
                 p.title,
                 p.x.len()
+            )));
+        }
+        if let Some((lo, hi)) = p.y_range
+            && !(lo.is_finite() && hi.is_finite() && lo < hi && (hi - lo).is_finite())
+        {
+            return Err(AttribError::InvalidParameter(format!(
+                "plot panel `{}`: y_range = ({lo}, {hi}); expected finite bounds with low < high",
+                p.title
+            )));
+        }
+        // The axes' spans must be finite too (plotters loops on an infinite one).
+        let span = |v: &mut dyn Iterator<Item = f32>| {
+            let (lo, hi) = v.fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), x| (l.min(x), h.max(x)));
+            lo > hi || ((hi - lo).is_finite() && (hi.abs() + (hi - lo).abs()).is_finite())
+        };
+        if !span(&mut p.x.iter().copied()) || !span(&mut p.series.iter().flat_map(|(_, y)| y.iter().copied())) {
+            return Err(AttribError::InvalidParameter(format!(
+                "plot panel `{}`: the x or y values span more than a float holds",
+                p.title
             )));
         }
     }

@@ -137,10 +137,17 @@ impl Architecture {
 
     /// The network description (the golden sidecar format, typed) with torchvision's names.
     pub fn describe(self, config: &ZooConfig) -> Result<NetworkDesc> {
-        let d = config.width_divisor.max(1);
+        let d = config.width_divisor;
+        if d == 0 {
+            return Err(AttribError::InvalidParameter(
+                "ZooConfig::width_divisor = 0 is not allowed; expected at least 1 (1 is torchvision's width)".into(),
+            ));
+        }
         let w = |c: usize| (c / d).max(1);
         if config.num_classes == 0 {
-            return Err(AttribError::InvalidParameter("a zoo model needs at least one class".into()));
+            return Err(AttribError::InvalidParameter(
+                "ZooConfig::num_classes = 0 is not allowed; a zoo model needs at least one class".into(),
+            ));
         }
         let mut layers = Vec::new();
         match self {

@@ -20,6 +20,7 @@ pub fn load_parameters(path: impl AsRef<Path>) -> Result<HashMap<String, HostTen
     match ext.as_str() {
         "safetensors" => read_safetensors(path),
         "pth" | "pt" | "bin" | "ckpt" => {
+            crate::limits::check_file(path, crate::limits::MAX_FILE_BYTES)?;
             let reader = PytorchReader::new(path)
                 .map_err(|e| AttribError::Weights(format!("{shown}: not a readable PyTorch checkpoint: {e}")))?;
             let mut tensors = reader.into_tensors();
