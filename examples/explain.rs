@@ -148,6 +148,11 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
             out.extend(files);
         } else if p.is_file() {
             out.push(p.clone());
+        } else if p.exists() {
+            return Err(format!(
+                "{}: not a regular file (a device or a pipe); expected a picture or a folder",
+                p.display()
+            ));
         } else {
             return Err(format!("{}: no such file or folder", p.display()));
         }

@@ -138,6 +138,35 @@ fn no_auto_pad(node: &str, op: &str, a: &onnx_ir::node::padding::AutoPad) -> Res
     }
 }
 
+thread_local! {
+    /// Set while this thread runs the parser: its panics are caught and become an error.
+    static IN_PARSER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with this thread's panic messages silenced: the panic hook (installed once, around
+/// whatever hook the process had) prints nothing for a thread inside the parser and defers to
+/// the previous hook everywhere else, so a parser panic, caught and turned into an error, never
+/// prints a message or a backtrace before the one-line error.
+fn quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_PARSER.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IN_PARSER.with(|c| c.set(self.0));
+        }
+    }
+    let _reset = Reset(IN_PARSER.with(|c| c.replace(true)));
+    f()
+}
+
 /// The static dimensions of an argument's type, when it is a tensor.
 fn static_dims(arg: &Argument) -> Option<Vec<Option<usize>>> {
     match &arg.ty {
@@ -437,7 +466,7 @@ impl OnnxModel {
             Err(e) => return Err(AttribError::Onnx(format!("not a readable ONNX model: {e}"))),
         };
         let guarded = |parse: Box<dyn FnOnce() -> std::result::Result<onnx_ir::OnnxGraph, onnx_ir::Error> + '_>| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse))
+            quiet_panics(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)))
                 .map_err(|_| AttribError::Onnx("not a readable ONNX model (the parser gave up on it)".into()))
         };
         let parsed = match guarded(Box::new(parse))? {

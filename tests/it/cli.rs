@@ -141,6 +141,12 @@ fn bad_input_gives_one_line_and_a_nonzero_exit() {
     std::fs::write(&cut, &png[..png.len() - 20]).unwrap();
     let e = one_line_error(&run(&["--image", cut.to_str().unwrap()]));
     assert!(e.contains("cut.png") && e.contains("truncated"), "{e}");
+    // Not a file: a device is not read until memory runs out.
+    #[cfg(unix)]
+    {
+        let e = one_line_error(&run(&["--image", "/dev/zero"]));
+        assert!(e.contains("/dev/zero") && e.contains("not a regular file"), "{e}");
+    }
     // Sizes out of range.
     let e = one_line_error(&run(&["--size", "0"]));
     assert!(e.contains("size"), "{e}");
