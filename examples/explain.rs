@@ -68,6 +68,10 @@ struct Args {
     /// 224, or the ONNX model's declared input side].
     #[arg(long)]
     size: Option<u32>,
+    /// The most memory one explanation may hold, in GiB [default: ¾ of the memory available
+    /// when it starts]; a call that would need more stops with an error before it allocates.
+    #[arg(long)]
+    max_memory: Option<f64>,
 }
 
 /// A zoo model or an ONNX one.
@@ -161,6 +165,12 @@ fn collect_images(inputs: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 }
 
 fn run(args: Args) -> Result<(), String> {
+    if let Some(gib) = args.max_memory {
+        if !(gib.is_finite() && gib > 0.0 && gib <= 1e6) {
+            return Err(format!("--max-memory {gib}: expected a positive number of GiB"));
+        }
+        rap_attrib::limits::set_max_call_bytes((gib * f64::from(1u32 << 30)) as u64);
+    }
     let device = rap_attrib::device_by_name(&args.device).map_err(|e| e.to_string())?;
     for rule in [&args.rule, &args.compare] {
         if !RULE_NAMES.contains(&rule.as_str()) && rule != "none" {

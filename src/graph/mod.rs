@@ -299,6 +299,11 @@ impl<'m> Graph<'m> {
         self.values.iter().flatten().map(elements).sum()
     }
 
+    /// The elements of the largest recorded value.
+    pub fn largest_value_elements(&self) -> u64 {
+        self.values.iter().flatten().map(|v| crate::limits::count(&v.dims())).max().unwrap_or(0)
+    }
+
     /// Gives a node a name, so that its relevance can be asked for by name.
     pub fn mark(&mut self, name: &str, node: Node) {
         self.marks.insert(name.to_string(), node.0);

@@ -524,6 +524,10 @@ where
             .map(|l| 2 * crate::limits::count(&l.weight_dims()))
             .sum();
         crate::limits::reserve(|| "the signed weights [W⁺, |W⁻|] of the linear ops".into(), weights)?;
+        // A rule's step holds a few tensors of its layer's size at once (the stacked products,
+        // the stabilised shares, the adjoint): room for four of the largest activation.
+        let largest = graph.largest_value_elements();
+        crate::limits::check_more(|| "the backward walk's per-layer workspace".into(), largest.saturating_mul(4))?;
         let roles = Roles::of(graph, out, &self.composite);
         let seed = initial.reshape(graph.value(out)?.dims());
         let mut records = Vec::new();

@@ -147,6 +147,11 @@ fn bad_input_gives_one_line_and_a_nonzero_exit() {
         let e = one_line_error(&run(&["--image", "/dev/zero"]));
         assert!(e.contains("/dev/zero") && e.contains("not a regular file"), "{e}");
     }
+    // A photo too large for the memory bound is refused before the work allocates (without the
+    // flag, `--size 5000` grew to 11 GB and aborted).
+    let e = one_line_error(&run(&["--size", "5000", "--max-memory", "1"]));
+    assert!(e.contains("bound"), "{e}");
+    one_line_error(&run(&["--max-memory", "0"]));
     // Sizes out of range.
     let e = one_line_error(&run(&["--size", "0"]));
     assert!(e.contains("size"), "{e}");

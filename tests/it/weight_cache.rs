@@ -320,11 +320,21 @@ fn memory_per_call_is_bounded_before_the_work_and_per_explainer() {
     // (384 each), conv2, relu2, flatten (36 each) and fc (5); the walk's relevance, as much as
     // every recorded value (1457); the signed weights, twice the weights of conv1 (162), bn (6),
     // conv2 (216) and fc (180).
+    // Then, checked but not kept, the walk's per-layer workspace: four of the largest
+    // activation (4 · 384).
     let elements = 192 + (3 * 384 + 3 * 36 + 5) + 1457 + 2 * (162 + 6 + 216 + 180);
     let bytes = 4 * elements as u64;
+    let peak = bytes + 4 * 4 * 384;
     let under =
         |bound: u64| Explainer::new(&net, Composite::rap()).with_limits(Limits::default().with_max_call_bytes(bound));
-    under(bytes).explain(x.clone(), Target::Predicted).unwrap();
+    under(peak).explain(x.clone(), Target::Predicted).unwrap();
+    match under(peak - 1).explain(x.clone(), Target::Predicted).unwrap_err() {
+        AttribError::MemoryBudget { what, bytes: b, limit } => {
+            assert!(what.contains("workspace"), "{what}");
+            assert_eq!((b, limit), (peak, peak - 1));
+        }
+        other => panic!("expected MemoryBudget, got {other}"),
+    }
     match under(bytes - 1).explain(x.clone(), Target::Predicted).unwrap_err() {
         AttribError::MemoryBudget { what, bytes: b, limit } => {
             assert!(what.contains("signed weights"), "{what}");
