@@ -68,6 +68,28 @@ fn attributes_outside_the_specification_name_the_node_attribute_and_value() {
 }
 
 #[test]
+fn non_finite_weights_and_budget_errors_name_the_file_s_tensor() {
+    // Both named an empty tensor (the parser drops the names of the constants it lifts).
+    for (which, tensor) in [(0, "features.0.weight"), (1, "features.0.bias")] {
+        let mut m = ModelProto::parse_from_bytes(&model_bytes("case_b_vgg")).unwrap();
+        let t = &mut m.graph.mut_or_insert_default().initializer[which];
+        let mut raw = t.raw_data.to_vec();
+        raw[0..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        t.raw_data = raw.into();
+        let msg = onnx_message(&m.write_to_bytes().unwrap());
+        assert!(
+            msg.contains("/features.0/Conv") && msg.contains(&format!("`{tensor}`")) && msg.contains("NaN"),
+            "{msg}"
+        );
+    }
+    let tight = rap_attrib::limits::Limits::default().with_max_tensor_elements(100);
+    match tight.scope(|| OnnxModel::from_bytes(&model_bytes("case_b_vgg"), &device())) {
+        Err(e @ AttribError::TooLarge { .. }) => assert!(e.to_string().contains("`features.0.weight`"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn declared_sizes_must_be_positive() {
     let mut m = ModelProto::parse_from_bytes(&model_bytes("case_b_vgg")).unwrap();
     // Was wrapped to 2⁶⁴ − 5.

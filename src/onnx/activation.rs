@@ -105,13 +105,14 @@ impl Loader<'_> {
             .value()
             .ok_or_else(|| onnx_err(name, format!("input `{}` is neither computed nor constant", arg.name)))?;
         let shape = data.shape().to_vec();
-        crate::limits::check_elements(&format!("ONNX tensor `{}`", arg.name), &shape)?;
+        let file_name = super::constant_name(arg, &shape);
+        crate::limits::check_elements(&format!("node `{name}`: constant `{file_name}`"), &shape)?;
         let values: Vec<f32> = data
             .convert::<f32>()
             .try_to_vec::<f32>()
-            .map_err(|e| onnx_err(name, format!("constant `{}` cannot be read as numbers: {e:?}", arg.name)))?;
+            .map_err(|e| onnx_err(name, format!("constant `{file_name}` cannot be read as numbers: {e:?}")))?;
         if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(onnx_err(name, format!("constant `{}` holds a non-finite value {bad}", arg.name)));
+            return Err(onnx_err(name, format!("constant `{file_name}` holds a non-finite value {bad}")));
         }
         Ok((Tensor::<1>::from_floats(values.as_slice(), self.device), shape))
     }

@@ -84,22 +84,40 @@ fn unsupported(node: &str, op: &str, reason: impl Into<String>) -> AttribError {
     AttribError::UnsupportedLayer { layer: node.to_string(), layer_type: op.to_string(), reason: reason.into() }
 }
 
+thread_local! {
+    /// The initializers among the inputs of the file's node being loaded (name, dimensions): the
+    /// parser drops the names of the constants it lifts, and errors name them from here.
+    static FILE_INPUTS: std::cell::RefCell<Vec<(String, Vec<usize>)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The file's name of a constant argument: its own, or the initializer of the current node's
+/// file inputs with its shape.
+fn constant_name(arg: &Argument, shape: &[usize]) -> String {
+    if !arg.name.is_empty() {
+        return arg.name.clone();
+    }
+    FILE_INPUTS
+        .with(|f| f.borrow().iter().find(|(_, d)| d.as_slice() == shape).map(|(n, _)| n.clone()))
+        .unwrap_or_else(|| format!("(an unnamed constant of shape {shape:?})"))
+}
+
 /// The constant behind an initializer argument, as an `f32` tensor of rank `D` on `device`.
 fn constant<const D: usize>(node: &str, arg: &Argument, what: &str, device: &Device) -> Result<Tensor<D>> {
     let data = arg.value().ok_or_else(|| {
         onnx_err(node, format!("its {what} `{}` is computed; rap-attrib explains constant weights", arg.name))
     })?;
-    if data.shape().len() != D {
-        return Err(onnx_err(node, format!("{what} `{}` has shape {:?}; expected rank {D}", arg.name, data.shape())));
-    }
     let shape: Vec<usize> = data.shape().to_vec();
-    check_elements(&format!("ONNX tensor `{}`", arg.name), &shape)?;
+    let name = constant_name(arg, &shape);
+    if shape.len() != D {
+        return Err(onnx_err(node, format!("{what} `{name}` has shape {shape:?}; expected rank {D}")));
+    }
+    check_elements(&format!("node `{node}`: {what} `{name}`"), &shape)?;
     let values: Vec<f32> = data
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .map_err(|e| onnx_err(node, format!("{what} `{}` cannot be read as numbers: {e:?}", arg.name)))?;
+        .map_err(|e| onnx_err(node, format!("{what} `{name}` cannot be read as numbers: {e:?}")))?;
     if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-        return Err(onnx_err(node, format!("{what} `{}` holds a non-finite value {bad}", arg.name)));
+        return Err(onnx_err(node, format!("{what} `{name}` holds a non-finite value {bad}")));
     }
     Ok(Tensor::from_data(TensorData::new(values, shape), device))
 }
@@ -221,6 +239,8 @@ struct Loader<'d> {
     shuffles: HashMap<String, channels::Shuffle>,
     /// Dimensions the loader knows where onnx-ir has no static shape (after a shuffle).
     known_dims: HashMap<String, Vec<Option<usize>>>,
+    /// The file's initializers: name → dimensions (for errors that name them).
+    initializer_dims: HashMap<String, Vec<usize>>,
 }
 
 impl Loader<'_> {
@@ -287,6 +307,13 @@ impl Loader<'_> {
     fn step_name(&mut self, node: &Node, index: usize) -> String {
         let at = self.original(node);
         self.current_outputs = at.map(|at| self.outputs_of(at)).unwrap_or_default();
+        let inputs: Vec<(String, Vec<usize>)> = at
+            .and_then(|at| self.originals.get(at))
+            .map(|o| {
+                o.inputs.iter().filter_map(|i| self.initializer_dims.get(i).map(|d| (i.clone(), d.clone()))).collect()
+            })
+            .unwrap_or_default();
+        FILE_INPUTS.with(|f| *f.borrow_mut() = inputs);
         let base = match at.and_then(|at| self.originals.get(at)).map(|o| o.name.clone()).filter(|n| !n.is_empty()) {
             Some(name) => name,
             None if node.name().is_empty() => format!("{}_{index}", node.node_type()),
@@ -447,10 +474,17 @@ impl OnnxModel {
         // The file as written: its attributes checked against the specification (with the
         // file's own node names), and its node names kept; the ModelProto is dropped before the
         // parser makes its own copy of the weights.
+        let mut initializer_dims = HashMap::new();
         let originals: Vec<Origin> = match onnx_ir::ModelProto::parse_from_bytes(bytes) {
             Ok(m) => {
                 attributes::validate(&m)?;
                 external::check(&m, base)?;
+                for t in &m.graph.initializer {
+                    initializer_dims.insert(
+                        t.name.clone(),
+                        t.dims.iter().map(|&d| usize::try_from(d).unwrap_or(usize::MAX)).collect(),
+                    );
+                }
                 m.graph
                     .node
                     .iter()
@@ -520,6 +554,7 @@ impl OnnxModel {
             shapes: HashMap::new(),
             shuffles: HashMap::new(),
             known_dims: HashMap::new(),
+            initializer_dims,
         };
         loader.values.insert(input.name.clone(), 0);
         loader.gelus = activation::gelu_patterns(&parsed.nodes);
