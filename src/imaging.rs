@@ -194,6 +194,14 @@ pub fn load_imagenet(path: impl AsRef<Path>, size: u32, device: &Device) -> Resu
             "image `size` = {size} is not allowed; expected 1..={MAX_IMAGE_SIDE}"
         )));
     }
+    // The resized picture and its tensor count against the memory bound of one call, as the
+    // explanation that follows does (the decoded photo is bounded by MAX_DECODE_BYTES).
+    let side = u64::from(size);
+    let bytes = side * side * 3 * (1 + 4);
+    let limit = crate::limits::max_call_bytes();
+    if bytes > limit {
+        return Err(AttribError::MemoryBudget { what: format!("a {size}×{size} photo and its tensor"), bytes, limit });
+    }
     let img = load_rgb(path)?;
     let small = resize_bilinear(&img, size, size);
     let t = to_tensor(&small, IMAGENET_MEAN, IMAGENET_STD, device)?;
