@@ -20,7 +20,7 @@ eval-mode model, dynamic batch), and a `<model>.safetensors` beside `<model>.onn
 and a `<model>.json` sidecar (torchvision name, input size, which references exist, timings).
 
     python scripts/torchvision_zoo.py OUT_DIR [model ...]     # needs torch, torchvision, zennit 0.5.1
-    RAP_ZOO_DIR=OUT_DIR cargo test --release --features onnx --test zoo -- --nocapture
+    RAP_ZOO_DIR=OUT_DIR cargo test --release --features onnx --test it -- --nocapture torchvision
 
 The exports take about 1.9 GB for the 18 models.
 """

@@ -31,6 +31,8 @@ mod evaluation;
 mod golden;
 #[cfg(all(feature = "gradients", feature = "weights"))]
 mod gradients;
+#[cfg(all(feature = "onnx", feature = "weights"))]
+mod hostile_onnx;
 #[cfg(all(feature = "images", feature = "weights"))]
 mod imaging;
 #[cfg(feature = "eval")]
@@ -46,6 +48,8 @@ mod rank;
 #[cfg(feature = "weights")]
 mod rap;
 mod rule_oracle;
+#[cfg(all(feature = "onnx", feature = "weights"))]
+mod torchvision;
 #[cfg(all(feature = "onnx", feature = "weights"))]
 mod vit;
 mod volume;

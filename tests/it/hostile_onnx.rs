@@ -5,10 +5,7 @@
 //! networks each give a model or a typed error, never a panic, and a model they give explains to
 //! finite relevance or a typed error.
 
-#[path = "it/common/mod.rs"]
-mod common;
-
-use common::device;
+use crate::common::{self, device};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rap_attrib::burn::tensor::{Distribution, Tensor};
@@ -155,7 +152,6 @@ fn hostile_float(k: u64) -> f32 {
 #[test]
 fn mutated_attributes_give_a_model_or_a_typed_error() {
     let cases = std::env::var("RAP_HOSTILE_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(1000u32);
-    rap_attrib::limits::set_max_tensor_elements(1 << 24);
     let names = ["case_a_mlp", "case_b_vgg", "case_c_vgg_bn", "case_d_bottleneck"];
     let models: Vec<ModelProto> =
         names.iter().map(|n| ModelProto::parse_from_bytes(&model_bytes(n)).unwrap()).collect();
@@ -163,52 +159,68 @@ fn mutated_attributes_give_a_model_or_a_typed_error() {
     let (ok, refused) = (Cell::new(0), Cell::new(0));
     let config = Config { cases, failure_persistence: None, ..Config::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
-    runner
-        .run(&(0usize..4, any::<usize>(), any::<usize>(), any::<u64>(), 0usize..5), |(which, at, attr, value, kind)| {
-            let mut m = models[which].clone();
-            let graph = m.graph.mut_or_insert_default();
-            let with_attrs: Vec<usize> =
-                graph.node.iter().enumerate().filter(|(_, n)| !n.attribute.is_empty()).map(|(i, _)| i).collect();
-            let n = &mut graph.node[with_attrs[at % with_attrs.len()]];
-            let len = n.attribute.len();
-            let a = &mut n.attribute[attr % len];
-            match kind {
-                0 => a.i = hostile_int(value),
-                1 => a.f = hostile_float(value),
-                2 => a.ints = (0..(value % 6)).map(|k| hostile_int(value >> (k * 4))).collect(),
-                3 => a.type_ = rap_attrib::onnx_ir::AttributeType::FLOAT.into(),
-                _ => a.name = ["group", "axis", "perm", "auto_pad", "alpha"][(value % 5) as usize].into(),
-            }
-            let bytes = m.write_to_bytes().unwrap();
-            match OnnxModel::from_bytes(&bytes, &dev) {
-                Ok(model) => {
-                    ok.set(ok.get() + 1);
-                    let dims: Vec<usize> = model.input_shape().iter().map(|d| d.unwrap_or(2).min(32)).collect();
-                    if dims.len() == 4 {
-                        let x: Tensor<4> = Tensor::random([1, dims[1], dims[2], dims[3]], Distribution::Default, &dev);
-                        match Explainer::new(&model, Composite::cp_epsilon()).explain(x, Target::Predicted) {
-                            Ok(e) => {
-                                let v = e.relevance.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-                                prop_assert!(v.iter().all(|r| r.is_finite()));
+    // A tensor budget of 2²⁴ elements on this thread, so that a size check that is missing shows
+    // up as a refused allocation rather than passing by luck.
+    let tight = rap_attrib::limits::Limits::default().with_max_tensor_elements(1 << 24);
+    tight.scope(|| {
+        runner
+            .run(
+                &(0usize..4, any::<usize>(), any::<usize>(), any::<u64>(), 0usize..5),
+                |(which, at, attr, value, kind)| {
+                    let mut m = models[which].clone();
+                    let graph = m.graph.mut_or_insert_default();
+                    let with_attrs: Vec<usize> = graph
+                        .node
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, n)| !n.attribute.is_empty())
+                        .map(|(i, _)| i)
+                        .collect();
+                    let n = &mut graph.node[with_attrs[at % with_attrs.len()]];
+                    let len = n.attribute.len();
+                    let a = &mut n.attribute[attr % len];
+                    match kind {
+                        0 => a.i = hostile_int(value),
+                        1 => a.f = hostile_float(value),
+                        2 => a.ints = (0..(value % 6)).map(|k| hostile_int(value >> (k * 4))).collect(),
+                        3 => a.type_ = rap_attrib::onnx_ir::AttributeType::FLOAT.into(),
+                        _ => a.name = ["group", "axis", "perm", "auto_pad", "alpha"][(value % 5) as usize].into(),
+                    }
+                    let bytes = m.write_to_bytes().unwrap();
+                    match OnnxModel::from_bytes(&bytes, &dev) {
+                        Ok(model) => {
+                            ok.set(ok.get() + 1);
+                            let dims: Vec<usize> = model.input_shape().iter().map(|d| d.unwrap_or(2).min(32)).collect();
+                            if dims.len() == 4 {
+                                let x: Tensor<4> =
+                                    Tensor::random([1, dims[1], dims[2], dims[3]], Distribution::Default, &dev);
+                                match Explainer::new(&model, Composite::cp_epsilon()).explain(x, Target::Predicted) {
+                                    Ok(e) => {
+                                        let v = e.relevance.to_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+                                        prop_assert!(v.iter().all(|r| r.is_finite()));
+                                    }
+                                    Err(e) => prop_assert!(!matches!(e, AttribError::Io { .. }), "{e:?}"),
+                                }
                             }
-                            Err(e) => prop_assert!(!matches!(e, AttribError::Io { .. }), "{e:?}"),
+                        }
+                        Err(e) => {
+                            prop_assert!(
+                                matches!(
+                                    e,
+                                    AttribError::Onnx(_)
+                                        | AttribError::UnsupportedLayer { .. }
+                                        | AttribError::Shape { .. }
+                                ),
+                                "{e:?}"
+                            );
+                            refused.set(refused.get() + 1);
                         }
                     }
-                }
-                Err(e) => {
-                    prop_assert!(
-                        matches!(
-                            e,
-                            AttribError::Onnx(_) | AttribError::UnsupportedLayer { .. } | AttribError::Shape { .. }
-                        ),
-                        "{e:?}"
-                    );
-                    refused.set(refused.get() + 1);
-                }
-            }
-            Ok(())
-        })
-        .unwrap();
+                    Ok(())
+                },
+            )
+            .unwrap()
+    });
     println!("mutated attributes: {} loaded, {} refused", ok.get(), refused.get());
     assert!(ok.get() > 0 && refused.get() > 0);
 }

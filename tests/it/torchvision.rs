@@ -20,9 +20,10 @@
 //! from its float64 one (relevance nearly all absorbed, GoogLeNet), a result as close to Zennit's
 //! float64 one as Zennit's float32 one is (within 2×) passes, marked as at float32's floor.
 //!
-//! Run: `RAP_ZOO_DIR=/tmp/zoo cargo test --release --features onnx --test torchvision -- --nocapture`
+//! Run: `RAP_ZOO_DIR=/tmp/zoo cargo test --release --features onnx --test it -- --nocapture torchvision`
 //! (`RAP_ZOO_MODELS=alexnet,vit_b_16` picks models; `RAP_ZOO_FLOAT64=1` runs the float64 path
-//! against Zennit's float64 numbers, where float32 rounding no longer hides a difference).
+//! against Zennit's float64 numbers, where float32 rounding no longer hides a difference: it
+//! sets the flex device's float type for the whole process, so run this test alone then).
 
 use rap_attrib::burn::tensor::{Device, Tensor};
 use rap_attrib::onnx::OnnxModel;
