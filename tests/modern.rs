@@ -40,8 +40,8 @@ fn tol(onnx: &Path) -> f64 {
 /// `scripts/attnlrp_cases.py`).
 const SHIPPED_PASSING: usize = 16;
 
-/// The default device, or with `RAP_MODERN_FLOAT64=1` the float64 path on it
-/// ([`rap_attrib::float64`]).
+/// Burn's flex CPU device (also in builds with a GPU backend, whose default device would be the
+/// GPU), or with `RAP_MODERN_FLOAT64=1` the float64 path on it ([`rap_attrib::float64`]).
 fn device() -> Device {
     static DEVICE: std::sync::OnceLock<Device> = std::sync::OnceLock::new();
     DEVICE
@@ -49,7 +49,7 @@ fn device() -> Device {
             if std::env::var("RAP_MODERN_FLOAT64").is_ok_and(|v| v == "1") {
                 rap_attrib::float64(Device::flex()).expect("a fresh flex device takes f64")
             } else {
-                Device::default()
+                Device::flex()
             }
         })
         .clone()

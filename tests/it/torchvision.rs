@@ -51,7 +51,7 @@ fn device() -> Device {
             if float64() {
                 rap_attrib::float64(Device::flex()).expect("a fresh device takes f64")
             } else {
-                Device::default()
+                Device::flex()
             }
         })
         .clone()
