@@ -6,7 +6,7 @@ use super::shape::Dim;
 use super::{Loader, onnx_err, static_dims, unsupported};
 use crate::error::Result;
 use crate::layers::{Bound, ChannelShuffle, Narrow};
-use onnx_ir::{Argument, Node, TensorDataExt};
+use onnx_ir::{Argument, Node};
 
 /// A feature map on its way through a channel shuffle.
 #[derive(Debug, Clone)]
@@ -28,15 +28,6 @@ impl Loader<'_> {
         static_dims(arg)
             .and_then(|d| d.get(1).copied().flatten())
             .or_else(|| self.known_dims.get(&arg.name).and_then(|d| d.get(1).copied().flatten()))
-    }
-
-    /// Integers of a constant input or of followed shape arithmetic.
-    fn ints(&self, arg: Option<&Argument>) -> Option<Vec<i64>> {
-        let arg = arg?;
-        if let Some(v) = arg.value().and_then(|v| v.to_i64_vec().ok()) {
-            return Some(v);
-        }
-        self.shapes.get(&arg.name)?.iter().map(|d| if let Dim::Known(v) = d { Some(*v) } else { None }).collect()
     }
 
     /// The first `Reshape` of a channel shuffle (`[B, C, H, W]` to `[B, g, C/g, H, W]`), the
@@ -69,11 +60,7 @@ impl Loader<'_> {
                 if in_rank != Some(4) || out_rank != Some(5) {
                     return None;
                 }
-                let target = self
-                    .shapes
-                    .get(node.inputs().get(1)?.name.as_str())
-                    .cloned()
-                    .or_else(|| self.ints(node.inputs().get(1)).map(|v| v.into_iter().map(Dim::Known).collect()))?;
+                let target = self.shape_values(node.inputs().get(1)?)?;
                 let groups = match target.as_slice() {
                     [_, Dim::Known(g), ..] => usize::try_from(*g).ok().filter(|g| *g > 0)?,
                     _ => return None,
@@ -154,16 +141,9 @@ impl Loader<'_> {
         use onnx_ir::node::slice::SliceInput;
         let input = self.input(node, 0)?;
         let x = self.value(name, input)?;
-        let dims = |arg: Option<&Argument>| -> Option<Vec<Dim>> {
-            let arg = arg?;
-            if let Some(v) = arg.value().and_then(|v| v.to_i64_vec().ok()) {
-                return Some(v.into_iter().map(Dim::Known).collect());
-            }
-            self.shapes.get(&arg.name).cloned()
-        };
         let read = |s: &SliceInput| match s {
             SliceInput::Static(v) => Some(v.iter().map(|&v| Dim::Known(v)).collect()),
-            SliceInput::Runtime(r) => dims(node.inputs().get(r.input_index)),
+            SliceInput::Runtime(r) => node.inputs().get(r.input_index).and_then(|a| self.shape_values(a)),
         };
         let starts = read(&n.config.starts);
         let ends = read(&n.config.ends);

@@ -4,7 +4,6 @@
 use super::{Loader, static_dims, unsupported};
 use crate::error::Result;
 use onnx_ir::{ArgType, Argument, Node, TensorDataExt};
-use std::collections::HashMap;
 
 /// An entry of a shape computed in the graph.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -82,16 +81,19 @@ impl Loader<'_> {
         self.bind(node, v)
     }
 
+    /// The entries of a 1-D integer argument: followed shape arithmetic, or a constant's values.
+    pub(super) fn shape_values(&self, a: &Argument) -> Option<Vec<Dim>> {
+        self.shapes
+            .get(&a.name)
+            .cloned()
+            .or_else(|| a.value().and_then(|v| v.to_i64_vec().ok()).map(|v| v.into_iter().map(Dim::Known).collect()))
+    }
+
     /// Follows a node of shape arithmetic (Shape of an activation, Gather of one entry,
     /// Unsqueeze, Concat of pieces, integer constants), so that a Reshape's computed target can
     /// be told; other nodes without an activation output are left unknown.
     pub(super) fn track_shape(&mut self, node: &Node) {
         let Some(out) = node.outputs().first() else { return };
-        let known = |a: &Argument, shapes: &HashMap<String, Vec<Dim>>| -> Option<Vec<Dim>> {
-            shapes.get(&a.name).cloned().or_else(|| {
-                a.value().and_then(|v| v.to_i64_vec().ok()).map(|v| v.into_iter().map(Dim::Known).collect())
-            })
-        };
         let dims: Option<Vec<Dim>> = match node {
             // Static sizes are known; the first entry of an activation the loader holds is the batch.
             Node::Shape(n) => node.inputs().first().and_then(|x| {
@@ -113,7 +115,7 @@ impl Loader<'_> {
                 all.get(n.config.start..n.config.end.min(t.rank)).map(<[Dim]>::to_vec)
             }),
             Node::Gather(n) if n.config.axis == 0 => {
-                let data = node.inputs().first().and_then(|a| known(a, &self.shapes));
+                let data = node.inputs().first().and_then(|a| self.shape_values(a));
                 let index = node.inputs().get(1).and_then(|a| a.value()).and_then(|v| v.to_i64_vec().ok());
                 match (data, index.as_deref()) {
                     (Some(d), Some([i])) => {
@@ -123,14 +125,14 @@ impl Loader<'_> {
                     _ => None,
                 }
             }
-            Node::Unsqueeze(_) => node.inputs().first().and_then(|a| known(a, &self.shapes)),
-            Node::Constant(_) => node.inputs().first().or(Some(out)).and_then(|a| known(a, &self.shapes)),
+            Node::Unsqueeze(_) => node.inputs().first().and_then(|a| self.shape_values(a)),
+            Node::Constant(_) => node.inputs().first().or(Some(out)).and_then(|a| self.shape_values(a)),
             // A piece that is not followed (a product of sizes) is unknown, of its static length.
             Node::Concat(_) => node
                 .inputs()
                 .iter()
                 .map(|a| {
-                    known(a, &self.shapes).or_else(|| match static_dims(a).as_deref() {
+                    self.shape_values(a).or_else(|| match static_dims(a).as_deref() {
                         Some([Some(n)]) => Some(vec![Dim::Unknown; *n]),
                         _ => None,
                     })
@@ -140,8 +142,8 @@ impl Loader<'_> {
             // Arithmetic of constant sizes (a head's width, `d / heads`).
             Node::Mul(_) | Node::Div(_) | Node::Add(_) | Node::Sub(_) => {
                 let (a, b) = (
-                    node.inputs().first().and_then(|a| known(a, &self.shapes)),
-                    node.inputs().get(1).and_then(|a| known(a, &self.shapes)),
+                    node.inputs().first().and_then(|a| self.shape_values(a)),
+                    node.inputs().get(1).and_then(|a| self.shape_values(a)),
                 );
                 match (a.as_deref(), b.as_deref()) {
                     (Some([Dim::Known(x)]), Some([Dim::Known(y)])) => {
@@ -169,7 +171,7 @@ impl Loader<'_> {
                     _ => None,
                 }
             }
-            Node::Cast(_) | Node::Squeeze(_) => node.inputs().first().and_then(|a| known(a, &self.shapes)),
+            Node::Cast(_) | Node::Squeeze(_) => node.inputs().first().and_then(|a| self.shape_values(a)),
             _ => None,
         };
         if let Some(d) = dims {

@@ -74,13 +74,7 @@ impl Loader<'_> {
         if in_dims.len() != 4 || out_rank != Some(3) {
             return None;
         }
-        let target = node.inputs().get(1).and_then(|a| {
-            self.shapes.get(&a.name).cloned().or_else(|| {
-                a.value()
-                    .and_then(|v| v.convert::<i64>().try_to_vec::<i64>().ok())
-                    .map(|v| v.into_iter().map(Dim::Known).collect())
-            })
-        })?;
+        let target = node.inputs().get(1).and_then(|a| self.shape_values(a))?;
         let c = in_dims.get(1).copied().flatten().and_then(|c| i64::try_from(c).ok());
         match target.as_slice() {
             [Dim::Batch | Dim::Known(0), Dim::Known(tc), _] if Some(*tc) == c => {}
