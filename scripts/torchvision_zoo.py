@@ -26,7 +26,6 @@ The exports take about 1.9 GB for the 18 models.
 """
 
 import json
-import struct
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,9 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from zennit_cases import write_safetensors  # noqa: E402
 
 # torchvision name → (input size, Zennit canonizer or None where Zennit is not compared).
 MODELS = {
@@ -62,21 +64,6 @@ MODELS = {
 }
 
 PHOTOS = ["imagenet_00_243.jpg", "imagenet_05_853.jpg"]
-
-
-def write_safetensors(path, tensors):
-    header, blobs, offset = {}, [], 0
-    for k, t in tensors.items():
-        a = t.detach().cpu().contiguous().numpy()
-        dtype = {np.dtype("float32"): "F32", np.dtype("int64"): "I64", np.dtype("float64"): "F64"}[a.dtype]
-        b = a.tobytes()
-        header[k] = {"dtype": dtype, "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    h = json.dumps(header).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def photos(size):

@@ -36,6 +36,23 @@ fn epsilon_of(ln: &LayerNorm) -> f64 {
     ((f64::from(a) / n).powi(2) - var).max(0.0)
 }
 
+/// The layout of a normalisation over the last logical axis (the held feature axis 1) of `d`
+/// features: features, a token sequence or a channels-last map, with `d` on that axis
+/// (LayerNorm, RmsNorm).
+pub(super) fn last_axis_layout(
+    name: &str,
+    what: &str,
+    d: usize,
+    inputs: &[Layout],
+    dims: &[[usize; 4]],
+) -> Result<Layout> {
+    let layout = keep_layout(name, what, &[Layout::Features, Layout::Sequence, Layout::ChannelsLast], inputs, dims)?;
+    match dims {
+        [held] if held[1] != d => Err(shape_error(name, format!("{d} features on the normalised axis"), *held)),
+        _ => Ok(layout),
+    }
+}
+
 /// Layer normalisation over the last logical axis (the held feature axis 1): `[B, F]`,
 /// `[B, T, D]` and channels-last maps `[B, H, W, C]` (ConvNeXt); a `[B, C, H, W]` map is refused
 /// (Burn's LayerNorm would normalise over `W`).
@@ -70,19 +87,15 @@ impl Relevance for LayerNorm {
     }
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
-        let layout = keep_layout(
+        let [d] = self.gamma.dims();
+        last_axis_layout(
             name,
             "LayerNorm normalises the last axis, so a [batch, channels, height, width] map is permuted to channels \
              last first; it takes",
-            &[Layout::Features, Layout::Sequence, Layout::ChannelsLast],
+            d,
             inputs,
             dims,
-        )?;
-        let [d] = self.gamma.dims();
-        match dims {
-            [held] if held[1] != d => Err(shape_error(name, format!("{d} features on the normalised axis"), *held)),
-            _ => Ok(layout),
-        }
+        )
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {

@@ -1,7 +1,7 @@
 //! [`burn::nn::RmsNorm`]: root-mean-square normalisation over the feature axis, under the
 //! LayerNorm rule (the normaliser held constant).
 
-use super::{LayerType, Layout, Relevance, inputs_n, keep_layout, shape_error};
+use super::{LayerType, Layout, Relevance, inputs_n, shape_error};
 use crate::base::{Rule, RuleContext};
 use crate::error::Result;
 use burn::nn::RmsNorm;
@@ -41,18 +41,8 @@ impl Relevance for RmsNorm {
     }
 
     fn output_layout(&self, name: &str, inputs: &[Layout], dims: &[[usize; 4]]) -> Result<Layout> {
-        let layout = keep_layout(
-            name,
-            "RmsNorm normalises the last axis, so it takes",
-            &[Layout::Features, Layout::Sequence, Layout::ChannelsLast],
-            inputs,
-            dims,
-        )?;
         let [d] = self.gamma.dims();
-        match dims {
-            [held] if held[1] != d => Err(shape_error(name, format!("{d} features on the normalised axis"), *held)),
-            _ => Ok(layout),
-        }
+        super::layer_norm::last_axis_layout(name, "RmsNorm normalises the last axis, so it takes", d, inputs, dims)
     }
 
     fn forward(&self, name: &str, inputs: &[Tensor<4>]) -> Result<Tensor<4>> {
