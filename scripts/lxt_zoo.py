@@ -6,14 +6,14 @@ Runs after `scripts/torchvision_zoo.py OUT_DIR`: for each of ViT-B/16, ConvNeXt-
 MobileNetV2 and MobileNetV3-S found there (same seeded weights, same two photos), writes
 `OUT_DIR/modern/<model>.onnx` (a link to the export) and `<model>.safetensors` with `input`,
 `logits`, `target`, `cp_epsilon.input` (the float64 reference rounded to float32) and
-`cp_epsilon.input.f64`.
+`cp_epsilon.input.f64`. Swin-T too: its shifted-window attention under CP-LRP (see `patch`).
 
 The rules are the `cp_epsilon` preset of `../shared/modern/README.md`, built the way LXT's
 efficient mode builds them: LXT's `monkey_patch_zennit` (Zennit hooks in the gradient×input
 frame), Zennit `Epsilon(1e-6)` on every `Conv2d` and `Linear` module, LXT's identity rule on
 GELU, SiLU, ReLU, ReLU6, Hardswish, Hardsigmoid and Sigmoid, LXT's LayerNorm rule (ConvNeXt's
 `LayerNorm2d` included), CP-LRP in `nn.MultiheadAttention` (LXT's patch: no gradient through
-query and key), the uniform rule on the squeeze-excitation product, every BatchNorm folded
+query and key) and in Swin's shifted-window attention (its softmax detached), the uniform rule on the squeeze-excitation product, every BatchNorm folded
 into the convolution before it (exact, as the README says), and the residual sums of
 MobileNetV3 and EfficientNet out of place (see `patch`). LXT's efficient mode puts no
 stabiliser on the residual sums, pools and LayerNorm (plain gradients), where the README's
@@ -28,17 +28,18 @@ rules and the crate's presets put `1e-6·sgn0`: on ConvNeXt-T that alone moves s
 import json
 import sys
 import time
+import types
 from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import convnext, efficientnet, mobilenetv3, vision_transformer
+from torchvision.models import convnext, efficientnet, mobilenetv3, swin_transformer, vision_transformer
 from torchvision.ops import misc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from torchvision_zoo import MODELS, build, photos, write_safetensors  # noqa: E402
 
-MODERN = ["vit_b_16", "convnext_tiny", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small"]
+MODERN = ["vit_b_16", "swin_t", "convnext_tiny", "efficientnet_b0", "mobilenet_v2", "mobilenet_v3_small"]
 
 
 def patch():
@@ -79,6 +80,46 @@ def patch():
     efficientnet.MBConv.forward = mb_conv
     efficientnet.FusedMBConv.forward = mb_conv
     assert vision_transformer.nn.MultiheadAttention is nn.MultiheadAttention
+
+    swin_transformer.ShiftedWindowAttention.forward = cp_window_attention
+
+
+def cp_window_attention(self, x):
+    """torchvision's `ShiftedWindowAttention.forward` (Swin v1, `shifted_window_attention`) under
+    CP-LRP: the softmax detached (no gradient through the queries and keys, as LXT's
+    `cp_multi_head_attention_forward`), and the two projections called as the modules they are
+    (torchvision passes their weights to `F.linear`), so that Zennit's Epsilon(1e-6) reaches them
+    as the crate's ε reaches them. Numerically the same forward (checked in `main`)."""
+    bias = self.get_relative_position_bias()
+    b, h, w, c = x.shape
+    ws, ss, nh = self.window_size, list(self.shift_size), self.num_heads
+    x = nn.functional.pad(x, (0, 0, 0, (ws[1] - w % ws[1]) % ws[1], 0, (ws[0] - h % ws[0]) % ws[0]))
+    _, ph, pw, _ = x.shape
+    ss = [0 if ws[0] >= ph else ss[0], 0 if ws[1] >= pw else ss[1]]
+    if sum(ss) > 0:
+        x = torch.roll(x, shifts=(-ss[0], -ss[1]), dims=(1, 2))
+    nw = (ph // ws[0]) * (pw // ws[1])
+    x = x.view(b, ph // ws[0], ws[0], pw // ws[1], ws[1], c).permute(0, 1, 3, 2, 4, 5).reshape(b * nw, -1, c)
+    q, k, v = self.qkv(x).reshape(x.size(0), x.size(1), 3, nh, c // nh).permute(2, 0, 3, 1, 4)
+    attn = (q * (c // nh) ** -0.5).matmul(k.transpose(-2, -1)) + bias
+    if sum(ss) > 0:
+        mask = x.new_zeros((ph, pw))
+        count = 0
+        for h0, h1 in ((0, -ws[0]), (-ws[0], -ss[0]), (-ss[0], None)):
+            for w0, w1 in ((0, -ws[1]), (-ws[1], -ss[1]), (-ss[1], None)):
+                mask[h0:h1, w0:w1] = count
+                count += 1
+        mask = mask.view(ph // ws[0], ws[0], pw // ws[1], ws[1]).permute(0, 2, 1, 3).reshape(nw, -1)
+        mask = mask.unsqueeze(1) - mask.unsqueeze(2)
+        mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+        attn = attn.view(x.size(0) // nw, nw, nh, x.size(1), x.size(1)) + mask.unsqueeze(1).unsqueeze(0)
+        attn = attn.view(-1, nh, x.size(1), x.size(1))
+    attn = torch.softmax(attn, dim=-1).detach()
+    x = self.proj(attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), c))
+    x = x.view(b, ph // ws[0], pw // ws[1], ws[0], ws[1], c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
+    if sum(ss) > 0:
+        x = torch.roll(x, shifts=(ss[0], ss[1]), dims=(1, 2))
+    return x[:, :h, :w, :].contiguous()
 
 
 def fold_batch_norms(model):

@@ -12,6 +12,8 @@ golden parameters; `tests/it/onnx.rs` checks that through the logits and the rel
   MatMul + Add (the weight transposed), an Identity follows the last convolution's ReLU and a
   Dropout (inference form) the first classifier ReLU.
 - `case_f_resnet_bottlenecks.onnx`: the ResNet with three Bottlenecks, as exported.
+- `case_g_split.onnx` (with `case_g_split.safetensors`: input and PyTorch's logits): a `Split`
+  of the channels into static sizes 3 and 5, each part convolved, concatenated again.
 
     python scripts/onnx_cases.py tests/data/onnx_extra   # torch, torchvision, zennit, onnx
 
@@ -37,6 +39,23 @@ class ReshapeVgg(zc.Vgg):
     def forward(self, x):
         f = self.features(x)
         return self.classifier(f.reshape(f.shape[0], -1))
+
+
+class SplitNet(torch.nn.Module):
+    """A convolution whose channels are split unevenly (`torch.split(x, [3, 5], dim=1)`, an ONNX
+    `Split` with static sizes), each part convolved on its own and concatenated again."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.a = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.b = torch.nn.Conv2d(5, 4, 1)
+        self.head = torch.nn.Linear(8, 10)
+
+    def forward(self, x):
+        a, b = torch.split(torch.relu(self.stem(x)), [3, 5], dim=1)
+        y = torch.relu(torch.cat([self.a(a), self.b(b)], dim=1))
+        return self.head(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(y, 1), 1))
 
 
 def export(model, x, path):
@@ -124,6 +143,20 @@ def main():
     export(resnet, x, path)
     m = onnx.load(str(path))
     onnx.checker.check_model(m, full_check=True)
+    print(path.name, sorted({n.op_type for n in m.graph.node}))
+
+    split = SplitNet()
+    with torch.no_grad():
+        for p in split.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.4)
+    x = torch.randn(2, 3, 8, 8, generator=gen)
+    path = out / "case_g_split.onnx"
+    export(split, x, path)
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    assert any(n.op_type == "Split" for n in m.graph.node)
+    with torch.no_grad():
+        zc.write_safetensors(out / "case_g_split.safetensors", {"input": x, "logits": split.eval()(x)})
     print(path.name, sorted({n.op_type for n in m.graph.node}))
 
 

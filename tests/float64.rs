@@ -100,20 +100,31 @@ fn the_float64_path_reproduces_the_float64_references() {
     }
     assert!(runs >= 15, "{runs} runs");
 
-    // AttnLRP against LXT's own computation (`scripts/attnlrp_cases.py`): with the stabiliser
-    // of the weight-free ops as small as LXT's (none; 1e-12 here), the two agree to float64
-    // rounding, which checks the softmax rule and the uniform rule on q·Kᵀ and P·V themselves.
-    let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/modern_extra/vit_attnlrp.onnx");
-    let model = OnnxModel::from_file(&onnx, &dev).unwrap();
-    let host = read_safetensors(onnx.with_extension("safetensors")).unwrap();
-    let want = &f64_tensors(&onnx.with_extension("safetensors"))["attn_lrp.input.f64"];
-    let x: Tensor<4> = host["input"].to_tensor("input", &dev).unwrap();
-    let targets: Vec<usize> = host["target"].to_f32().iter().map(|&t| t as usize).collect();
-    let lxt = Composite::attn_lrp().with_sharing(WithSoftmax::new(Sharing::Norm(1e-12), SoftmaxRule::AttnLrp));
-    let e = Explainer::new(&model, lxt).explain(x, Target::Classes(targets)).unwrap();
-    let got: Vec<f64> = e.relevance.to_data().try_to_vec::<f64>().unwrap();
-    let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let worst = got.iter().zip(want).fold(0f64, |m, (g, w)| m.max((g - w).abs())) / scale;
-    println!("vit_attnlrp attn_lrp (LXT's stabilisers): worst {worst:.2e}");
-    assert!(worst <= 1e-6, "AttnLRP against LXT: worst |ΔR| = {worst:.2e}·max|R_ref|");
+    // Against LXT's own computations (`scripts/attnlrp_cases.py`, `scripts/swin_case.py`): with
+    // the stabiliser of the weight-free ops as small as LXT's (none; 1e-12 here), the two agree
+    // to float64 rounding, which checks AttnLRP's softmax rule and the uniform rule on q·Kᵀ and
+    // P·V, and Swin's shifted-window attention and patch merging (padding, shift and mask
+    // included), themselves.
+    let lxt_cases = [
+        (
+            "vit_attnlrp",
+            "attn_lrp",
+            Composite::attn_lrp().with_sharing(WithSoftmax::new(Sharing::Norm(1e-12), SoftmaxRule::AttnLrp)),
+        ),
+        ("swin_cp", "cp_epsilon", Composite::cp_epsilon().with_sharing(Sharing::Norm(1e-12))),
+    ];
+    for (case, preset, lxt) in lxt_cases {
+        let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/modern_extra/{case}.onnx"));
+        let model = OnnxModel::from_file(&onnx, &dev).unwrap();
+        let host = read_safetensors(onnx.with_extension("safetensors")).unwrap();
+        let want = &f64_tensors(&onnx.with_extension("safetensors"))[&format!("{preset}.input.f64")];
+        let x: Tensor<4> = host["input"].to_tensor("input", &dev).unwrap();
+        let targets: Vec<usize> = host["target"].to_f32().iter().map(|&t| t as usize).collect();
+        let e = Explainer::new(&model, lxt).explain(x, Target::Classes(targets)).unwrap();
+        let got: Vec<f64> = e.relevance.to_data().try_to_vec::<f64>().unwrap();
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        let worst = got.iter().zip(want).fold(0f64, |m, (g, w)| m.max((g - w).abs())) / scale;
+        println!("{case} {preset} (LXT's stabilisers): worst {worst:.2e}");
+        assert!(worst <= 1e-6, "{case} {preset} against LXT: worst |ΔR| = {worst:.2e}·max|R_ref|");
+    }
 }

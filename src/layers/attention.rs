@@ -25,11 +25,16 @@ fn linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
     l.forward(x)
 }
 
+/// The ε of LRP-ε on the projections of self-attention (as LXT's presets put Zennit's
+/// `Epsilon(1e-6)` on every `Linear`).
+pub const PROJECTION_EPSILON: f64 = 1e-6;
+
 /// LRP-ε through a Linear on `[B, T, in]`: `x ⊙ Wᵀ (R ⊘ stab(z))`, `z` its output (bias
-/// included), `stab(z) = z + 10⁻⁶·sgn0 z`.
-fn epsilon_back(l: &Linear, x: Tensor<3>, z: Tensor<3>, r: Tensor<3>) -> Tensor<3> {
+/// included), `stab(z) = z + ε·sgn0 z` (ε = [`PROJECTION_EPSILON`] in self-attention); with ε = 0, `0` where `z = 0`.
+pub(super) fn epsilon_back(l: &Linear, x: Tensor<3>, z: Tensor<3>, r: Tensor<3>, eps: f64) -> Tensor<3> {
     let [b, t, o] = z.dims();
-    let s: Tensor<4> = Stabilizer::Epsilon(1e-6).divide(r.reshape([b, t, o, 1]), z.reshape([b, t, o, 1]));
+    let stab = if eps > 0.0 { Stabilizer::Epsilon(eps) } else { Stabilizer::Safe };
+    let s: Tensor<4> = stab.divide(r.reshape([b, t, o, 1]), z.reshape([b, t, o, 1]));
     let s: Tensor<3> = s.reshape([b, t, o]);
     let w = l.weight.val(); // [in, out]
     let [i, _] = w.dims();
@@ -245,7 +250,7 @@ impl Relevance for AttentionValues {
         ctx: &RuleContext,
     ) -> Result<Vec<Tensor<4>>> {
         let [x] = inputs_n::<1>(ctx.name, inputs)?;
-        let r_x = epsilon_back(&self.value, logical(x), merge(output.clone()), merge(r));
+        let r_x = epsilon_back(&self.value, logical(x), merge(output.clone()), merge(r), PROJECTION_EPSILON);
         Ok(vec![held(r_x)])
     }
 }
@@ -270,18 +275,34 @@ impl AttentionMix {
         let k_lin = linear(&self.key, x.clone());
         let (q, k) = (heads(q_lin.clone(), self.heads), heads(k_lin.clone(), self.heads));
         let p = self.softmax_of(&q, &k);
-        let [_, _, _, d] = q.dims();
-        let root = (d as f64).sqrt();
-        // The softmax's Jacobian applied to the gradient at P, S Vᵀ.
-        let g_p = s.clone().matmul(v.clone().transpose());
-        let g = p.clone() * (g_p.clone() - (p.clone() * g_p).sum_dim(3));
-        let r_q = q.clone() * g.clone().matmul(k.clone()).div_scalar(4.0 * root);
-        let r_k = k * g.transpose().matmul(q).div_scalar(4.0 * root);
-        let r_v = v * p.transpose().matmul(s).mul_scalar(0.5);
-        let r_x =
-            epsilon_back(&self.query, x.clone(), q_lin, merge(r_q)) + epsilon_back(&self.key, x, k_lin, merge(r_k));
+        let (r_q, r_k, r_v) = attn_lrp_parts(q, k, v, p, s);
+        let r_x = epsilon_back(&self.query, x.clone(), q_lin, merge(r_q), PROJECTION_EPSILON)
+            + epsilon_back(&self.key, x, k_lin, merge(r_k), PROJECTION_EPSILON);
         (r_x, r_v)
     }
+}
+
+/// AttnLRP's shares of one attention `O = P V`, `P = softmax(q kᵀ/√d + c)` (`c` a constant:
+/// none, a position bias, a mask), from `s = R_O ⊘ stab(O)`: the relevance of the per-head
+/// queries `q` and keys `k` (before the `1/√d` scale) and values `v`, `[B, H, T, d]` each.
+/// The softmax rule (Prop. 3.3) on the scores, the uniform rule on `q kᵀ` and on `P V`; the
+/// constant's share of the scores is absorbed.
+pub(super) fn attn_lrp_parts(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    p: Tensor<4>,
+    s: Tensor<4>,
+) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let [_, _, _, d] = q.dims();
+    let root = (d as f64).sqrt();
+    // The softmax's Jacobian applied to the gradient at P, S Vᵀ.
+    let g_p = s.clone().matmul(v.clone().transpose());
+    let g = p.clone() * (g_p.clone() - (p.clone() * g_p).sum_dim(3));
+    let r_q = q.clone() * g.clone().matmul(k.clone()).div_scalar(4.0 * root);
+    let r_k = k * g.transpose().matmul(q).div_scalar(4.0 * root);
+    let r_v = v * p.transpose().matmul(s).mul_scalar(0.5);
+    (r_q, r_k, r_v)
 }
 
 impl Relevance for AttentionMix {
@@ -367,7 +388,7 @@ impl Relevance for AttentionOutput {
     ) -> Result<Vec<Tensor<4>>> {
         let [o] = inputs_n::<1>(ctx.name, inputs)?;
         let [_, h, _, _] = o.dims();
-        let r_ctx = epsilon_back(&self.output, merge(o.clone()), logical(output), logical(&r));
+        let r_ctx = epsilon_back(&self.output, merge(o.clone()), logical(output), logical(&r), PROJECTION_EPSILON);
         Ok(vec![heads(r_ctx, h)])
     }
 }

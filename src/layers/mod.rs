@@ -32,23 +32,27 @@ mod group_norm;
 mod layer_norm;
 mod linear;
 mod max_pool2d;
+mod merge_patches;
 mod mul;
 mod permute;
 mod relu;
 mod rms_norm;
 mod token_mean;
 mod tokens;
+mod window_attention;
 
 pub use activation::Clamp;
 pub use add::Add;
-pub use attention::{AttentionMix, AttentionOutput, AttentionValues, split_attention};
+pub use attention::{AttentionMix, AttentionOutput, AttentionValues, PROJECTION_EPSILON, split_attention};
 pub use channels::{Bound, ChannelShuffle, Narrow};
 pub use concat::Concat;
 pub use flatten::Flatten;
+pub use merge_patches::MergePatches;
 pub use mul::{Mul, Scale};
 pub use permute::Permute;
 pub use token_mean::TokenMean;
 pub use tokens::{AddConstant, ClassToken, PatchTokens, SelectToken};
+pub use window_attention::WindowAttention;
 
 pub use crate::base::{LayerType, Layout, LinearLayer, LinearStructure, WeightStack};
 pub(crate) use crate::base::{forward_apart, transpose_apart};

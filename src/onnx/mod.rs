@@ -30,6 +30,7 @@
 //! | `Add` of two computed values | the residual join |
 //! | `Concat` on the channel axis | the concatenation |
 //! | `Flatten` (axis 1), `Reshape` to `[batch, features]` (also `x.reshape(x.shape[0], -1)`'s computed shape) | flatten |
+//! | Swin's shifted-window attention and patch merging (found by structure in `src/onnx/window.rs`) | [`WindowAttention`](crate::layers::WindowAttention), [`MergePatches`](crate::layers::MergePatches) |
 //! | `Dropout`, `Identity` | nothing (their output is their input) |
 //!
 //! Any other operator is [`AttribError::UnsupportedLayer`] naming the node and the operator.
@@ -50,6 +51,7 @@ mod pool;
 mod ranks;
 mod shape;
 mod tokens;
+mod window;
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;
@@ -225,6 +227,9 @@ struct Loader<'d> {
     /// Self-attention regions, by the index of their last node, and their other nodes.
     regions: HashMap<usize, attention::Region>,
     in_regions: HashMap<usize, usize>,
+    /// Swin's window-attention and patch-merging regions, by the index of their last node.
+    windows: HashMap<usize, window::WindowRegion>,
+    merges: HashMap<usize, window::MergeRegion>,
     /// The file's output name of each node a region stands for.
     skipped_outputs: HashMap<usize, String>,
     /// Constants that a node computed from constants (an `Expand`ed class token): values, shape.
@@ -367,6 +372,8 @@ impl Loader<'_> {
         }
         // Computed from constants only (an `Expand`ed class token): a constant too.
         if !self.regions.contains_key(&index)
+            && !self.windows.contains_key(&index)
+            && !self.merges.contains_key(&index)
             && !node.inputs().iter().any(|a| self.values.contains_key(&a.name) || self.shuffles.contains_key(&a.name))
         {
             return self.constant_node(node);
@@ -379,6 +386,12 @@ impl Loader<'_> {
         }
         if let Some(region) = self.regions.get(&index).cloned() {
             return self.attention(node, name, &region);
+        }
+        if let Some(region) = self.windows.get(&index).cloned() {
+            return self.window_attention(node, name, &region);
+        }
+        if let Some(region) = self.merges.get(&index).cloned() {
+            return self.merge_patches(node, name, &region);
         }
         if let Some(layer) = self.activation(node, name, &op)? {
             let x = self.value(name, self.input(node, 0)?)?;
@@ -423,7 +436,8 @@ impl Loader<'_> {
                 &op,
                 "rap-attrib explains Conv, Gemm, MatMul(+Add), Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Tanh, \
                  LeakyRelu, Gelu, Mul, Div (by a constant), MaxPool, AveragePool, GlobalAveragePool, ReduceMean (spatial), \
-                 BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Split and Slice (of channels), a channel shuffle, Dropout and Identity",
+                 BatchNormalization, Add, Concat, Flatten, Reshape (to 2-D), Split and Slice (of channels), a channel shuffle, \
+                 self-attention and Swin's window attention and patch merging (by structure), Dropout and Identity",
             )),
         }
     }
@@ -547,6 +561,8 @@ impl OnnxModel {
             in_gelus: HashMap::new(),
             regions: HashMap::new(),
             in_regions: HashMap::new(),
+            windows: HashMap::new(),
+            merges: HashMap::new(),
             skipped_outputs: HashMap::new(),
             consts: HashMap::new(),
             pending_tokens: std::collections::HashSet::new(),
@@ -561,6 +577,10 @@ impl OnnxModel {
         let (regions, inside) = attention::attention_regions(&parsed.nodes, &input.name);
         loader.regions = regions.into_iter().map(|r| (r.last, r)).collect();
         loader.in_regions = inside;
+        let (windows, merges, inside) = window::window_regions(&parsed.nodes, &input.name);
+        loader.in_regions.extend(inside.into_iter().map(|i| (i, usize::MAX)));
+        loader.windows = windows.into_iter().map(|r| (r.last, r)).collect();
+        loader.merges = merges.into_iter().map(|r| (r.last, r)).collect();
         for (i, node) in parsed.nodes.iter().enumerate() {
             loader.node(node, i)?;
         }

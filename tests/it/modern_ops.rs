@@ -359,3 +359,82 @@ fn attention_as_one_op_and_as_three_agree() {
     let explainer = Explainer::new(&one, Composite::cp_epsilon());
     assert!(explainer.check_trace(x.clone(), explainer.forward(x.clone()).unwrap(), 1e-5).is_ok());
 }
+
+/// Swin's ops on random geometries (padding, shift and mask, odd sizes): the patch-merging gather
+/// routes relevance exactly (its relevance step applied to its own output gives the input back),
+/// and shifted-window attention under CP-LRP conserves relevance (no biases: all of `R` reaches
+/// the input, up to the projections' ε) and gives each sample alone what it gives in a batch.
+#[test]
+fn swin_window_attention_and_patch_merging_conserve_and_route_exactly() {
+    use rap_attrib::layers::{MergePatches, WindowAttention};
+    let dev = device();
+    let mut runner = runner();
+    let shape = (1usize..3, 1usize..3, 2usize..4, 1usize..10, 1usize..10, 1usize..5, 0usize..4, any::<u64>());
+    runner
+        .run(&shape, |(b, heads, width, h, w, window, shift, seed)| {
+            let mut rng = Rng::new(seed);
+            let c = heads * width;
+            let shift = shift % window;
+            let layouts = [Layout::ChannelsLast];
+            let ctx = RuleContext::new("op", LayerType::Attention).with_input_layouts(&layouts);
+            let x = random(&mut rng, [b, c, h, w], &dev);
+            // Patch merging: R_x of its own output is the input.
+            let merged = MergePatches.forward("merge", std::slice::from_ref(&x)).unwrap();
+            prop_assert_eq!(merged.dims(), [b, 4 * c, h.div_ceil(2), w.div_ceil(2)]);
+            let back = MergePatches.relevance(std::slice::from_ref(&x), &merged, merged.clone(), None, &ctx).unwrap();
+            prop_assert_eq!(values(&back[0]), values(&x));
+            // Window attention without biases, a random position bias.
+            let t = |rng: &mut Rng, dims: [usize; 2]| {
+                let v: Vec<f32> = (0..dims[0] * dims[1]).map(|_| (rng.normal() * 0.5) as f32).collect();
+                Tensor::<2>::from_data(TensorData::new(v, dims), &dev)
+            };
+            let n = window * window;
+            let pos: Vec<f32> = (0..heads * n * n).map(|_| rng.normal() as f32).collect();
+            let pos = Tensor::<3>::from_data(TensorData::new(pos, [heads, n, n]), &dev);
+            let attn = WindowAttention::new(
+                t(&mut rng, [3 * c, c]),
+                None,
+                t(&mut rng, [c, c]),
+                None,
+                pos,
+                heads,
+                [window, window],
+                [shift, shift],
+            )
+            .unwrap();
+            // LRP-0 on the projections, so that nothing but the op's own stabiliser absorbs.
+            let exact = attn.clone().with_projection_epsilon(0.0).unwrap();
+            prop_assert!(attn.clone().with_projection_epsilon(f64::NAN).is_err());
+            let y = attn.forward("attn", std::slice::from_ref(&x)).unwrap();
+            prop_assert_eq!(y.dims(), x.dims());
+            let r = random(&mut rng, [b, c, h, w], &dev);
+            for sharing in [Sharing::Norm(1e-12), Sharing::Norm(1e-6)] {
+                let ctx = ctx.clone().with_sharing(&sharing);
+                let rx = exact.relevance(std::slice::from_ref(&x), &y, r.clone(), None, &ctx).unwrap();
+                // Conserved where the stabiliser takes nothing (a larger one absorbs the share of
+                // head outputs near zero, as it should).
+                if sharing == Sharing::Norm(1e-12) {
+                    let scale = values(&r).iter().map(|v| v.abs()).sum::<f64>();
+                    prop_assert!(
+                        (sum(&rx[0]) - sum(&r)).abs() <= 1e-4 * scale,
+                        "Σ R_x = {}, Σ R = {}",
+                        sum(&rx[0]),
+                        sum(&r)
+                    );
+                }
+                // Sample by sample.
+                for s in 0..b {
+                    let xs = x.clone().narrow(0, s, 1);
+                    let ys = attn.forward("attn", std::slice::from_ref(&xs)).unwrap();
+                    let rs =
+                        exact.relevance(std::slice::from_ref(&xs), &ys, r.clone().narrow(0, s, 1), None, &ctx).unwrap();
+                    let (alone, batch) = (values(&rs[0]), values(&rx[0].clone().narrow(0, s, 1)));
+                    let worst = alone.iter().zip(&batch).fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+                    let top = batch.iter().fold(0f64, |m, v| m.max(v.abs()));
+                    prop_assert!(worst <= 1e-5 * top.max(1e-6), "sample {}: {} of {}", s, worst, top);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+}
