@@ -84,12 +84,15 @@ def patch():
     swin_transformer.ShiftedWindowAttention.forward = cp_window_attention
 
 
-def cp_window_attention(self, x):
+def cp_window_attention(self, x, attn_lrp=False):
     """torchvision's `ShiftedWindowAttention.forward` (Swin v1, `shifted_window_attention`) under
     CP-LRP: the softmax detached (no gradient through the queries and keys, as LXT's
     `cp_multi_head_attention_forward`), and the two projections called as the modules they are
     (torchvision passes their weights to `F.linear`), so that Zennit's Epsilon(1e-6) reaches them
-    as the crate's ε reaches them. Numerically the same forward (checked in `main`)."""
+    as the crate's ε reaches them. Numerically the same forward (the crate's logits from the
+    export of the unpatched model are compared with this one's). With `attn_lrp`, AttnLRP as LXT's
+    attention patches compute it: the softmax's own gradient (its rule), and the gradient divided
+    by 4 at the queries and keys and by 2 at the values (the uniform rule on `q·kᵀ` and `P·V`)."""
     bias = self.get_relative_position_bias()
     b, h, w, c = x.shape
     ws, ss, nh = self.window_size, list(self.shift_size), self.num_heads
@@ -101,6 +104,9 @@ def cp_window_attention(self, x):
     nw = (ph // ws[0]) * (pw // ws[1])
     x = x.view(b, ph // ws[0], ws[0], pw // ws[1], ws[1], c).permute(0, 1, 3, 2, 4, 5).reshape(b * nw, -1, c)
     q, k, v = self.qkv(x).reshape(x.size(0), x.size(1), 3, nh, c // nh).permute(2, 0, 3, 1, 4)
+    if attn_lrp:
+        from lxt.efficient.rules import divide_gradient
+        q, k, v = divide_gradient(q, 4), divide_gradient(k, 4), divide_gradient(v, 2)
     attn = (q * (c // nh) ** -0.5).matmul(k.transpose(-2, -1)) + bias
     if sum(ss) > 0:
         mask = x.new_zeros((ph, pw))
@@ -114,7 +120,8 @@ def cp_window_attention(self, x):
         mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
         attn = attn.view(x.size(0) // nw, nw, nh, x.size(1), x.size(1)) + mask.unsqueeze(1).unsqueeze(0)
         attn = attn.view(-1, nh, x.size(1), x.size(1))
-    attn = torch.softmax(attn, dim=-1).detach()
+    attn = torch.softmax(attn, dim=-1)
+    attn = attn if attn_lrp else attn.detach()
     x = self.proj(attn.matmul(v).transpose(1, 2).reshape(x.size(0), x.size(1), c))
     x = x.view(b, ph // ws[0], pw // ws[1], ws[0], ws[1], c).permute(0, 1, 3, 2, 4, 5).reshape(b, ph, pw, c)
     if sum(ss) > 0:

@@ -112,6 +112,11 @@ fn the_float64_path_reproduces_the_float64_references() {
             Composite::attn_lrp().with_sharing(WithSoftmax::new(Sharing::Norm(1e-12), SoftmaxRule::AttnLrp)),
         ),
         ("swin_cp", "cp_epsilon", Composite::cp_epsilon().with_sharing(Sharing::Norm(1e-12))),
+        (
+            "swin_cp",
+            "attn_lrp",
+            Composite::attn_lrp().with_sharing(WithSoftmax::new(Sharing::Norm(1e-12), SoftmaxRule::AttnLrp)),
+        ),
     ];
     for (case, preset, lxt) in lxt_cases {
         let onnx = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/modern_extra/{case}.onnx"));
