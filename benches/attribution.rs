@@ -16,9 +16,10 @@
 //! reported on its own, the steady state as the median of `RAP_BENCH_RUNS` further calls
 //! (default 5; `RAP_BENCH_JOBS` picks jobs by name, `RAP_BENCH_CACHE=0` turns the explainers'
 //! weight cache off), each read back to the host so GPU work is complete. Criterion's statistics
-//! come first unless `RAP_BENCH_CRITERION=0`. The last table gives the peak host memory of one
-//! RAP call after the first and what the explainer keeps between calls (a counting allocator;
-//! device memory is not counted on a GPU).
+//! come first unless `RAP_BENCH_CRITERION=0`. A table gives, per job, the peak host memory of
+//! one call after the first and what the explainer keeps between calls (a counting allocator;
+//! device memory is not counted on a GPU); `scripts/memory.sh` measures whole processes, one job
+//! each, next to the Python peers.
 
 mod common;
 
@@ -153,53 +154,63 @@ fn main() {
                 if !jobs.is_empty() && !jobs.iter().any(|j| j == name) && name != "forward" {
                     continue;
                 }
+                // Memory (the counting allocator): what the explainer keeps after its first call
+                // (the weight cache), and the peak of a later call above what was live before it.
+                let start = CURRENT.load(Ordering::Relaxed);
                 let job = Job::new(&m, composite);
                 let t = Instant::now();
                 job.run(&x);
                 let first = t.elapsed().as_secs_f64();
+                let before = CURRENT.load(Ordering::Relaxed);
+                let kept = before.saturating_sub(start);
+                PEAK.store(before, Ordering::Relaxed);
+                job.run(&x);
+                let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
                 if use_criterion {
                     group.bench_function(BenchmarkId::from_parameter(name), |bencher| bencher.iter(|| job.run(&x)));
                 }
-                cells.push((name, first, median(runs, || job.run(&x))));
+                cells.push((name, first, median(runs, || job.run(&x)), peak, kept));
             }
             group.finish();
-            let start = CURRENT.load(Ordering::Relaxed);
-            let rap = Job::new(&m, "rap");
-            rap.run(&x);
-            let before = CURRENT.load(Ordering::Relaxed);
-            let kept = before.saturating_sub(start);
-            PEAK.store(before, Ordering::Relaxed);
-            rap.run(&x);
-            let peak = PEAK.load(Ordering::Relaxed).saturating_sub(before);
-            rows.push((arch.name(), b, cells, (peak, kept)));
+            rows.push((arch.name(), b, cells));
         }
     }
     if use_criterion {
         c.final_summary();
     }
     let header: Vec<&str> = rows.first().map(|r| r.2.iter().map(|c| c.0).collect()).unwrap_or_default();
+    let mb = |v: usize| v as f64 / 1e6;
     println!("\nSteady state (median of {runs} calls after the first), and the ratio to our forward pass:\n");
     println!("| model | B | {} |", header.join(" | "));
     println!("|---|---|{}", "---|".repeat(header.len()));
-    for (name, b, cells, _) in &rows {
+    for (name, b, cells) in &rows {
         let fwd = cells[0].2;
-        let row: Vec<String> = cells.iter().map(|(_, _, t)| format!("{} ({:.1}×)", seconds(*t), t / fwd)).collect();
+        let row: Vec<String> =
+            cells.iter().map(|(_, _, t, _, _)| format!("{} ({:.1}×)", seconds(*t), t / fwd)).collect();
         println!("| {name} | {b} | {} |", row.join(" | "));
     }
     println!("\nFirst call of each explainer (weights prepared; on a GPU, kernels tuned):\n");
     println!("| model | B | {} |", header.join(" | "));
     println!("|---|---|{}", "---|".repeat(header.len()));
-    for (name, b, cells, _) in &rows {
-        let row: Vec<String> = cells.iter().map(|(_, first, _)| seconds(*first)).collect();
+    for (name, b, cells) in &rows {
+        let row: Vec<String> = cells.iter().map(|(_, first, _, _, _)| seconds(*first)).collect();
         println!("| {name} | {b} | {} |", row.join(" | "));
     }
-    println!("\n| model | B | RAP img/s | RAP peak host memory of a call | weights kept by the RAP explainer |");
-    println!("|---|---|---|---|---|");
-    for (name, b, cells, (peak, kept)) in &rows {
-        // The RAP explainer behind the memory columns runs in every case; its rate only when timed.
+    println!(
+        "\nHost memory (a counting allocator; device memory is not counted on a GPU): the peak of one call above what was live before it / what the explainer keeps between calls:\n"
+    );
+    println!("| model | B | {} |", header.join(" | "));
+    println!("|---|---|{}", "---|".repeat(header.len()));
+    for (name, b, cells) in &rows {
+        let row: Vec<String> =
+            cells.iter().map(|(_, _, _, peak, kept)| format!("{:.0} / {:.0} MB", mb(*peak), mb(*kept))).collect();
+        println!("| {name} | {b} | {} |", row.join(" | "));
+    }
+    println!("\n| model | B | RAP img/s |");
+    println!("|---|---|---|");
+    for (name, b, cells) in &rows {
         let rate =
             cells.iter().find(|c| c.0 == "RAP").map_or("not timed".to_string(), |c| format!("{:.2}", *b as f64 / c.2));
-        let mb = |v: &usize| *v as f64 / 1e6;
-        println!("| {name} | {b} | {rate} | {:.0} MB | {:.0} MB |", mb(peak), mb(kept));
+        println!("| {name} | {b} | {rate} |");
     }
 }

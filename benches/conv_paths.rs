@@ -1,5 +1,6 @@
 //! Which way of computing a large convolution is fastest on this backend: Burn's `conv2d`,
-//! unfold + matrix product, and for the adjoint Burn's `conv_transpose2d` against the forward
+//! Winograd's F(2,3) on Burn's tensor operations (`common/winograd.rs`, with its error against
+//! the direct convolution), unfold + matrix product, and for the adjoint Burn's `conv_transpose2d` against the forward
 //! convolution with the flipped kernel (what the rules use for stride 1). The shapes are the
 //! 3×3 convolutions of VGG-16 at 224² and the stacked `[W⁺; |W⁻|]` kernels the rules run.
 //!
@@ -12,6 +13,8 @@
 //! default 5, each read back) and the rate in GFLOP/s (2·MACs).
 
 mod common;
+#[path = "common/winograd.rs"]
+mod winograd;
 
 use common::{device, median};
 use rap_attrib::burn::tensor::module::{conv_transpose2d, conv2d, unfold4d};
@@ -34,9 +37,9 @@ fn main() {
     let all = [(3, 64, 224), (64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14)];
     let layers: &[(usize, usize, usize)] = if full { &all } else { &all[5..] };
     println!(
-        "| layer (Cin→Cout, H) | out ch | conv2d | unfold + matmul | conv_transpose2d | adjoint as conv | GFLOP/s (conv2d) |"
+        "| layer (Cin→Cout, H) | out ch | conv2d | Winograd F(2,3) | max |Δ|/max|y| | unfold + matmul | conv_transpose2d | adjoint as conv | GFLOP/s (conv2d) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for &(cin, cout, h) in layers {
         for stack in [1, 2] {
             let co = cout * stack;
@@ -47,6 +50,16 @@ fn main() {
             let conv = timed(runs, || {
                 let _ = conv2d(x.clone(), w.clone(), None, opts.clone()).into_data();
             });
+            let u = winograd::transform_kernel(&w);
+            let wino = timed(runs, || {
+                let _ = winograd::conv3x3(x.clone(), &u, None, [1, 1]).into_data();
+            });
+            let direct: Vec<f32> =
+                conv2d(x.clone(), w.clone(), None, opts.clone()).into_data().try_to_vec::<f32>().unwrap();
+            let fast: Vec<f32> =
+                winograd::conv3x3(x.clone(), &u, None, [1, 1]).into_data().try_to_vec::<f32>().unwrap();
+            let top = direct.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = direct.iter().zip(&fast).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / top;
             let unfold = timed(runs, || {
                 let cols = unfold4d(x.clone(), [3, 3], UnfoldOptions::new([1, 1], [1, 1], [1, 1]));
                 let w2: Tensor<2> = w.clone().reshape([co, cin * 9]);
@@ -66,9 +79,10 @@ fn main() {
             let gflop = 2.0 * (cin * co * 9 * h * h) as f64 / 1e9;
             let ms = |t: f64| format!("{:.1} ms", t * 1e3);
             println!(
-                "| {cin}→{cout}{} , {h}² | {co} | {} | {} | {} | {} | {:.0} |",
+                "| {cin}→{cout}{} , {h}² | {co} | {} | {} | {err:.1e} | {} | {} | {} | {:.0} |",
                 if stack == 2 { " ×2 stacked" } else { "" },
                 ms(conv),
+                ms(wino),
                 ms(unfold),
                 ms(transposed),
                 ms(routed),
