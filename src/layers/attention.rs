@@ -25,6 +25,13 @@ fn linear(l: &Linear, x: Tensor<3>) -> Tensor<3> {
     l.forward(x)
 }
 
+/// One weights key ([`Relevance::weights_key`]) for the projections of an attention.
+pub(super) fn linears_key(linears: &[&Linear]) -> u64 {
+    let ids: Vec<Option<u64>> =
+        linears.iter().flat_map(|l| [Some(l.weight.id.val()), l.bias.as_ref().map(|b| b.id.val())]).collect();
+    super::weights_key(&ids)
+}
+
 /// The ε of LRP-ε on the projections of self-attention (as LXT's presets put Zennit's
 /// `Epsilon(1e-6)` on every `Linear`).
 pub const PROJECTION_EPSILON: f64 = 1e-6;
@@ -79,11 +86,7 @@ impl Relevance for MultiHeadAttention {
     }
 
     fn weights_key(&self) -> Option<u64> {
-        let ids = [&self.query, &self.key, &self.value, &self.output]
-            .iter()
-            .flat_map(|l| [Some(l.weight.id.val()), l.bias.as_ref().map(|b| b.id.val())])
-            .collect::<Vec<_>>();
-        Some(super::weights_key(&ids))
+        Some(linears_key(&[&self.query, &self.key, &self.value, &self.output]))
     }
 
     fn device(&self) -> Option<burn::tensor::Device> {

@@ -121,6 +121,14 @@ fn stack_conv(conv: &Conv2d, parts: Vec<Tensor<4>>, route: bool) -> WeightStack 
         false => None,
     };
     let transpose = routed.map(|kernels| stack_per_group(&kernels, g, 1));
+    // With one group the stack is the parts one after the other: the parts become views of it
+    // (a slice shares the stack's memory on Burn's backends), so each weight is held once.
+    let parts = if g == 1 {
+        let out = parts[0].dims()[0];
+        (0..parts.len()).map(|i| forward.clone().narrow(0, i * out, out)).collect()
+    } else {
+        parts
+    };
     WeightStack::fused(parts, Some(forward), transpose)
 }
 

@@ -1,7 +1,7 @@
 //! Shifted-window self-attention (Swin Transformer; Liu et al., ICCV 2021), as torchvision's
 //! `shifted_window_attention` computes it, under CP-LRP.
 
-use super::attention::{PROJECTION_EPSILON, attn_lrp_parts, epsilon_back};
+use super::attention::{PROJECTION_EPSILON, attn_lrp_parts, epsilon_back, linears_key};
 use super::{LayerType, Layout, Relevance, inputs_n, keep_layout, shape_error};
 use crate::base::{Rule, RuleContext, SoftmaxRule};
 use crate::error::{AttribError, Result};
@@ -300,11 +300,7 @@ impl Relevance for WindowAttention {
     }
 
     fn weights_key(&self) -> Option<u64> {
-        let ids = [&self.query, &self.key, &self.value, &self.proj]
-            .iter()
-            .flat_map(|l| [Some(l.weight.id.val()), l.bias.as_ref().map(|b| b.id.val())])
-            .collect::<Vec<_>>();
-        Some(super::weights_key(&ids))
+        Some(linears_key(&[&self.query, &self.key, &self.value, &self.proj]))
     }
 
     fn device(&self) -> Option<Device> {

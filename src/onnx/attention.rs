@@ -11,12 +11,13 @@
 //! entry of the `Reshape` that splits the queries into `[B, H, T, d]`.
 
 use super::shape::Dim;
+use super::wiring::Wiring;
 use super::{Loader, onnx_err};
 use crate::error::Result;
 use crate::layers::split_attention;
 use burn::nn::attention::MultiHeadAttentionConfig;
 use onnx_ir::Node;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// One attention region of the parsed graph.
 #[derive(Debug, Clone)]
@@ -51,31 +52,15 @@ fn is_routing(n: &Node) -> bool {
 /// Every attention region of `nodes`, and the nodes inside them (the last excepted) by the
 /// region they belong to. `input` is the graph input's name.
 pub(super) fn attention_regions(nodes: &[Node], input: &str) -> (Vec<Region>, HashMap<usize, usize>) {
-    // Values that carry the input (computed through anything but `Shape`).
-    let mut act: HashSet<String> = HashSet::from([input.to_string()]);
-    let mut producer: HashMap<String, usize> = HashMap::new();
-    let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, n) in nodes.iter().enumerate() {
-        let carries = !matches!(n, Node::Shape(_)) && n.inputs().iter().any(|a| act.contains(&a.name));
-        for o in n.outputs() {
-            producer.insert(o.name.clone(), i);
-            if carries {
-                act.insert(o.name.clone());
-            }
-        }
-        for a in n.inputs() {
-            consumers.entry(a.name.clone()).or_default().push(i);
-        }
-    }
-    let carried = |n: &Node| n.inputs().iter().find(|a| act.contains(&a.name)).map(|a| a.name.clone());
-    let out_of = |i: usize| nodes.get(i).and_then(|n| n.outputs().first()).map(|a| a.name.clone());
+    let g = Wiring::new(nodes, input);
+    let carried = |n: &Node| g.carried(n);
+    let out_of = |i: usize| g.out(i);
     // Back from `v` through routing nodes to a Linear: its index, and the first rank-4 Reshape
     // passed (the head split).
     let back = |mut v: String| -> Option<(usize, Option<String>)> {
         let mut split = None;
         for _ in 0..64 {
-            let p = *producer.get(&v)?;
-            let n = nodes.get(p)?;
+            let (p, n) = g.producer_of(&v)?;
             match n {
                 Node::Linear(_) | Node::Gemm(_) => return Some((p, split)),
                 Node::Reshape(_) if is_routing(n) => {
@@ -95,9 +80,9 @@ pub(super) fn attention_regions(nodes: &[Node], input: &str) -> (Vec<Region>, Ha
     let mut inside = HashMap::new();
     for (s, softmax) in nodes.iter().enumerate() {
         let Node::Softmax(_) = softmax else { continue };
-        let Some(qk) = softmax.inputs().first().and_then(|a| producer.get(&a.name)).copied() else { continue };
+        let Some((qk, _)) = softmax.inputs().first().and_then(|a| g.producer_of(&a.name)) else { continue };
         let Some(p_out) = out_of(s) else { continue };
-        let Some(&pv) = consumers.get(&p_out).and_then(|c| c.first()) else { continue };
+        let Some(&pv) = g.consumers.get(&p_out).and_then(|c| c.first()) else { continue };
         let (Some(Node::MatMul(_)), Some(Node::MatMul(_))) = (nodes.get(qk), nodes.get(pv)) else { continue };
         let operand = |m: usize, k: usize| nodes.get(m).and_then(|n| n.inputs().get(k)).map(|a| a.name.clone());
         let Some((in_proj, _)) = operand(pv, 1).and_then(&back) else { continue };
@@ -108,7 +93,7 @@ pub(super) fn attention_regions(nodes: &[Node], input: &str) -> (Vec<Region>, Ha
         }
         // The region's input: before the in-projection's routing (a Transpose to [T, B, D]).
         let Some(mut x) = nodes.get(in_proj).and_then(carried) else { continue };
-        while let Some(n) = producer.get(&x).and_then(|&p| nodes.get(p)).filter(|n| matches!(n, Node::Transpose(_))) {
+        while let Some((_, n)) = g.producer_of(&x).filter(|(_, n)| matches!(n, Node::Transpose(_))) {
             match carried(n) {
                 Some(v) => x = v,
                 None => break,
@@ -119,12 +104,7 @@ pub(super) fn attention_regions(nodes: &[Node], input: &str) -> (Vec<Region>, Ha
         let mut out_proj = None;
         for _ in 0..64 {
             // The one consumer that carries the activation on (a `Shape` of it does not).
-            let carriers: Vec<usize> = out_of(at)
-                .and_then(|o| consumers.get(&o))
-                .map(|c| {
-                    c.iter().copied().filter(|&u| nodes.get(u).is_some_and(|n| !matches!(n, Node::Shape(_)))).collect()
-                })
-                .unwrap_or_default();
+            let carriers = g.carriers(at);
             let [next] = carriers.as_slice() else { break };
             let next = *next;
             match nodes.get(next) {
@@ -137,35 +117,10 @@ pub(super) fn attention_regions(nodes: &[Node], input: &str) -> (Vec<Region>, Ha
         }
         let Some(out_proj) = out_proj else { continue };
         let last = at;
-        // Every node from the region's output back to its input.
-        let mut members = HashSet::new();
-        let mut stack = vec![last];
-        while let Some(i) = stack.pop() {
-            if !members.insert(i) {
-                continue;
-            }
-            for a in nodes.get(i).map(|n| n.inputs()).unwrap_or(&[]) {
-                if a.name == x {
-                    continue;
-                }
-                if let Some(&p) = producer.get(&a.name) {
-                    stack.push(p);
-                }
-            }
-        }
-        // Nothing outside may read an activation inside but the last.
-        let leaks = members.iter().filter(|&&i| i != last).any(|&i| {
-            nodes.get(i).is_some_and(|n| {
-                n.outputs().iter().filter(|o| act.contains(&o.name)).any(|o| {
-                    consumers.get(&o.name).is_some_and(|c| {
-                        c.iter().any(|u| {
-                            !members.contains(u) && nodes.get(*u).is_some_and(|n| !matches!(n, Node::Shape(_)))
-                        })
-                    })
-                })
-            })
-        });
-        if leaks || !members.contains(&s) {
+        // Every node from the region's output back to its input; nothing outside may read an
+        // activation inside but the last.
+        let Some(members) = g.members(last, &x) else { continue };
+        if !members.contains(&s) {
             continue;
         }
         let k = regions.len();
@@ -175,7 +130,7 @@ pub(super) fn attention_regions(nodes: &[Node], input: &str) -> (Vec<Region>, Ha
         let (Some(in_proj), Some(out_proj)) = (nodes.get(in_proj).cloned(), nodes.get(out_proj).cloned()) else {
             continue;
         };
-        let Some(v_node) = operand(pv, 1).and_then(|v| producer.get(&v)).copied() else { continue };
+        let Some((v_node, _)) = operand(pv, 1).and_then(|v| g.producer_of(&v)) else { continue };
         regions.push(Region { x, last, in_proj, out_proj, heads_shape, v_node, pv });
     }
     (regions, inside)

@@ -52,6 +52,7 @@ mod ranks;
 mod shape;
 mod tokens;
 mod window;
+mod wiring;
 
 use crate::error::{AttribError, Result};
 use crate::layers::Relevance;

@@ -16,12 +16,13 @@
 //! **Patch merging**: a `Concat` on the last axis of four `Slice` pairs with step 2 on the two
 //! spatial axes of one (padded) map, in torchvision's order.
 
+use super::wiring::Wiring;
 use super::{Loader, constant, onnx_err, unsupported};
 use crate::error::Result;
 use crate::layers::{MergePatches, WindowAttention};
 use onnx_ir::node::slice::SliceInput;
 use onnx_ir::{Argument, Node};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 /// One window-attention region of the parsed graph.
 #[derive(Debug, Clone)]
@@ -47,116 +48,6 @@ pub(super) struct WindowRegion {
 pub(super) struct MergeRegion {
     x: String,
     pub(super) last: usize,
-}
-
-/// The graph's wiring: what computes each value, who reads it, and which values carry the
-/// input (computed through anything but `Shape`).
-struct Wiring<'a> {
-    nodes: &'a [Node],
-    act: HashSet<String>,
-    producer: HashMap<String, usize>,
-    consumers: HashMap<String, Vec<usize>>,
-}
-
-impl<'a> Wiring<'a> {
-    fn new(nodes: &'a [Node], input: &str) -> Self {
-        let mut act: HashSet<String> = HashSet::from([input.to_string()]);
-        let mut producer = HashMap::new();
-        let mut consumers: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, n) in nodes.iter().enumerate() {
-            let carries = !matches!(n, Node::Shape(_)) && n.inputs().iter().any(|a| act.contains(&a.name));
-            for o in n.outputs() {
-                producer.insert(o.name.clone(), i);
-                if carries {
-                    act.insert(o.name.clone());
-                }
-            }
-            for a in n.inputs() {
-                consumers.entry(a.name.clone()).or_default().push(i);
-            }
-        }
-        Self { nodes, act, producer, consumers }
-    }
-
-    fn node(&self, i: usize) -> Option<&'a Node> {
-        self.nodes.get(i)
-    }
-
-    fn producer_of(&self, value: &str) -> Option<(usize, &'a Node)> {
-        let p = *self.producer.get(value)?;
-        Some((p, self.nodes.get(p)?))
-    }
-
-    /// The first input of `n` that carries the activation.
-    fn carried(&self, n: &Node) -> Option<String> {
-        n.inputs().iter().find(|a| self.act.contains(&a.name)).map(|a| a.name.clone())
-    }
-
-    fn out(&self, i: usize) -> Option<String> {
-        self.nodes.get(i).and_then(|n| n.outputs().first()).map(|a| a.name.clone())
-    }
-
-    /// The consumers of node `i`'s output that carry the activation on (a `Shape` does not).
-    fn carriers(&self, i: usize) -> Vec<usize> {
-        self.out(i)
-            .and_then(|o| self.consumers.get(&o))
-            .map(|c| {
-                c.iter().copied().filter(|&u| self.node(u).is_some_and(|n| !matches!(n, Node::Shape(_)))).collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Back from `v` through routing nodes to a `Linear`.
-    fn back_to_linear(&self, mut v: String) -> Option<usize> {
-        for _ in 0..64 {
-            let (p, n) = self.producer_of(&v)?;
-            match n {
-                Node::Linear(_) => return Some(p),
-                Node::Reshape(_)
-                | Node::Transpose(_)
-                | Node::Gather(_)
-                | Node::Squeeze(_)
-                | Node::Unsqueeze(_)
-                | Node::Mul(_)
-                | Node::Div(_) => {}
-                _ => return None,
-            }
-            v = self.carried(n)?;
-        }
-        None
-    }
-
-    /// Every node from `last` back to the value `x` (`x`'s producer and what precedes it
-    /// excluded), or `None` where one of them (other than `last`) has an activation read from
-    /// outside.
-    fn members(&self, last: usize, x: &str) -> Option<HashSet<usize>> {
-        let mut members = HashSet::new();
-        let mut stack = vec![last];
-        while let Some(i) = stack.pop() {
-            if !members.insert(i) {
-                continue;
-            }
-            for a in self.node(i).map(|n| n.inputs()).unwrap_or(&[]) {
-                if a.name != x
-                    && let Some(&p) = self.producer.get(&a.name)
-                {
-                    stack.push(p);
-                }
-            }
-        }
-        let leaks = members.iter().filter(|&&i| i != last).any(|&i| {
-            self.node(i).is_some_and(|n| {
-                n.outputs().iter().filter(|o| self.act.contains(&o.name)).any(|o| {
-                    self.consumers.get(&o.name).is_some_and(|c| {
-                        c.iter().any(|u| {
-                            !members.contains(u) && self.node(*u).is_some_and(|n| !matches!(n, Node::Shape(_)))
-                        })
-                    })
-                })
-            })
-        });
-        (!leaks).then_some(members)
-    }
 }
 
 /// A `Slice`'s `starts`, `ends`, `axes` and `steps` where they are constants.

@@ -21,13 +21,22 @@ struct TokenNet {
 }
 
 impl TokenNet {
+    /// Weights and biases from a seeded generator (not the device's shared one, which the
+    /// tests running beside this one draw from too), so that every run checks the same network.
     fn new(d: usize, hidden: usize, classes: usize, device: &Device) -> Self {
-        Self {
-            fc1: LinearConfig::new(d, hidden).init(device),
-            act: Relu::new(),
-            fc2: LinearConfig::new(hidden, d).init(device),
-            head: LinearConfig::new(d, classes).init(device),
-        }
+        let mut rng = Rng::new(17);
+        let mut linear = |i: usize, o: usize| {
+            let mut l = LinearConfig::new(i, o).init(device);
+            let scale = (1.0 / i as f64).sqrt();
+            let w: Vec<f32> = (0..i * o).map(|_| (rng.normal() * scale) as f32).collect();
+            let b: Vec<f32> = (0..o).map(|_| (rng.normal() * 0.1) as f32).collect();
+            l.weight =
+                rap_attrib::burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w, [i, o]), device));
+            l.bias =
+                Some(rap_attrib::burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b, [o]), device)));
+            l
+        };
+        Self { fc1: linear(d, hidden), act: Relu::new(), fc2: linear(hidden, d), head: linear(d, classes) }
     }
 
     /// The model's own forward with Burn's modules on `[B, T, D]`.
