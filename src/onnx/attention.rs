@@ -11,7 +11,7 @@
 //! entry of the `Reshape` that splits the queries into `[B, H, T, d]`.
 
 use super::shape::Dim;
-use super::wiring::Wiring;
+use super::wiring::{Wiring, is_routing};
 use super::{Loader, onnx_err};
 use crate::error::Result;
 use crate::layers::split_attention;
@@ -34,19 +34,6 @@ pub(super) struct Region {
     /// The nodes whose outputs are the values per head and the heads' outputs (`P·V`).
     pub(super) v_node: usize,
     pub(super) pv: usize,
-}
-
-fn is_routing(n: &Node) -> bool {
-    matches!(
-        n,
-        Node::Reshape(_)
-            | Node::Transpose(_)
-            | Node::Gather(_)
-            | Node::Squeeze(_)
-            | Node::Unsqueeze(_)
-            | Node::Mul(_)
-            | Node::Div(_)
-    )
 }
 
 /// Every attention region of `nodes`, and the nodes inside them (the last excepted) by the

@@ -4,6 +4,21 @@
 use onnx_ir::Node;
 use std::collections::{HashMap, HashSet};
 
+/// A node that moves an activation's elements around (or scales them by a computed factor)
+/// between a projection and the attention it feeds.
+pub(super) fn is_routing(n: &Node) -> bool {
+    matches!(
+        n,
+        Node::Reshape(_)
+            | Node::Transpose(_)
+            | Node::Gather(_)
+            | Node::Squeeze(_)
+            | Node::Unsqueeze(_)
+            | Node::Mul(_)
+            | Node::Div(_)
+    )
+}
+
 /// The graph's wiring: what computes each value, who reads it, and which values carry the
 /// input (computed through anything but `Shape`).
 pub(super) struct Wiring<'a> {
@@ -67,13 +82,7 @@ impl<'a> Wiring<'a> {
             let (p, n) = self.producer_of(&v)?;
             match n {
                 Node::Linear(_) => return Some(p),
-                Node::Reshape(_)
-                | Node::Transpose(_)
-                | Node::Gather(_)
-                | Node::Squeeze(_)
-                | Node::Unsqueeze(_)
-                | Node::Mul(_)
-                | Node::Div(_) => {}
+                _ if is_routing(n) => {}
                 _ => return None,
             }
             v = self.carried(n)?;
