@@ -49,13 +49,13 @@ pub(super) fn epsilon_back(l: &Linear, x: Tensor<3>, z: Tensor<3>, r: Tensor<3>,
 }
 
 /// The per-head `[B, H, T, d_k]` form of a projection's output `[B, T, H·d_k]`.
-fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
+pub(super) fn heads(x: Tensor<3>, h: usize) -> Tensor<4> {
     let [b, t, e] = x.dims();
     x.reshape([b, t, h, e / h.max(1)]).swap_dims(1, 2)
 }
 
 /// The inverse of [`heads`].
-fn merge(x: Tensor<4>) -> Tensor<3> {
+pub(super) fn merge(x: Tensor<4>) -> Tensor<3> {
     let [b, h, t, d] = x.dims();
     x.swap_dims(1, 2).reshape([b, t, h * d])
 }

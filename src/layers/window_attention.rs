@@ -1,7 +1,7 @@
 //! Shifted-window self-attention (Swin Transformer; Liu et al., ICCV 2021), as torchvision's
 //! `shifted_window_attention` computes it, under CP-LRP.
 
-use super::attention::{PROJECTION_EPSILON, attn_lrp_parts, epsilon_back, linears_key};
+use super::attention::{PROJECTION_EPSILON, attn_lrp_parts, epsilon_back, heads, linears_key, merge};
 use super::{LayerType, Layout, Relevance, inputs_n, keep_layout, shape_error};
 use crate::base::{Rule, RuleContext, SoftmaxRule};
 use crate::error::{AttribError, Result};
@@ -80,18 +80,6 @@ fn part(weight: &Tensor<2>, bias: Option<&Tensor<1>>, start: usize, len: usize, 
     l.weight = burn::module::Param::from_tensor(weight.clone().narrow(1, start, len));
     l.bias = bias.map(|b| burn::module::Param::from_tensor(b.clone().narrow(0, start, len)));
     l
-}
-
-/// `[BW, N, C]` as `[BW, heads, N, C/heads]`.
-fn heads_of(x: Tensor<3>, h: usize) -> Tensor<4> {
-    let [b, t, e] = x.dims();
-    x.reshape([b, t, h, e / h.max(1)]).swap_dims(1, 2)
-}
-
-/// The inverse of [`heads_of`].
-fn merged(x: Tensor<4>) -> Tensor<3> {
-    let [b, h, t, d] = x.dims();
-    x.swap_dims(1, 2).reshape([b, t, h * d])
 }
 
 /// Python's `start:end` of a sequence of `len` (negative indices from the end, `None` to the
@@ -319,10 +307,10 @@ impl Relevance for WindowAttention {
         let [x] = inputs_n::<1>(name, inputs)?;
         let g = self.geometry_of(name, x.dims())?;
         let xw = self.to_windows(x.clone(), &g);
-        let q = heads_of(self.query.forward(xw.clone()), self.heads);
-        let k = heads_of(self.key.forward(xw.clone()), self.heads);
-        let v = heads_of(self.value.forward(xw), self.heads);
-        let o = merged(self.weights(&q, &k, &g).matmul(v));
+        let q = heads(self.query.forward(xw.clone()), self.heads);
+        let k = heads(self.key.forward(xw.clone()), self.heads);
+        let v = heads(self.value.forward(xw), self.heads);
+        let o = merge(self.weights(&q, &k, &g).matmul(v));
         Ok(self.windows_back(self.proj.forward(o), &g))
     }
 
@@ -343,27 +331,24 @@ impl Relevance for WindowAttention {
         let q_lin = self.query.forward(xw.clone());
         let k_lin = self.key.forward(xw.clone());
         let v_lin = self.value.forward(xw.clone());
-        let (q, k, v) = (
-            heads_of(q_lin.clone(), self.heads),
-            heads_of(k_lin.clone(), self.heads),
-            heads_of(v_lin.clone(), self.heads),
-        );
+        let (q, k, v) =
+            (heads(q_lin.clone(), self.heads), heads(k_lin.clone(), self.heads), heads(v_lin.clone(), self.heads));
         let p = self.weights(&q, &k, &g);
         let o = p.clone().matmul(v.clone());
-        let ctx_in = merged(o.clone());
+        let ctx_in = merge(o.clone());
         let out = self.proj.forward(ctx_in.clone());
         // The output's relevance in windows: the forward's padding, roll and partition.
         let r_out = self.to_windows(r, &g);
         let r_ctx = epsilon_back(&self.proj, ctx_in, out, r_out, self.epsilon);
-        let s = ctx.sharing.divide(heads_of(r_ctx, self.heads), o);
+        let s = ctx.sharing.divide(heads(r_ctx, self.heads), o);
         let r_xw = if ctx.sharing.softmax() == SoftmaxRule::AttnLrp {
             let (r_q, r_k, r_v) = attn_lrp_parts(q, k, v, p, s);
-            epsilon_back(&self.value, xw.clone(), v_lin, merged(r_v), self.epsilon)
-                + epsilon_back(&self.query, xw.clone(), q_lin, merged(r_q), self.epsilon)
-                + epsilon_back(&self.key, xw, k_lin, merged(r_k), self.epsilon)
+            epsilon_back(&self.value, xw.clone(), v_lin, merge(r_v), self.epsilon)
+                + epsilon_back(&self.query, xw.clone(), q_lin, merge(r_q), self.epsilon)
+                + epsilon_back(&self.key, xw, k_lin, merge(r_k), self.epsilon)
         } else {
             let r_v = v * p.transpose().matmul(s);
-            epsilon_back(&self.value, xw, v_lin, merged(r_v), self.epsilon)
+            epsilon_back(&self.value, xw, v_lin, merge(r_v), self.epsilon)
         };
         Ok(vec![self.windows_back(r_xw, &g)])
     }
