@@ -1,8 +1,10 @@
 //! Which way of computing a large convolution is fastest on this backend: Burn's `conv2d`,
 //! Winograd's F(2,3) on Burn's tensor operations (`common/winograd.rs`, with its error against
 //! the direct convolution), unfold + matrix product, and for the adjoint Burn's `conv_transpose2d` against the forward
-//! convolution with the flipped kernel (what the rules use for stride 1). The shapes are the
-//! 3×3 convolutions of VGG-16 at 224² and the stacked `[W⁺; |W⁻|]` kernels the rules run.
+//! convolution with the flipped kernel, and the crate's own stride-1 kernel
+//! (`rap_attrib::kernels`, shifted matrix products on flex; what the layers call) for both. The
+//! shapes are the 3×3 convolutions of VGG-16 at 224² and of ResNet-50's bottlenecks, and the
+//! stacked `[W⁺; |W⁻|]` kernels the rules run.
 //!
 //! ```sh
 //! cargo bench --bench conv_paths                                   # CPU (flex)
@@ -34,12 +36,23 @@ fn main() {
         if full { std::env::var("RAP_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5) } else { 1 };
     // (input channels, output channels, size): VGG-16's 3×3 convolutions, one per stage (the
     // smoke run under `cargo test` takes the smallest only).
-    let all = [(3, 64, 224), (64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14)];
-    let layers: &[(usize, usize, usize)] = if full { &all } else { &all[5..] };
+    let all = [
+        (3, 64, 224),
+        (64, 64, 224),
+        (128, 128, 112),
+        (256, 256, 56),
+        (512, 512, 28),
+        (512, 512, 14),
+        (64, 64, 56),
+        (128, 128, 28),
+        (256, 256, 14),
+        (512, 512, 7),
+    ];
+    let layers: &[(usize, usize, usize)] = if full { &all } else { &all[9..] };
     println!(
-        "| layer (Cin→Cout, H) | out ch | conv2d | Winograd F(2,3) | max |Δ|/max|y| | unfold + matmul | conv_transpose2d | adjoint as conv | GFLOP/s (conv2d) |"
+        "| layer (Cin→Cout, H) | out ch | conv2d | Winograd F(2,3) | max |Δ|/max|y| | unfold + matmul | conv_transpose2d | adjoint as conv | crate conv2d | crate conv_transpose2d | GFLOP/s (conv2d) | GFLOP/s (crate conv2d) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &(cin, cout, h) in layers {
         for stack in [1, 2] {
             let co = cout * stack;
@@ -76,17 +89,26 @@ fn main() {
             let routed = timed(runs, || {
                 let _ = conv2d(y.clone(), flipped.clone(), None, opts.clone()).into_data();
             });
+            let ours = timed(runs, || {
+                let _ = rap_attrib::kernels::conv2d(x.clone(), w.clone(), None, opts.clone()).into_data();
+            });
+            let ours_adjoint = timed(runs, || {
+                let _ = rap_attrib::kernels::conv_transpose2d(y.clone(), w.clone(), topts.clone()).into_data();
+            });
             let gflop = 2.0 * (cin * co * 9 * h * h) as f64 / 1e9;
             let ms = |t: f64| format!("{:.1} ms", t * 1e3);
             println!(
-                "| {cin}→{cout}{} , {h}² | {co} | {} | {} | {err:.1e} | {} | {} | {} | {:.0} |",
+                "| {cin}→{cout}{} , {h}² | {co} | {} | {} | {err:.1e} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
                 if stack == 2 { " ×2 stacked" } else { "" },
                 ms(conv),
                 ms(wino),
                 ms(unfold),
                 ms(transposed),
                 ms(routed),
-                gflop / conv
+                ms(ours),
+                ms(ours_adjoint),
+                gflop / conv,
+                gflop / ours
             );
         }
     }

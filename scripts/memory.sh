@@ -8,13 +8,17 @@
 #
 #   bash scripts/memory.sh                # PY=/tmp/peers/bin/python (torch, torchvision, zennit, captum)
 #   BATCH=8 MODELS=vgg16 bash scripts/memory.sh
+#   BIN=/tmp/before/attribution PEERS=0 bash scripts/memory.sh   # another build of the bench, ours only
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-/tmp/peers/bin/python}
 BATCH=${BATCH:-1}
 MODELS=${MODELS:-vgg16 resnet50}
-cargo bench --bench attribution --no-run >/dev/null 2>&1
-BIN=$(ls -t target/release/deps/attribution-* | grep -v '\.d$' | head -1)
+PEERS=${PEERS:-1}
+if [ -z "${BIN:-}" ]; then
+  cargo bench --bench attribution --no-run >/dev/null 2>&1
+  BIN=$(ls -t target/release/deps/attribution-* | grep -v '\.d$' | head -1)
+fi
 OUT=$(mktemp)
 peak() { /usr/bin/time -f "%M" -o "$OUT" "$@" >/dev/null 2>&1; echo $(( $(tail -1 "$OUT") / 1024 )); }
 echo "| model | B | side | job | peak RSS (MB) | over the baseline (MB) |"
@@ -27,6 +31,7 @@ for m in $MODELS; do
     base=${base:-$mb}
     echo "| $m | $BATCH | rap-attrib | $job | $mb | $((mb - base)) |"
   done
+  [ "$PEERS" = 1 ] || continue
   base=""
   for method in torch_forward zennit_eps_plus_flat zennit_eps_a2b1 captum_saliency; do
     mb=$(peak "$PY" ../shared/bench/peers.py --device cpu --threads 2 --models $m --batches $BATCH --reps 2 \

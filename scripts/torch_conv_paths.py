@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch's time for the convolutions of benches/conv_paths.rs (VGG-16's 3x3 layers at 224^2,
+"""PyTorch's time for the convolutions of benches/conv_paths.rs (VGG-16's 3x3 layers at 224^2 and
+ResNet-50's bottleneck 3x3 layers,
 batch 1, single and with the output channels doubled as the rules' stacked [W+; |W-|] kernels),
 forward and transposed, so the two tables can be read side by side on one machine.
 
@@ -37,7 +38,8 @@ def median(f):
 print("| layer (Cin->Cout, H) | out ch | torch conv2d | torch conv_transpose2d | GFLOP/s (conv2d) |")
 print("|---|---|---|---|---|")
 with torch.no_grad():
-    for cin, cout, h in [(3, 64, 224), (64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14)]:
+    for cin, cout, h in [(3, 64, 224), (64, 64, 224), (128, 128, 112), (256, 256, 56), (512, 512, 28), (512, 512, 14),
+                         (64, 64, 56), (128, 128, 28), (256, 256, 14), (512, 512, 7)]:
         for stack in (1, 2):
             co = cout * stack
             x = torch.randn(1, cin, h, h, device=dev)

@@ -42,7 +42,8 @@
 //! [`rules`] (the [`Rule`] trait and the rules), [`composite`] (which rule each layer gets),
 //! [`walk`] (recording the forward pass and walking it backwards), [`canonizer`] (BatchNorm
 //! merging) and [`spec`] (networks built from a JSON description, as the golden cases use).
-//! Around them: [`gradients`] (the gradient baselines, through Burn's autodiff), [`metrics`]
+//! Around them: [`gradients`] (the gradient baselines, by the graph's backward walk), [`kernels`]
+//! (stride-1 convolutions on the CPU faster than Burn's), [`metrics`]
 //! (outside–inside ratio, segmentation, pointing game, region perturbation), [`evaluation`]
 //! (ranking methods on photos with ground truth), [`zoo`], [`imaging`] and [`viz`].
 
@@ -65,6 +66,7 @@ pub mod gradients;
 pub mod graph;
 #[cfg(feature = "images")]
 pub mod imaging;
+pub mod kernels;
 pub mod kit;
 pub mod layers;
 pub mod limits;

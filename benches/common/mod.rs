@@ -26,6 +26,7 @@ pub fn bundled_squeezenet() -> std::path::PathBuf {
     assets().join("models/squeezenet1_1.safetensors")
 }
 
+#[allow(dead_code)]
 /// The median time in seconds of `runs` calls of `f`.
 pub fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     let mut t: Vec<f64> = (0..runs.max(1))

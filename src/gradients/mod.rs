@@ -1,5 +1,5 @@
-//! Gradient baselines through Burn's autodiff: gradient (saliency), input × gradient,
-//! integrated gradients, guided backprop and SmoothGrad.
+//! Gradient baselines: gradient (saliency), input × gradient, integrated gradients, guided
+//! backprop and SmoothGrad.
 //!
 //! They are the baselines of the RAP paper's evaluation and share the propagation rules' API:
 //! a [`GradientExplainer`] takes the same [`Explain`] model and [`Target`] as an
@@ -40,8 +40,14 @@
 //!   (Sundararajan et al. 2017), with the baseline `x̄` and the quadrature (`α_k`, `w_k`) of
 //!   [`IntegratedGradients`]. Completeness: the sum approaches `f(x) − f(x̄)` as steps grow.
 //! - [`GradientMethod::GuidedBackprop`]: the gradient with every ReLU's backward replaced by
-//!   `∂ ↦ 1[x > 0] · max(∂, 0)` (Springenberg et al. 2015). It is computed by walking the
-//!   traced graph backwards, each layer's vector–Jacobian product taken by autodiff.
+//!   `∂ ↦ 1[x > 0] · max(∂, 0)` (Springenberg et al. 2015).
+//!
+//! The gradient, input × gradient and guided backprop walk the traced graph backwards (the
+//! graph's one backward walk, as the rules do): a linear layer's vector–Jacobian product is its
+//! exact adjoint ([`LinearLayer::transpose_with`](crate::LinearLayer) with its weight, the
+//! transposed convolution the rules run, on [`crate::kernels`]), ReLU's and a residual sum's
+//! are written out, and every other op's is taken by Burn's autodiff on that op alone. The tests check the walk against one whole-model autodiff
+//! pass. Integrated gradients and SmoothGrad run the model on Burn's autodiff.
 //! - [`GradientMethod::SmoothGrad`]: the gradient averaged over noisy copies
 //!   `x + N(0, σ²)`, `σ = noise · (max x − min x)` per sample (Smilkov et al. 2017), seeded.
 //!
@@ -58,7 +64,7 @@ use crate::layers::{LayerType, Layout};
 use crate::limits::Limits;
 use crate::tensor::{all_finite, sample_max, sample_min, to_vec};
 use crate::walk::explain::{logits_of, prepare, resolve_target, run_model, trace_model};
-use crate::walk::{AttributionMethod, Explain, Explanation, Target};
+use crate::walk::{AttributionMethod, Explain, Explanation, Node, Target};
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -465,7 +471,8 @@ where
     }
 }
 
-/// `∂⟨seed, f(x)⟩/∂x` by one forward and one backward pass on Burn's autodiff.
+/// `∂⟨seed, f(x)⟩/∂x` by one forward pass and the graph's backward walk (linear layers by
+/// their exact adjoint, every other op by autodiff on that op; see the module's docs).
 ///
 /// # Shapes
 ///
@@ -482,6 +489,19 @@ fn input_gradient_in<M: Explain + ?Sized>(
     layout: Layout,
     seed: &Tensor<2>,
 ) -> Result<Tensor<4>> {
+    let (mut graph, out) = trace_model(model, x, layout)?;
+    let [b, k] = logits_of(&graph, out)?.dims();
+    if seed.dims() != [b, k] {
+        return Err(AttribError::OutputRelevanceShape { got: seed.dims().to_vec(), expected: vec![b, k] });
+    }
+    walk_back(&mut graph, out, seed.clone(), false)
+}
+
+/// The reference the walk is tested against: one forward and one backward pass of the whole
+/// model on Burn's autodiff.
+#[cfg(test)]
+fn autodiff_gradient<M: Explain + ?Sized>(model: &M, x: Tensor<4>, seed: &Tensor<2>) -> Result<Tensor<4>> {
+    let layout = Layout::Spatial;
     let xa = x.clone().autodiff().require_grad();
     let (graph, out) = trace_model(model, xa.clone(), layout)?;
     let y = graph.value(out)?.clone();
@@ -499,29 +519,17 @@ fn input_gradient_in<M: Explain + ?Sized>(
 }
 
 /// The logits, the seed and targets resolved from them, and `∂⟨seed, f(x)⟩/∂x`, from one
-/// forward pass on Burn's autodiff and one backward pass.
+/// forward pass (the traced graph, no autodiff) and the graph's backward walk ([`walk_back`]).
 fn gradient_at_target<M: Explain + ?Sized>(
     model: &M,
     x: Tensor<4>,
     layout: Layout,
     target: Target,
 ) -> Result<(Tensor<2>, Tensor<2>, Vec<usize>, Tensor<4>)> {
-    let xa = x.clone().autodiff().require_grad();
-    let (graph, out) = trace_model(model, xa.clone(), layout)?;
-    let y = graph.value(out)?.clone();
-    drop(graph);
-    let [b, k, h, w] = y.dims();
-    if h != 1 || w != 1 {
-        return Err(AttribError::OutputShape { got: vec![b, k, h, w] });
-    }
-    let y = y.reshape([b, k]);
-    let logits = y.clone().inner();
-    if !all_finite(&logits) {
-        return Err(AttribError::NonFinite { what: "the network output".into() });
-    }
+    let (mut graph, out) = trace_model(model, x, layout)?;
+    let logits = logits_of(&graph, out)?;
     let (seed, targets) = resolve_target(&logits, target, InitialRelevance::OneHot)?;
-    let grads = (y * seed.clone()).sum_dim(1).sum().backward();
-    let g = xa.grad(&grads).unwrap_or_else(|| x.zeros_like());
+    let g = walk_back(&mut graph, out, seed.clone(), false)?;
     Ok((logits, seed, targets, g))
 }
 
@@ -536,7 +544,16 @@ fn layer_walk<M: Explain + ?Sized>(
     guided: bool,
 ) -> Result<Tensor<4>> {
     let (mut graph, out) = trace_model(model, x, layout)?;
-    let dims = logits_of(&graph, out)?.dims();
+    walk_back(&mut graph, out, seed, guided)
+}
+
+/// The backward walk of [`layer_walk`] on a traced graph. A linear layer's vector–Jacobian
+/// product is its exact adjoint ([`LinearLayer::transpose_with`](crate::LinearLayer) with its
+/// weight: the transposed convolution or matrix product the rules run, on the crate's fast
+/// kernels), ReLU's and a residual sum's are written out; every other op's is taken by
+/// autodiff on that op alone.
+fn walk_back(graph: &mut crate::graph::Graph<'_>, out: Node, seed: Tensor<2>, guided: bool) -> Result<Tensor<4>> {
+    let dims = logits_of(graph, out)?.dims();
     let step = |step: Step<'_, '_>| -> Result<Vec<Tensor<4>>> {
         let layer = step.op.layer();
         let g = step.relevance;
@@ -546,6 +563,14 @@ fn layer_walk<M: Explain + ?Sized>(
                 .iter()
                 .map(|x| g.clone().clamp_min(0.0).mask_fill(x.clone().lower_equal_elem(0.0), 0.0))
                 .collect());
+        }
+        match (layer.layer_type(), layer.as_linear(), step.inputs.as_slice()) {
+            (_, Some(linear), [x]) => return Ok(vec![linear.transpose_with(g, &linear.weight(), x.dims())]),
+            // ReLU is `clamp_min(x, 0)`: the gradient passes where `x ≥ 0`, as Burn's autodiff
+            // of that op gives it.
+            (LayerType::Relu, _, [x]) => return Ok(vec![g.mask_fill(x.clone().lower_elem(0.0), 0.0)]),
+            (LayerType::Add, _, [_, _]) => return Ok(vec![g.clone(), g]),
+            _ => {}
         }
         let tracked: Vec<Tensor<4>> = step.inputs.iter().map(|t| t.clone().autodiff().require_grad()).collect();
         let y = layer.forward_in(step.op.name(), &tracked, &step.layouts)?;
@@ -586,24 +611,27 @@ mod tests {
             )
         };
         let mut g = GraphBuilder::new();
-        let a = g.layer("c1", "Conv", conv(3, 4, 3, 1), 0).unwrap();
-        let a = g.layer("bn", "BatchNorm", Box::new(BatchNormConfig::new(4).init(&device)), a).unwrap();
+        // 16 channels and more: the 3×3 convolutions' adjoints run on `crate::kernels`.
+        let a = g.layer("c1", "Conv", conv(3, 16, 3, 1), 0).unwrap();
+        let a = g.layer("bn", "BatchNorm", Box::new(BatchNormConfig::new(16).init(&device)), a).unwrap();
         let a = g.layer("r1", "Relu", Box::new(Relu::new()), a).unwrap();
-        let b = g.layer("c2", "Conv", conv(4, 4, 1, 0), a).unwrap();
+        let b = g.layer("c2", "Conv", conv(16, 16, 1, 0), a).unwrap();
         let c = g.add("add", a, b).unwrap();
-        let d = g.layer("c3", "Conv", conv(4, 2, 3, 1), c).unwrap();
+        let d = g.layer("c3", "Conv", conv(16, 20, 3, 1), c).unwrap();
         let e = g.concat("cat", vec![c, d]).unwrap();
         let e = g.layer("r2", "Relu", Box::new(Relu::new()), e).unwrap();
         let e = g.layer("max", "MaxPool", Box::new(MaxPool2dConfig::new([2, 2]).init()), e).unwrap();
         let e =
             g.layer("avg", "AvgPool", Box::new(AvgPool2dConfig::new([2, 2]).with_strides([1, 1]).init()), e).unwrap();
         let f = g.flatten("flatten", e).unwrap();
-        let y = g.layer("fc", "Linear", Box::new(LinearConfig::new(6 * 3 * 3, 5).init(&device)), f).unwrap();
+        let y = g.layer("fc", "Linear", Box::new(LinearConfig::new(36 * 3 * 3, 5).init(&device)), f).unwrap();
         let net = g.finish(y).unwrap();
         let x = Tensor::<4>::random([2, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
         let seed = Tensor::<2>::random([2, 5], Distribution::Normal(0.0, 1.0), &device);
-        let a = crate::tensor::to_vec(&input_gradient(&net, x.clone(), &seed).unwrap());
-        let b = crate::tensor::to_vec(&walked_gradient(&net, x, seed).unwrap());
+        let a = crate::tensor::to_vec(&autodiff_gradient(&net, x.clone(), &seed).unwrap());
+        let b = crate::tensor::to_vec(&walked_gradient(&net, x.clone(), seed.clone()).unwrap());
+        let c = crate::tensor::to_vec(&input_gradient(&net, x, &seed).unwrap());
+        assert_eq!(b, c, "the public gradient is the walk");
         let scale = a.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
         let err = a.iter().zip(&b).fold(0.0f32, |m, (p, q)| m.max((p - q).abs())) / scale;
         assert!(err < 1e-5, "relative error {err}");

@@ -8,10 +8,10 @@ use super::{
     transpose_apart,
 };
 use crate::error::Result;
+use crate::kernels::{conv_transpose2d, conv2d};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
-use burn::tensor::module::{conv_transpose2d, conv2d};
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 /// The symmetric padding `[ph, pw]` of a convolution, or `None` for an asymmetric one.
@@ -59,7 +59,7 @@ impl LinearLayer for Conv2d {
             return x;
         }
         let options = transpose_options(self, &y, x_shape);
-        conv_transpose2d(y, weight.clone(), None, options)
+        conv_transpose2d(y, weight.clone(), options)
     }
 
     fn stack(&self, parts: Vec<Tensor<4>>) -> WeightStack {
@@ -86,7 +86,7 @@ impl LinearLayer for Conv2d {
                 let [_, _, kh, kw] = w.dims();
                 adjoint_as_conv(y, kernel.clone(), [kh, kw], conv_padding(self), self.dilation, self.groups)
             }
-            None => conv_transpose2d(y, w.clone(), None, options),
+            None => conv_transpose2d(y, w.clone(), options),
         }
     }
 }
@@ -313,7 +313,7 @@ mod tests {
                             continue;
                         };
                         let opts = ConvTransposeOptions::new([1, 1], [p, p], [0, 0], [d, d], g);
-                        let direct = conv_transpose2d(y, w, None, opts);
+                        let direct = burn::tensor::module::conv_transpose2d(y, w, None, opts);
                         assert_eq!(routed.dims(), [2, cin, h, h]);
                         let diff = (routed - direct).abs().max().into_scalar::<f32>();
                         assert!(diff < 1e-4, "k{k} p{p} d{d} g{g}: {diff}");

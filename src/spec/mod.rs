@@ -151,22 +151,49 @@ fn padding(p: [usize; 2]) -> PaddingConfig2d {
     PaddingConfig2d::Explicit(p[0], p[1], p[0], p[1])
 }
 
-/// Looks up a parameter and checks its shape.
-fn param(params: &HashMap<String, HostTensor>, prefix: &str, name: &str, shape: &[usize]) -> Result<HostTensor> {
+/// Where a build takes its parameters from: a map it borrows (each tensor copied out once) or
+/// one it owns (each tensor moved out, so the build never holds a weight twice: VGG-16's 553 MB
+/// of weights built from a map it owns peak at about that much, not twice it).
+pub(crate) enum Params<'a> {
+    /// Copied out of the caller's map.
+    Borrowed(&'a HashMap<String, HostTensor>),
+    /// Moved out of a map the build owns.
+    #[cfg_attr(not(feature = "zoo"), allow(dead_code))]
+    Owned(std::cell::RefCell<HashMap<String, HostTensor>>),
+}
+
+impl Params<'_> {
+    fn shape(&self, key: &str) -> Option<Vec<usize>> {
+        match self {
+            Params::Borrowed(m) => m.get(key).map(|t| t.shape.clone()),
+            Params::Owned(m) => m.borrow().get(key).map(|t| t.shape.clone()),
+        }
+    }
+
+    fn take(&self, key: &str) -> Option<HostTensor> {
+        match self {
+            Params::Borrowed(m) => m.get(key).cloned(),
+            Params::Owned(m) => m.borrow_mut().remove(key),
+        }
+    }
+}
+
+/// Looks up a parameter and checks its shape (before anything is copied).
+fn param(params: &Params<'_>, prefix: &str, name: &str, shape: &[usize]) -> Result<HostTensor> {
     let key = format!("{prefix}{name}");
     crate::limits::check_elements(&format!("parameter `{key}`"), shape)?;
-    let t = params
-        .get(&key)
+    let found = params
+        .shape(&key)
         .ok_or_else(|| AttribError::Weights(format!("missing tensor `{key}` (expected shape {shape:?})")))?;
-    if t.shape != shape {
-        return Err(AttribError::Weights(format!("tensor `{key}` has shape {:?}; expected {shape:?}", t.shape)));
+    if found != shape {
+        return Err(AttribError::Weights(format!("tensor `{key}` has shape {found:?}; expected {shape:?}")));
     }
-    Ok(t.clone())
+    params.take(&key).ok_or_else(|| AttribError::Weights(format!("tensor `{key}` is used twice")))
 }
 
 fn build_leaf(
     desc: &LayerDesc,
-    params: &HashMap<String, HostTensor>,
+    params: &Params<'_>,
     prefix: &str,
     device: &Device,
 ) -> Result<Box<dyn Relevance + Send + Sync>> {
@@ -178,8 +205,8 @@ fn build_leaf(
             let (cin, cout, groups, bias) =
                 (d.in_channels, d.out_channels, d.groups.unwrap_or(1), d.bias.unwrap_or(true));
             // The parameters first: their shapes are checked before anything is allocated.
-            let weight = p("weight", &[cout, cin / groups, w.kernel[0], w.kernel[1]])?.to_tensor(name, device)?;
-            let bias_t = if bias { Some(p("bias", &[cout])?.to_tensor(name, device)?) } else { None };
+            let weight = p("weight", &[cout, cin / groups, w.kernel[0], w.kernel[1]])?.into_tensor(name, device)?;
+            let bias_t = if bias { Some(p("bias", &[cout])?.into_tensor(name, device)?) } else { None };
             let mut conv = Conv2dConfig::new([cin, cout], w.kernel)
                 .with_stride(w.stride)
                 .with_padding(padding(w.padding))
@@ -194,8 +221,8 @@ fn build_leaf(
         }
         LayerDesc::Linear(d) => {
             let (fin, fout, bias) = (d.in_features, d.out_features, d.bias.unwrap_or(true));
-            let w: burn::tensor::Tensor<2> = p("weight", &[fout, fin])?.to_tensor(name, device)?;
-            let bias_t = if bias { Some(p("bias", &[fout])?.to_tensor(name, device)?) } else { None };
+            let w: burn::tensor::Tensor<2> = p("weight", &[fout, fin])?.into_tensor(name, device)?;
+            let bias_t = if bias { Some(p("bias", &[fout])?.into_tensor(name, device)?) } else { None };
             let mut lin =
                 LinearConfig::new(fin, fout).with_bias(bias).with_initializer(Initializer::Zeros).init(device);
             lin.weight = Param::from_tensor(w.transpose());
@@ -204,10 +231,10 @@ fn build_leaf(
         }
         LayerDesc::BatchNorm2d(d) => {
             let c = d.num_features;
-            let gamma = p("weight", &[c])?.to_tensor(name, device)?;
-            let beta = p("bias", &[c])?.to_tensor(name, device)?;
-            let mean = p("running_mean", &[c])?.to_tensor(name, device)?;
-            let var: burn::tensor::Tensor<1> = p("running_var", &[c])?.to_tensor(name, device)?;
+            let gamma = p("weight", &[c])?.into_tensor(name, device)?;
+            let beta = p("bias", &[c])?.into_tensor(name, device)?;
+            let mean = p("running_mean", &[c])?.into_tensor(name, device)?;
+            let var: burn::tensor::Tensor<1> = p("running_var", &[c])?.into_tensor(name, device)?;
             let mut bn = BatchNormConfig::new(c).with_epsilon(d.eps.unwrap_or(1e-5)).init(device);
             bn.gamma = Param::from_tensor(gamma);
             bn.beta = Param::from_tensor(beta);
@@ -254,7 +281,7 @@ impl SpecNetwork {
     /// `prefix + <layer>.<param>` (the golden files use the prefix `param.`; a torchvision
     /// `state_dict` uses none).
     pub fn from_json(json: &str, params: &HashMap<String, HostTensor>, prefix: &str, device: &Device) -> Result<Self> {
-        Self::from_valid_desc(&NetworkDesc::from_json(json)?, params, prefix, device)
+        Self::from_valid_desc(&NetworkDesc::from_json(json)?, &Params::Borrowed(params), prefix, device)
     }
 
     /// Builds a network from a parsed description (see [`SpecNetwork::from_json`]).
@@ -264,7 +291,7 @@ impl SpecNetwork {
         prefix: &str,
         device: &Device,
     ) -> Result<Self> {
-        Self::from_valid_desc(&NetworkDesc::from_value(root)?, params, prefix, device)
+        Self::from_valid_desc(&NetworkDesc::from_value(root)?, &Params::Borrowed(params), prefix, device)
     }
 
     /// Builds a network from a typed description ([`NetworkDesc`], validated here again: it may
@@ -276,14 +303,14 @@ impl SpecNetwork {
         device: &Device,
     ) -> Result<Self> {
         desc.validate()?;
-        Self::from_valid_desc(desc, params, prefix, device)
+        Self::from_valid_desc(desc, &Params::Borrowed(params), prefix, device)
     }
 
     /// [`from_desc`](SpecNetwork::from_desc) for a description validated already (parsed by
     /// [`NetworkDesc::from_value`] or made by the zoo).
     pub(crate) fn from_valid_desc(
         desc: &NetworkDesc,
-        params: &HashMap<String, HostTensor>,
+        params: &Params<'_>,
         prefix: &str,
         device: &Device,
     ) -> Result<Self> {

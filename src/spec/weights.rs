@@ -28,10 +28,16 @@ impl HostTensor {
 
     /// A device tensor of rank `D`; an error if the rank differs.
     pub fn to_tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
+        self.clone().into_tensor(name, device)
+    }
+
+    /// [`to_tensor`](HostTensor::to_tensor) that moves the values into the tensor instead of
+    /// copying them.
+    pub fn into_tensor<const D: usize>(self, name: &str, device: &Device) -> Result<Tensor<D>> {
         if self.shape.len() != D {
             return Err(AttribError::Weights(format!("tensor `{name}` has shape {:?}; expected rank {D}", self.shape)));
         }
-        Ok(Tensor::from_data(TensorData::new(self.values.clone(), self.shape.clone()), device))
+        Ok(Tensor::from_data(TensorData::new(self.values, self.shape), device))
     }
 }
 

@@ -28,7 +28,7 @@ pub use weights::{expected_parameters, load_parameters};
 use crate::composite::Composite;
 use crate::error::Result;
 use crate::rules::Bounds;
-use crate::spec::{HostTensor, SpecNetwork};
+use crate::spec::{HostTensor, Params, SpecNetwork};
 use crate::walk::{Explain, Node, Tracer};
 use burn::tensor::Device;
 use std::collections::HashMap;
@@ -114,7 +114,22 @@ impl ZooModel {
         let spec = architecture.describe(&config)?;
         weights::check_strict(&spec, params)?;
         // `describe` validated the description.
-        let network = SpecNetwork::from_valid_desc(&spec, params, "", device)?;
+        let network = SpecNetwork::from_valid_desc(&spec, &Params::Borrowed(params), "", device)?;
+        Ok(Self { architecture, config, network })
+    }
+
+    /// [`from_parameters`](ZooModel::from_parameters) taking the map: each tensor moves into the
+    /// network, so the build holds every weight once (the borrowing form holds the caller's map
+    /// and the network's copy).
+    pub fn from_parameters_owned(
+        architecture: Architecture,
+        config: ZooConfig,
+        params: HashMap<String, HostTensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let spec = architecture.describe(&config)?;
+        weights::check_strict(&spec, &params)?;
+        let network = SpecNetwork::from_valid_desc(&spec, &Params::Owned(params.into()), "", device)?;
         Ok(Self { architecture, config, network })
     }
 
@@ -123,7 +138,7 @@ impl ZooModel {
     pub fn load(architecture: Architecture, path: impl AsRef<Path>, device: &Device) -> Result<Self> {
         let params = load_parameters(path)?;
         let config = architecture.infer_config(&params)?;
-        Self::from_parameters(architecture, config, &params, device)
+        Self::from_parameters_owned(architecture, config, params, device)
     }
 
     /// A network with random weights from [`random_parameters`] (BatchNorm as identity),
@@ -131,7 +146,7 @@ impl ZooModel {
     pub fn random(architecture: Architecture, config: ZooConfig, seed: u64, device: &Device) -> Result<Self> {
         let spec = architecture.describe(&config)?;
         let params = random_parameters(&spec, seed, false);
-        Self::from_parameters(architecture, config, &params, device)
+        Self::from_parameters_owned(architecture, config, params, device)
     }
 
     /// The underlying network.

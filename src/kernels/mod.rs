@@ -1,0 +1,64 @@
+//! Compute kernels that the layers call in place of Burn's operation where, on some backend,
+//! they are measurably faster and give the same numbers.
+//!
+//! ```
+//! use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
+//! use rap_attrib::burn::tensor::ops::ConvOptions;
+//!
+//! let device = Device::default();
+//! let x = Tensor::<4>::random([2, 32, 10, 10], Distribution::Default, &device);
+//! let w = Tensor::<4>::random([48, 32, 3, 3], Distribution::Default, &device);
+//! let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+//! let ours = rap_attrib::kernels::conv2d(x.clone(), w.clone(), None, options.clone());
+//! let burns = rap_attrib::burn::tensor::module::conv2d(x, w, None, options);
+//! let diff = (ours - burns.clone()).abs().max().into_scalar::<f32>();
+//! assert!(diff <= 1e-6 * burns.abs().max().into_scalar::<f32>());
+//! ```
+//!
+//! Today one: stride-1 convolutions and their adjoints on Burn's flex CPU backend
+//! (`src/kernels/shifted.rs`). Each entry point here has Burn's signature and falls back to Burn's own
+//! operation wherever its kernel does not apply (another backend, `f64`, autodiff tensors,
+//! strides, dilations, groups), so a caller never has to know which ran.
+
+use burn::tensor::Tensor;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
+
+#[cfg(feature = "flex")]
+mod shifted;
+
+/// [`burn::tensor::module::conv2d`], through the shifted-product kernel where it applies.
+///
+/// # Shapes
+///
+/// - `x`: `[B, C_in, H, W]`, `weight`: `[C_out, C_in/groups, kh, kw]`, `bias`: `[C_out]`
+/// - output: `[B, C_out, H', W']`
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1 {
+        let [(top, bottom), (left, right)] = options.padding;
+        if let Some(y) = shifted::conv(&x, &weight, bias.as_ref(), [top, bottom, left, right]) {
+            return y;
+        }
+    }
+    burn::tensor::module::conv2d(x, weight, bias, options)
+}
+
+/// [`burn::tensor::module::conv_transpose2d`] without a bias, through the shifted-product
+/// kernel where it applies (stride 1, no output padding).
+///
+/// # Shapes
+///
+/// - `y`: `[B, C_out, H', W']`, `weight`: `[C_out, C_in/groups, kh, kw]`
+/// - output: `[B, C_in, H, W]`
+pub fn conv_transpose2d(y: Tensor<4>, weight: Tensor<4>, options: ConvTransposeOptions<2>) -> Tensor<4> {
+    #[cfg(feature = "flex")]
+    if options.stride == [1, 1]
+        && options.dilation == [1, 1]
+        && options.groups == 1
+        && options.padding_out == [0, 0]
+        && let Some(x) = shifted::adjoint(&y, &weight, options.padding)
+    {
+        return x;
+    }
+    burn::tensor::module::conv_transpose2d(y, weight, None, options)
+}
