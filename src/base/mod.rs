@@ -344,6 +344,15 @@ pub trait LinearLayer {
     /// The adjoint of `x ↦ W ⋆ x` (no bias), evaluated at `y`, for an input of shape `x_shape`.
     fn transpose_with(&self, y: Tensor<4>, weight: &Tensor<4>, x_shape: [usize; 4]) -> Tensor<4>;
 
+    /// The adjoint with the layer's own weight: the vector–Jacobian product of the layer (the
+    /// gradient methods' backward step). The default is
+    /// [`transpose_with`](LinearLayer::transpose_with) with [`weight`](LinearLayer::weight);
+    /// override it where the rule-facing weight costs a copy (Burn's `Linear` stores the
+    /// transpose of it: VGG-16's first dense layer would copy 411 MB per call).
+    fn adjoint(&self, y: Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
+        self.transpose_with(y, &self.weight(), x_shape)
+    }
+
     /// Prepares several weights of this layer for [`forward_stack`](LinearLayer::forward_stack)
     /// and [`transpose_stack`](LinearLayer::transpose_stack). The default keeps them apart (one
     /// product per weight); Conv2d stacks them along its output channels so that all products

@@ -44,8 +44,8 @@
 //!
 //! The gradient, input × gradient and guided backprop walk the traced graph backwards (the
 //! graph's one backward walk, as the rules do): a linear layer's vector–Jacobian product is its
-//! exact adjoint ([`LinearLayer::transpose_with`](crate::LinearLayer) with its weight, the
-//! transposed convolution the rules run, on [`crate::kernels`]), ReLU's and a residual sum's
+//! exact adjoint ([`LinearLayer::adjoint`](crate::LinearLayer::adjoint): the transposed
+//! convolution the rules run, on [`crate::kernels`]), ReLU's and a residual sum's
 //! are written out, and every other op's is taken by Burn's autodiff on that op alone. The tests check the walk against one whole-model autodiff
 //! pass. Integrated gradients and SmoothGrad run the model on Burn's autodiff.
 //! - [`GradientMethod::SmoothGrad`]: the gradient averaged over noisy copies
@@ -548,9 +548,8 @@ fn layer_walk<M: Explain + ?Sized>(
 }
 
 /// The backward walk of [`layer_walk`] on a traced graph. A linear layer's vector–Jacobian
-/// product is its exact adjoint ([`LinearLayer::transpose_with`](crate::LinearLayer) with its
-/// weight: the transposed convolution or matrix product the rules run, on the crate's fast
-/// kernels), ReLU's and a residual sum's are written out; every other op's is taken by
+/// product is its exact adjoint ([`LinearLayer::adjoint`](crate::LinearLayer::adjoint): the
+/// transposed convolution or matrix product the rules run, on the crate's fast kernels), ReLU's and a residual sum's are written out; every other op's is taken by
 /// autodiff on that op alone.
 fn walk_back(graph: &mut crate::graph::Graph<'_>, out: Node, seed: Tensor<2>, guided: bool) -> Result<Tensor<4>> {
     let dims = logits_of(graph, out)?.dims();
@@ -565,7 +564,7 @@ fn walk_back(graph: &mut crate::graph::Graph<'_>, out: Node, seed: Tensor<2>, gu
                 .collect());
         }
         match (layer.layer_type(), layer.as_linear(), step.inputs.as_slice()) {
-            (_, Some(linear), [x]) => return Ok(vec![linear.transpose_with(g, &linear.weight(), x.dims())]),
+            (_, Some(linear), [x]) => return Ok(vec![linear.adjoint(g, x.dims())]),
             // ReLU is `clamp_min(x, 0)`: the gradient passes where `x ≥ 0`, as Burn's autodiff
             // of that op gives it.
             (LayerType::Relu, _, [x]) => return Ok(vec![g.mask_fill(x.clone().lower_elem(0.0), 0.0)]),

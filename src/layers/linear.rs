@@ -61,6 +61,12 @@ impl LinearLayer for Linear {
         unrows(rows(y).matmul(wt), [b, h, w]).reshape(x_shape)
     }
 
+    /// Burn's own `[in, out]` weight, read transposed: no copy of the rule-facing `[out, in]`.
+    fn adjoint(&self, y: Tensor<4>, x_shape: [usize; 4]) -> Tensor<4> {
+        let [b, _, h, w] = y.dims();
+        unrows(rows(y).matmul(self.weight.val().transpose()), [b, h, w]).reshape(x_shape)
+    }
+
     fn structure(&self) -> crate::base::LinearStructure {
         crate::base::LinearStructure::Dense
     }
