@@ -41,15 +41,15 @@
 //!   [`IntegratedGradients`]. Completeness: the sum approaches `f(x) − f(x̄)` as steps grow.
 //! - [`GradientMethod::GuidedBackprop`]: the gradient with every ReLU's backward replaced by
 //!   `∂ ↦ 1[x > 0] · max(∂, 0)` (Springenberg et al. 2015).
-//!
-//! The gradient, input × gradient and guided backprop walk the traced graph backwards (the
-//! graph's one backward walk, as the rules do): a linear layer's vector–Jacobian product is its
-//! exact adjoint ([`LinearLayer::adjoint`](crate::LinearLayer::adjoint): the transposed
-//! convolution the rules run, on [`crate::kernels`]), ReLU's and a residual sum's
-//! are written out, and every other op's is taken by Burn's autodiff on that op alone. The tests check the walk against one whole-model autodiff
-//! pass. Integrated gradients and SmoothGrad run the model on Burn's autodiff.
 //! - [`GradientMethod::SmoothGrad`]: the gradient averaged over noisy copies
 //!   `x + N(0, σ²)`, `σ = noise · (max x − min x)` per sample (Smilkov et al. 2017), seeded.
+//!
+//! Every method takes its gradients by one forward pass and the traced graph's backward walk
+//! (the graph's one backward walk, as the rules do): a linear layer's vector–Jacobian product is
+//! its exact adjoint ([`LinearLayer::adjoint`](crate::LinearLayer::adjoint): the transposed
+//! convolution or matrix product the rules run, on [`crate::kernels`]), ReLU's and a residual
+//! sum's are written out, and every other op's is taken by Burn's autodiff on that op alone. The
+//! tests check the walk against one whole-model autodiff pass.
 //!
 //! Batches are first-class: every sample's copies (integration steps, noisy samples) go through
 //! the network together, in chunks of at most [`GradientExplainer::with_chunk`] copies.
@@ -472,7 +472,8 @@ where
 }
 
 /// `∂⟨seed, f(x)⟩/∂x` by one forward pass and the graph's backward walk (linear layers by
-/// their exact adjoint, every other op by autodiff on that op; see the module's docs).
+/// their exact adjoint, ReLU and residual sums written out, every other op by autodiff on that
+/// op; see the module's docs).
 ///
 /// # Shapes
 ///
@@ -544,15 +545,18 @@ fn layer_walk<M: Explain + ?Sized>(
     guided: bool,
 ) -> Result<Tensor<4>> {
     let (mut graph, out) = trace_model(model, x, layout)?;
+    logits_of(&graph, out)?;
     walk_back(&mut graph, out, seed, guided)
 }
 
-/// The backward walk of [`layer_walk`] on a traced graph. A linear layer's vector–Jacobian
-/// product is its exact adjoint ([`LinearLayer::adjoint`](crate::LinearLayer::adjoint): the
-/// transposed convolution or matrix product the rules run, on the crate's fast kernels), ReLU's and a residual sum's are written out; every other op's is taken by
-/// autodiff on that op alone.
+/// The backward walk of [`layer_walk`] on a traced graph whose output the caller has checked
+/// ([`logits_of`]); a seed of another shape is an error of the walk. A linear layer's
+/// vector–Jacobian product is its exact adjoint
+/// ([`LinearLayer::adjoint`](crate::LinearLayer::adjoint): the transposed convolution or matrix
+/// product the rules run, on the crate's fast kernels), ReLU's and a residual sum's are written
+/// out; every other op's is taken by autodiff on that op alone.
 fn walk_back(graph: &mut crate::graph::Graph<'_>, out: Node, seed: Tensor<2>, guided: bool) -> Result<Tensor<4>> {
-    let dims = logits_of(graph, out)?.dims();
+    let [b, k] = seed.dims();
     let step = |step: Step<'_, '_>| -> Result<Vec<Tensor<4>>> {
         let layer = step.op.layer();
         let g = step.relevance;
@@ -578,7 +582,7 @@ fn walk_back(graph: &mut crate::graph::Graph<'_>, out: Node, seed: Tensor<2>, gu
         let grads = crate::tensor::sample_sum(y * g).sum().backward();
         Ok(tracked.iter().zip(&step.inputs).map(|(t, x)| t.grad(&grads).unwrap_or_else(|| x.zeros_like())).collect())
     };
-    graph.backward(out, seed.reshape([dims[0], dims[1], 1, 1]), step, |_, _| {})
+    graph.backward(out, seed.reshape([b, k, 1, 1]), step, |_, _| {})
 }
 
 /// The plain gradient by the same per-layer walk as guided backprop (it must equal

@@ -16,9 +16,9 @@
 //! ```
 //!
 //! Today one: stride-1 convolutions and their adjoints on Burn's flex CPU backend
-//! (`src/kernels/shifted.rs`). Each entry point here has Burn's signature and falls back to Burn's own
-//! operation wherever its kernel does not apply (another backend, `f64`, autodiff tensors,
-//! strides, dilations, groups), so a caller never has to know which ran.
+//! (`src/kernels/shifted.rs`). Each entry point here has Burn's signature and falls back to
+//! Burn's own operation wherever its kernel does not apply (another backend, `f64`, autodiff
+//! tensors, strides, dilations, groups), so a caller never has to know which ran.
 
 use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};

@@ -112,10 +112,7 @@ impl ZooModel {
         device: &Device,
     ) -> Result<Self> {
         let spec = architecture.describe(&config)?;
-        weights::check_strict(&spec, params)?;
-        // `describe` validated the description.
-        let network = SpecNetwork::from_valid_desc(&spec, &Params::Borrowed(params), "", device)?;
-        Ok(Self { architecture, config, network })
+        Self::build(architecture, config, &spec, Params::Borrowed(params), device)
     }
 
     /// [`from_parameters`](ZooModel::from_parameters) taking the map: each tensor moves into the
@@ -128,9 +125,7 @@ impl ZooModel {
         device: &Device,
     ) -> Result<Self> {
         let spec = architecture.describe(&config)?;
-        weights::check_strict(&spec, &params)?;
-        let network = SpecNetwork::from_valid_desc(&spec, &Params::Owned(params.into()), "", device)?;
-        Ok(Self { architecture, config, network })
+        Self::build(architecture, config, &spec, Params::Owned(params.into()), device)
     }
 
     /// Loads weights from a `.pth`/`.pt` torchvision checkpoint or a `.safetensors` file; the
@@ -146,7 +141,24 @@ impl ZooModel {
     pub fn random(architecture: Architecture, config: ZooConfig, seed: u64, device: &Device) -> Result<Self> {
         let spec = architecture.describe(&config)?;
         let params = random_parameters(&spec, seed, false);
-        Self::from_parameters_owned(architecture, config, params, device)
+        Self::build(architecture, config, &spec, Params::Owned(params.into()), device)
+    }
+
+    /// The network of `spec` (made by `architecture.describe(&config)`, which validated it) from
+    /// `params`, checked strictly against it first.
+    fn build(
+        architecture: Architecture,
+        config: ZooConfig,
+        spec: &crate::spec::NetworkDesc,
+        params: Params<'_>,
+        device: &Device,
+    ) -> Result<Self> {
+        match &params {
+            Params::Borrowed(map) => weights::check_strict(spec, map)?,
+            Params::Owned(map) => weights::check_strict(spec, &map.borrow())?,
+        }
+        let network = SpecNetwork::from_valid_desc(spec, &params, "", device)?;
+        Ok(Self { architecture, config, network })
     }
 
     /// The underlying network.
