@@ -2,7 +2,7 @@
 //! Burn's own forward, the ε-rule against a dense f64 oracle built from Burn's own `conv1d` on
 //! one-hot inputs, batches against samples alone, and the typed refusals.
 
-use crate::common::{Rng, device};
+use crate::common::{Rng, device, seeded};
 use rap_attrib::burn::nn::conv::{Conv1d, Conv1dConfig};
 use rap_attrib::burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d, Relu};
 use rap_attrib::burn::tensor::{Device, Tensor, TensorData};
@@ -90,12 +90,13 @@ struct TextCnn {
 
 impl TextCnn {
     fn new(dev: &Device) -> Self {
+        let mut rng = Rng::new(31);
         Self {
-            embed: EmbeddingConfig::new(30, 8).init(dev),
-            c1: Conv1dConfig::new(8, 12, 3).with_padding(PaddingConfig1d::Explicit(1, 1)).init(dev),
-            c2: Conv1dConfig::new(12, 12, 3).with_stride(2).with_groups(3).init(dev),
+            embed: seeded(EmbeddingConfig::new(30, 8).init(dev), &mut rng),
+            c1: seeded(Conv1dConfig::new(8, 12, 3).with_padding(PaddingConfig1d::Explicit(1, 1)).init(dev), &mut rng),
+            c2: seeded(Conv1dConfig::new(12, 12, 3).with_stride(2).with_groups(3).init(dev), &mut rng),
             relu: Relu::new(),
-            head: LinearConfig::new(12, 4).init(dev),
+            head: seeded(LinearConfig::new(12, 4).init(dev), &mut rng),
         }
     }
 

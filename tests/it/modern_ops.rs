@@ -6,7 +6,7 @@
 //! from Burn modules trace to Burn's own forward and give each sample alone what they give in a
 //! batch.
 
-use crate::common::{Rng, device};
+use crate::common::{Rng, device, seeded};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rap_attrib::burn::module::Param;
@@ -172,18 +172,21 @@ impl ConvNextBlock {
         let s: Vec<f32> = (0..c).map(|_| 0.2 + 0.8 * rng.unit() as f32).collect();
         let scale_values = Tensor::from_floats(s.as_slice(), dev);
         Self {
-            dw: Conv2dConfig::new([c, c], [3, 3])
-                .with_groups(c)
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-                .init(dev),
+            dw: seeded(
+                Conv2dConfig::new([c, c], [3, 3])
+                    .with_groups(c)
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(dev),
+                &mut rng,
+            ),
             ln: layer_norm(&mut rng, c, 1e-6, dev).0,
-            fc1: LinearConfig::new(c, 4 * c).init(dev),
+            fc1: seeded(LinearConfig::new(c, 4 * c).init(dev), &mut rng),
             act: Gelu::new(),
-            fc2: LinearConfig::new(4 * c, c).init(dev),
+            fc2: seeded(LinearConfig::new(4 * c, c).init(dev), &mut rng),
             scale: Scale::broadcast(scale_values.clone(), vec![c, 1, 1]).unwrap(),
             scale_values,
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            head: LinearConfig::new(c, 3).init(dev),
+            head: seeded(LinearConfig::new(c, 3).init(dev), &mut rng),
         }
     }
 
@@ -256,15 +259,16 @@ struct SeBlock {
 
 impl SeBlock {
     fn new(dev: &Device) -> Self {
+        let mut rng = Rng::new(13);
         Self {
-            conv: Conv2dConfig::new([3, 6], [3, 3]).init(dev),
+            conv: seeded(Conv2dConfig::new([3, 6], [3, 3]).init(dev), &mut rng),
             pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
-            fc1: Conv2dConfig::new([6, 2], [1, 1]).init(dev),
+            fc1: seeded(Conv2dConfig::new([6, 2], [1, 1]).init(dev), &mut rng),
             relu: Relu::new(),
-            fc2: Conv2dConfig::new([2, 6], [1, 1]).init(dev),
+            fc2: seeded(Conv2dConfig::new([2, 6], [1, 1]).init(dev), &mut rng),
             gate: HardSigmoidConfig::new().init(),
             silu_sigmoid: Sigmoid::new(),
-            head: LinearConfig::new(6, 4).init(dev),
+            head: seeded(LinearConfig::new(6, 4).init(dev), &mut rng),
         }
     }
 
@@ -335,8 +339,9 @@ fn attention_as_one_op_and_as_three_agree() {
         }
     }
     let dev = device();
-    let mha = MultiHeadAttentionConfig::new(8, 2).with_dropout(0.0).init(&dev);
-    let head = LinearConfig::new(8, 3).init(&dev);
+    let mut init = Rng::new(17);
+    let mha = seeded(MultiHeadAttentionConfig::new(8, 2).with_dropout(0.0).init(&dev), &mut init);
+    let head = seeded(LinearConfig::new(8, 3).init(&dev), &mut init);
     let (one, three) = (One(mha.clone(), head.clone(), false), One(mha, head, true));
     let v: Vec<f32> = {
         let mut rng = Rng::new(21);

@@ -3,7 +3,7 @@
 //! and Burn's `Embedding` with relevance per token in a small text classifier traced from Burn
 //! modules.
 
-use crate::common::{Rng, device};
+use crate::common::{Rng, device, seeded};
 use rap_attrib::burn::module::Param;
 use rap_attrib::burn::nn::{
     Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig,
@@ -151,11 +151,12 @@ struct TextNet {
 
 impl TextNet {
     fn new(dev: &Device) -> Self {
+        let mut rng = Rng::new(19);
         Self {
-            embed: EmbeddingConfig::new(20, 6).init(dev),
+            embed: seeded(EmbeddingConfig::new(20, 6).init(dev), &mut rng),
             norm: RmsNormConfig::new(6).init(dev),
-            mix: LinearConfig::new(6, 6).init(dev),
-            head: LinearConfig::new(6, 3).init(dev),
+            mix: seeded(LinearConfig::new(6, 6).init(dev), &mut rng),
+            head: seeded(LinearConfig::new(6, 3).init(dev), &mut rng),
         }
     }
 

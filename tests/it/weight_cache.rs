@@ -255,18 +255,20 @@ impl Explain for Changing {
 #[test]
 fn kept_weights_never_go_stale_behind_interior_mutability() {
     let device = common::device();
+    let mut rng = common::Rng::new(21);
+    let x = common::tensor2((0..12).map(|_| rng.normal() as f32).collect(), [2, 6], &device);
+    let mut linear = |i, o| common::seeded(LinearConfig::new(i, o).init(&device), &mut rng);
     let net = Changing {
-        fc1: Mutable { inner: std::sync::RwLock::new(LinearConfig::new(6, 8).init(&device)) },
+        fc1: Mutable { inner: std::sync::RwLock::new(linear(6, 8)) },
         relu: Relu::new(),
-        fc2: std::sync::Mutex::new(LinearConfig::new(8, 3).init(&device)),
+        fc2: std::sync::Mutex::new(linear(8, 3)),
     };
-    let x = Tensor::<2>::random([2, 6], Distribution::Normal(0.0, 1.0), &device);
     for (name, composite) in presets() {
         let kept = Explainer::new(&net, composite.clone());
         let before = kept.explain(x.clone(), Target::Classes(vec![0, 1])).unwrap().relevance;
         // Both layers change behind `&net`, between two calls of the same explainer.
-        *net.fc1.inner.write().unwrap() = LinearConfig::new(6, 8).init(&device);
-        *net.fc2.lock().unwrap() = LinearConfig::new(8, 3).init(&device);
+        *net.fc1.inner.write().unwrap() = linear(6, 8);
+        *net.fc2.lock().unwrap() = linear(8, 3);
         let after = kept.explain(x.clone(), Target::Classes(vec![0, 1])).unwrap().relevance;
         let fresh = Explainer::new(&net, composite).explain(x.clone(), Target::Classes(vec![0, 1])).unwrap().relevance;
         let scale = fresh.clone().abs().max().into_scalar::<f32>();

@@ -87,6 +87,33 @@ impl Rng {
     }
 }
 
+/// `module` with every float parameter redrawn from `rng`: uniform in ±1/√fan_in, where fan_in
+/// is the first dimension of a rank-2 weight (Burn's `Linear` holds `[in, out]`) and the product
+/// of the trailing dimensions of a higher-rank one (a convolution's `[out, in/groups, k…]`); a
+/// rank-1 parameter (a bias) is uniform in ±0.3. Burn's initialisers draw from the device's
+/// shared generator, whose state depends on which tests ran before; a network built here is the
+/// same on every run, so a failure reproduces.
+pub fn seeded<M: rap_attrib::burn::module::Module>(module: M, rng: &mut Rng) -> M {
+    use rap_attrib::burn::module::{ModuleMapper, Param};
+    struct Redraw<'a>(&'a mut Rng);
+    impl ModuleMapper for Redraw<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let t = param.val();
+            let dims = t.dims();
+            let fan_in: usize = match D {
+                1 => 0,
+                2 => dims[0],
+                _ => dims[1..].iter().product(),
+            };
+            let bound = if fan_in == 0 { 0.3 } else { 1.0 / (fan_in as f64).sqrt() };
+            let n: usize = dims.iter().product();
+            let v: Vec<f32> = (0..n).map(|_| (bound * (2.0 * self.0.unit() - 1.0)) as f32).collect();
+            Param::from_tensor(Tensor::from_data(TensorData::new(v, dims), &t.device()))
+        }
+    }
+    module.map(&mut Redraw(rng))
+}
+
 /// What a random network may contain.
 #[derive(Debug, Clone, Copy)]
 pub struct NetOptions {
