@@ -12,7 +12,9 @@
 //! ```
 //!
 //! Prints, per layer, the median time of each path (of `RAP_BENCH_RUNS` calls after one warm-up,
-//! default 5, each read back) and the rate in GFLOP/s (2·MACs).
+//! default 5, each read back) and the rate in GFLOP/s (2·MACs); then, per layer, each path's
+//! error against an `f64` oracle (the convolution and its adjoint summed in `f64` from the same
+//! `f32` inputs): max |Δ| / max |y_f64|.
 
 mod common;
 #[path = "common/winograd.rs"]
@@ -27,6 +29,54 @@ use rap_attrib::burn::tensor::{Distribution, Tensor};
 fn timed(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
     median(runs, f)
+}
+
+/// The `f64` oracle of a 3×3, stride-1, padding-1 convolution of `x` `[cin, h, h]` with `w`
+/// `[cout, cin, 3, 3]` (batch 1, no bias), or with `adjoint` its transpose: `x` is then the
+/// output-side `[cout, h, h]` and the result the input-side `[cin, h, h]`.
+fn oracle(x: &[f32], w: &[f32], cin: usize, cout: usize, h: usize, adjoint: bool) -> Vec<f64> {
+    let (n_in, n_out) = if adjoint { (cout, cin) } else { (cin, cout) };
+    let mut out = vec![0f64; n_out * h * h];
+    for o in 0..n_out {
+        for i in 0..n_in {
+            for ky in 0..3 {
+                for kx in 0..3 {
+                    // Forward: out[o][y][x] += w[o][i][ky][kx] · in[i][y+ky−1][x+kx−1]. Adjoint
+                    // (o an input channel, i an output one): out[o][y][x] += w[i][o][ky][kx] ·
+                    // in[i][y−ky+1][x−kx+1].
+                    let wv = f64::from(if adjoint {
+                        w[((i * cin + o) * 3 + ky) * 3 + kx]
+                    } else {
+                        w[((o * cin + i) * 3 + ky) * 3 + kx]
+                    });
+                    let (dy, dx) =
+                        if adjoint { (1 - ky as isize, 1 - kx as isize) } else { (ky as isize - 1, kx as isize - 1) };
+                    for y in 0..h {
+                        let sy = y as isize + dy;
+                        if sy < 0 || sy >= h as isize {
+                            continue;
+                        }
+                        let row = &x[(i * h + sy as usize) * h..][..h];
+                        let dst = &mut out[(o * h + y) * h..][..h];
+                        for (xx, d) in dst.iter_mut().enumerate() {
+                            let sx = xx as isize + dx;
+                            if sx >= 0 && sx < h as isize {
+                                *d += wv * f64::from(row[sx as usize]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// max |got − want| / max |want|.
+fn rel_err(got: Tensor<4>, want: &[f64]) -> f64 {
+    let got: Vec<f32> = got.into_data().try_to_vec::<f32>().unwrap();
+    let top = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+    got.iter().zip(want).fold(0f64, |m, (g, w)| m.max((f64::from(*g) - w).abs())) / top
 }
 
 fn main() {
@@ -53,6 +103,7 @@ fn main() {
         "| layer (Cin→Cout, H) | out ch | conv2d | Winograd F(2,3) | max |Δ|/max|y| | unfold + matmul | conv_transpose2d | adjoint as conv | crate conv2d | crate conv_transpose2d | GFLOP/s (conv2d) | GFLOP/s (crate conv2d) |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut errors = Vec::new();
     for &(cin, cout, h) in layers {
         for stack in [1, 2] {
             let co = cout * stack;
@@ -110,6 +161,28 @@ fn main() {
                 gflop / conv,
                 gflop / ours
             );
+            if stack == 1 {
+                let host = |t: &Tensor<4>| t.to_data().try_to_vec::<f32>().unwrap();
+                let (xv, wv, yv) = (host(&x), host(&w), host(&y));
+                let want = oracle(&xv, &wv, cin, cout, h, false);
+                let want_t = oracle(&yv, &wv, cin, cout, h, true);
+                errors.push(format!(
+                    "| {cin}→{cout}, {h}² | {:.1e} | {:.1e} | {:.1e} | {:.1e} | {:.1e} |",
+                    rel_err(conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
+                    rel_err(winograd::conv3x3(x.clone(), &u, None, [1, 1]), &want),
+                    rel_err(rap_attrib::kernels::conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
+                    rel_err(conv_transpose2d(y.clone(), w.clone(), None, topts.clone()), &want_t),
+                    rel_err(rap_attrib::kernels::conv_transpose2d(y.clone(), w.clone(), topts.clone()), &want_t),
+                ));
+            }
         }
+    }
+    println!();
+    println!(
+        "| layer (Cin→Cout, H) | conv2d vs f64 | Winograd F(2,3) vs f64 | crate conv2d vs f64 | conv_transpose2d vs f64 | crate conv_transpose2d vs f64 |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in errors {
+        println!("{row}");
     }
 }

@@ -9,6 +9,7 @@
 #   bash scripts/memory.sh                # PY=/tmp/peers/bin/python (torch, torchvision, zennit, captum)
 #   BATCH=8 MODELS=vgg16 bash scripts/memory.sh
 #   BIN=/tmp/before/attribution PEERS=0 bash scripts/memory.sh   # another build of the bench, ours only
+#   RAP_AUTHORS_DIR=/tmp/authors bash scripts/memory.sh          # also the authors' RAP (their modules/ there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-/tmp/peers/bin/python}
@@ -33,9 +34,11 @@ for m in $MODELS; do
   done
   [ "$PEERS" = 1 ] || continue
   base=""
-  for method in torch_forward zennit_eps_plus_flat zennit_eps_a2b1 captum_saliency; do
+  methods="torch_forward zennit_eps_plus_flat zennit_eps_a2b1 captum_saliency"
+  [ -f "${RAP_AUTHORS_DIR:-/nonexistent}/modules/layers.py" ] && methods="$methods rap_authors"
+  for method in $methods; do
     mb=$(peak "$PY" ../shared/bench/peers.py --device cpu --threads 2 --models $m --batches $BATCH --reps 2 \
-      --warmup 1 --methods $method)
+      --warmup 1 --methods $method --out /dev/null)
     base=${base:-$mb}
     echo "| $m | $BATCH | PyTorch | $method | $mb | $((mb - base)) |"
   done

@@ -101,7 +101,7 @@ fn run(plan: &Plan, x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>)
 
 /// `f(buffer)` on the contiguous `f32` buffer of a flex tensor (a copy only if it is strided);
 /// `None` for any other backend, type, or an autodiff tensor.
-fn with_f32<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> Option<R>) -> Option<R> {
+pub(super) fn with_f32<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> Option<R>) -> Option<R> {
     let p = t.clone().try_into_primitive::<Flex>().ok()?;
     if p.dtype() != DType::F32 {
         return None;
@@ -229,7 +229,10 @@ mod tests {
 
     /// Every kernel size, padding (asymmetric included), batch, bias and a strided input and a
     /// weight that is a view into a larger stack, against Burn's own convolution, element by
-    /// element (relative to the largest output).
+    /// element (relative to the largest output). Both sides sum up to 17·25 `f32` products in
+    /// different orders: over repeated runs the gap reached 1.1e-6 of the largest output (the
+    /// random data differ from run to run), so the bound is 1e-5; a wrong tap or offset is off
+    /// by the size of an output.
     #[test]
     fn the_shifted_products_equal_burns_convolution_and_its_adjoint() {
         let device = Device::flex();
@@ -254,7 +257,7 @@ mod tests {
                     let burns = conv2d(x.clone(), weight.clone(), Some(bias), options);
                     assert_eq!(ours.dims(), burns.dims());
                     let err = max_rel(ours, burns.clone());
-                    assert!(err < 1e-6, "forward k{kh}x{kw} pad {pad:?} batch {batch}: {err:e}");
+                    assert!(err < 1e-5, "forward k{kh}x{kw} pad {pad:?} batch {batch}: {err:e}");
                     checked += 1;
                     if pad[0] == pad[1] && pad[2] == pad[3] && pad[0] < kh && pad[2] < kw {
                         let y = Tensor::<4>::random(burns.dims(), normal, &device);
@@ -263,7 +266,7 @@ mod tests {
                         let burns = conv_transpose2d(y, weight, None, options);
                         assert_eq!(ours.dims(), [batch, c, h, w]);
                         let err = max_rel(ours, burns);
-                        assert!(err < 1e-6, "adjoint k{kh}x{kw} pad {pad:?} batch {batch}: {err:e}");
+                        assert!(err < 1e-5, "adjoint k{kh}x{kw} pad {pad:?} batch {batch}: {err:e}");
                         checked += 1;
                     }
                 }

@@ -69,6 +69,9 @@ impl Default for Rap {
 
 /// Per-sample uniform shift of Eq. 8–9: `K = C − sd(ΣC − ΣR, #{C≠0}) · 1[C≠0]`.
 fn shift(c: Tensor<4>, r_sum: Tensor<4>) -> Tensor<4> {
+    if let Some(k) = crate::kernels::rap_shift(&c, &r_sum) {
+        return k;
+    }
     let mask = c.clone().not_equal_elem(0.0).float();
     let count = sample_sum(mask.clone());
     let psi = safe_div(sample_sum(c.clone()) - r_sum, count);
@@ -146,12 +149,17 @@ impl Rap {
             // With u ≥ 0 and both parts ≥ 0, A ≠ 0 or N ≠ 0 implies A + N ≠ 0, so the
             // reference's `· 1[A + N ≠ 0]` factors are implied by the safe divides, and its
             // ν = sd(R·sd(N, A+N), N) is R/(A+N) where N ≠ 0 (equal up to rounding).
-            let n_zero = n.clone().equal_elem(0.0);
-            let nu = r.clone() / (a.clone() + n.clone());
-            let shares = if linear {
-                vec![safe_div(r.clone(), a), nu.mask_fill(n_zero, 0.0)]
-            } else {
-                vec![safe_div(pos(r.clone()), a), (neg(r.clone()) / n + nu).mask_fill(n_zero, 0.0)]
+            let shares = match crate::kernels::rap_shares(&r, &a, &n, linear) {
+                Some((s1, s2)) => vec![s1, s2],
+                None => {
+                    let n_zero = n.clone().equal_elem(0.0);
+                    let nu = r.clone() / (a.clone() + n.clone());
+                    if linear {
+                        vec![safe_div(r.clone(), a), nu.mask_fill(n_zero, 0.0)]
+                    } else {
+                        vec![safe_div(pos(r.clone()), a), (neg(r.clone()) / n + nu).mask_fill(n_zero, 0.0)]
+                    }
+                }
             };
             Ok(shift(u * layer.transpose_stack(shares, signed, shape), r_sum.clone()))
         };
