@@ -3,8 +3,9 @@
 //! Written with Burn's tensor operations, the shares of one middle layer take about ten passes
 //! over the layer's output (masks, quotients, fills, each a new buffer) and the uniform shift
 //! eight over its input (a mask, its float copy, two sums reduced axis by axis, the product and
-//! the difference). Here the shares are one pass that reads `R`, `A`, `N` and writes both
-//! shares, and the shift one reducing pass and one mapping pass; each element gets the same
+//! the difference, after the product `C = u ⊙ t` that it shifts). Here the shares are one pass
+//! that reads `R`, `A`, `N` and writes both shares, and the product and its shift one reducing
+//! pass and one mapping pass over `u` and `t`; each element gets the same
 //! operations in the same order as the tensor form (the shift's sums are accumulated in `f64`).
 
 use super::shifted::with_f32;
@@ -62,45 +63,46 @@ pub(super) fn rap_shares(r: &Tensor<4>, a: &Tensor<4>, n: &Tensor<4>, dense: boo
     Some((Tensor::from_data(TensorData::new(s1, dims), &device), Tensor::from_data(TensorData::new(s2, dims), &device)))
 }
 
-/// RAP's uniform shift (Eq. 8–9) of `c` `[B, …]` to the per-sample totals `r_sum` `[B, 1, 1, 1]`:
-/// `K = C − ψ·1[C ≠ 0]` with `ψ = sd(ΣC − ΣR, #{C ≠ 0})` per sample. `None` where it does not
-/// apply.
-pub(super) fn rap_shift(c: &Tensor<4>, r_sum: &Tensor<4>) -> Option<Tensor<4>> {
-    let dims = c.dims();
+/// RAP's uniform shift (Eq. 8–9) of `C = u ⊙ t` `[B, …]` to the per-sample totals `r_sum`
+/// `[B, 1, 1, 1]`: `K = C − ψ·1[C ≠ 0]` with `ψ = sd(ΣC − ΣR, #{C ≠ 0})` per sample. The product
+/// is formed in both passes and never stored. `None` where it does not apply.
+pub(super) fn rap_shift(u: &Tensor<4>, t: &Tensor<4>, r_sum: &Tensor<4>) -> Option<Tensor<4>> {
+    let dims = u.dims();
     let batch = dims[0];
-    if r_sum.dims() != [batch, 1, 1, 1] || batch == 0 {
+    if t.dims() != dims || r_sum.dims() != [batch, 1, 1, 1] || batch == 0 {
         return None;
     }
-    let totals = with_f32(r_sum, |t| Some(t.to_vec()))?;
-    let out = with_f32(c, |cs| {
-        let per = cs.len() / batch;
-        if per == 0 || per * batch != cs.len() || totals.len() != batch {
-            return None;
-        }
-        let psi: Vec<f32> = cs
-            .chunks(per)
-            .zip(&totals)
-            .map(|(sample, &total)| {
-                let (count, sum) = sample
+    let totals = with_f32(r_sum, |s| Some(s.to_vec()))?;
+    let out = with_f32(u, |us| {
+        with_f32(t, |ts| {
+            let per = us.len() / batch;
+            if per == 0 || per * batch != us.len() || ts.len() != us.len() || totals.len() != batch {
+                return None;
+            }
+            let mut out = vec![0f32; us.len()];
+            for (((o, u), t), &total) in out.chunks_mut(per).zip(us.chunks(per)).zip(ts.chunks(per)).zip(&totals) {
+                let (count, sum) = u
                     .par_chunks(CHUNK)
-                    .map(|chunk| {
-                        chunk.iter().fold((0u64, 0f64), |(k, s), &v| (k + u64::from(v != 0.0), s + f64::from(v)))
+                    .zip(t.par_chunks(CHUNK))
+                    .map(|(u, t)| {
+                        u.iter().zip(t).fold((0u64, 0f64), |(k, s), (&u, &t)| {
+                            let c = u * t;
+                            (k + u64::from(c != 0.0), s + f64::from(c))
+                        })
                     })
                     .reduce(|| (0, 0.0), |x, y| (x.0 + y.0, x.1 + y.1));
-                sd(sum as f32 - total, count as f32)
-            })
-            .collect();
-        let mut out = vec![0f32; cs.len()];
-        for ((o, src), &p) in out.chunks_mut(per).zip(cs.chunks(per)).zip(&psi) {
-            o.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(o, src)| {
-                for (o, &v) in o.iter_mut().zip(src) {
-                    *o = if v != 0.0 { v - p } else { v };
-                }
-            });
-        }
-        Some(out)
+                let psi = sd(sum as f32 - total, count as f32);
+                o.par_chunks_mut(CHUNK).zip(u.par_chunks(CHUNK).zip(t.par_chunks(CHUNK))).for_each(|(o, (u, t))| {
+                    for ((o, &u), &t) in o.iter_mut().zip(u).zip(t) {
+                        let c = u * t;
+                        *o = if c != 0.0 { c - psi } else { c };
+                    }
+                });
+            }
+            Some(out)
+        })
     })?;
-    Some(Tensor::from_data(TensorData::new(out, dims), &c.device()))
+    Some(Tensor::from_data(TensorData::new(out, dims), &u.device()))
 }
 
 #[cfg(test)]
@@ -155,7 +157,12 @@ mod tests {
         values.iter_mut().skip(2 * per).for_each(|v| *v = 0.0);
         let c = Tensor::<4>::from_data(TensorData::new(values, dims), &device);
         let r_sum = Tensor::<4>::random([3, 1, 1, 1], Distribution::Normal(0.0, 10.0), &device);
-        let got = rap_shift(&c, &r_sum).expect("flex f32 applies");
+        // C = u ⊙ t with the zeros of `c` in `u`.
+        let u =
+            c.clone().not_equal_elem(0.0).float() * Tensor::<4>::random(dims, Distribution::Uniform(0.5, 2.0), &device);
+        let t = safe_div(c.clone(), u.clone());
+        let c = u.clone() * t.clone();
+        let got = rap_shift(&u, &t, &r_sum).expect("flex f32 applies");
         let mask = c.clone().not_equal_elem(0.0).float();
         let psi = safe_div(sample_sum(c.clone()) - r_sum.clone(), sample_sum(mask.clone()));
         let want = c.clone() - mask * psi;

@@ -42,13 +42,14 @@ pub(crate) fn rap_shares(r: &Tensor<4>, a: &Tensor<4>, n: &Tensor<4>, dense: boo
     }
 }
 
-/// RAP's uniform shift in two passes (`src/kernels/fused.rs`); `None` where it does not apply.
-pub(crate) fn rap_shift(c: &Tensor<4>, r_sum: &Tensor<4>) -> Option<Tensor<4>> {
+/// RAP's uniform shift of the product `u ⊙ t` in two passes (`src/kernels/fused.rs`); `None`
+/// where it does not apply.
+pub(crate) fn rap_shift(u: &Tensor<4>, t: &Tensor<4>, r_sum: &Tensor<4>) -> Option<Tensor<4>> {
     #[cfg(feature = "flex")]
-    return fused::rap_shift(c, r_sum);
+    return fused::rap_shift(u, t, r_sum);
     #[cfg(not(feature = "flex"))]
     {
-        let _ = (c, r_sum);
+        let _ = (u, t, r_sum);
         None
     }
 }

@@ -67,11 +67,12 @@ impl Default for Rap {
     }
 }
 
-/// Per-sample uniform shift of Eq. 8–9: `K = C − sd(ΣC − ΣR, #{C≠0}) · 1[C≠0]`.
-fn shift(c: Tensor<4>, r_sum: Tensor<4>) -> Tensor<4> {
-    if let Some(k) = crate::kernels::rap_shift(&c, &r_sum) {
+/// Per-sample uniform shift of Eq. 8–9 of `C = u ⊙ t`: `K = C − sd(ΣC − ΣR, #{C≠0}) · 1[C≠0]`.
+fn shift(u: Tensor<4>, t: Tensor<4>, r_sum: Tensor<4>) -> Tensor<4> {
+    if let Some(k) = crate::kernels::rap_shift(&u, &t, &r_sum) {
         return k;
     }
+    let c = u * t;
     let mask = c.clone().not_equal_elem(0.0).float();
     let count = sample_sum(mask.clone());
     let psi = safe_div(sample_sum(c.clone()) - r_sum, count);
@@ -161,7 +162,7 @@ impl Rap {
                     }
                 }
             };
-            Ok(shift(u * layer.transpose_stack(shares, signed, shape), r_sum.clone()))
+            Ok(shift(u, layer.transpose_stack(shares, signed, shape), r_sum.clone()))
         };
         if ctx.input_nonnegative {
             // An all-zero input gives C = 0, Γ = 0 and K = 0 here too.
