@@ -69,7 +69,8 @@ impl VolNet {
     }
 
     /// The same with BatchNorm written out in inference mode: Burn's BatchNorm normalises by the
-    /// batch's own statistics when its input tracks gradients.
+    /// batch's own statistics when its input tracks gradients. (Only the gradient test uses it.)
+    #[cfg(feature = "gradients")]
     fn forward_eval(&self, x: Tensor<5>) -> Tensor<2> {
         let bn = &self.bn;
         let r = |t: Tensor<1>| t.reshape([1, 4, 1, 1, 1]);
