@@ -8,7 +8,7 @@
 //! pass and one mapping pass over `u` and `t`; each element gets the same
 //! operations in the same order as the tensor form (the shift's sums are accumulated in `f64`).
 
-use super::shifted::with_f32;
+use super::with_f32;
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 

@@ -30,6 +30,20 @@ mod fused;
 #[cfg(feature = "flex")]
 mod shifted;
 
+/// `f(buffer)` on the contiguous `f32` buffer of a flex tensor (a copy only if it is strided);
+/// `None` for any other backend, type, or an autodiff tensor. What every kernel here reads its
+/// operands through.
+#[cfg(feature = "flex")]
+fn with_f32<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> Option<R>) -> Option<R> {
+    let p = t.clone().try_into_primitive::<burn::backend::Flex>().ok()?;
+    if p.dtype() != burn::tensor::DType::F32 {
+        return None;
+    }
+    let p = if p.layout().contiguous_offsets().is_some() { p } else { p.to_contiguous() };
+    let (start, end) = p.layout().contiguous_offsets()?;
+    f(p.storage::<f32>().get(start..end)?)
+}
+
 /// RAP's two shares of a middle layer in one pass (`src/kernels/fused.rs`), where the backend
 /// is flex and the tensors `f32`; `None` elsewhere (the rule then uses tensor operations).
 pub(crate) fn rap_shares(r: &Tensor<4>, a: &Tensor<4>, n: &Tensor<4>, dense: bool) -> Option<(Tensor<4>, Tensor<4>)> {

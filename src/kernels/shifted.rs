@@ -16,8 +16,8 @@
 //!
 //! Measured against flex's convolution in `benches/conv_paths.rs` (docs/benchmarks.md).
 
-use burn::backend::Flex;
-use burn::tensor::{DType, Tensor, TensorData};
+use super::with_f32;
+use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
 /// The fewest channels on either side of the product for which this kernel is used: below it
@@ -97,18 +97,6 @@ fn run(plan: &Plan, x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>)
         })
     })?;
     Some(Tensor::from_data(TensorData::new(out, dims), &device))
-}
-
-/// `f(buffer)` on the contiguous `f32` buffer of a flex tensor (a copy only if it is strided);
-/// `None` for any other backend, type, or an autodiff tensor.
-pub(super) fn with_f32<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> Option<R>) -> Option<R> {
-    let p = t.clone().try_into_primitive::<Flex>().ok()?;
-    if p.dtype() != DType::F32 {
-        return None;
-    }
-    let p = if p.layout().contiguous_offsets().is_some() { p } else { p.to_contiguous() };
-    let (start, end) = p.layout().contiguous_offsets()?;
-    f(p.storage::<f32>().get(start..end)?)
 }
 
 /// The products of `plan`: the output buffer and its shape `[batch, m, ho, wo]`, or `None` if a
