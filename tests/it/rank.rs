@@ -4,7 +4,7 @@
 //! the model's own forward, and sample by sample; and the typed errors where a layer cannot take
 //! a layout.
 
-use crate::common::{Rng, device, shape_error_of};
+use crate::common::{Rng, device, seeded, shape_error_of};
 use rap_attrib::burn::nn::conv::Conv2dConfig;
 use rap_attrib::burn::nn::{Linear, LinearConfig, Relu};
 use rap_attrib::burn::tensor::{Device, Tensor, TensorData};
@@ -25,17 +25,7 @@ impl TokenNet {
     /// tests running beside this one draw from too), so that every run checks the same network.
     fn new(d: usize, hidden: usize, classes: usize, device: &Device) -> Self {
         let mut rng = Rng::new(17);
-        let mut linear = |i: usize, o: usize| {
-            let mut l = LinearConfig::new(i, o).init(device);
-            let scale = (1.0 / i as f64).sqrt();
-            let w: Vec<f32> = (0..i * o).map(|_| (rng.normal() * scale) as f32).collect();
-            let b: Vec<f32> = (0..o).map(|_| (rng.normal() * 0.1) as f32).collect();
-            l.weight =
-                rap_attrib::burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(w, [i, o]), device));
-            l.bias =
-                Some(rap_attrib::burn::module::Param::from_tensor(Tensor::from_data(TensorData::new(b, [o]), device)));
-            l
-        };
+        let mut linear = |i: usize, o: usize| seeded(LinearConfig::new(i, o).init(device), &mut rng);
         Self { fc1: linear(d, hidden), act: Relu::new(), fc2: linear(hidden, d), head: linear(d, classes) }
     }
 
