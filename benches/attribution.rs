@@ -23,7 +23,7 @@
 
 mod common;
 
-use common::{device, median};
+use common::{device, list, median};
 use criterion::{BenchmarkId, Criterion};
 use rap_attrib::burn::tensor::{Device, Distribution, Tensor};
 use rap_attrib::gradients::{GradientExplainer, GradientMethod};
@@ -108,17 +108,6 @@ impl<'m> Job<'m> {
             }
         }
     }
-}
-
-fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T>
-where
-    T::Err: std::fmt::Debug,
-{
-    std::env::var(var)
-        .unwrap_or_else(|_| default.into())
-        .split(',')
-        .map(|s| s.trim().parse().unwrap_or_else(|e| panic!("{var}: cannot read `{s}`: {e:?}")))
-        .collect()
 }
 
 fn seconds(t: f64) -> String {

@@ -16,14 +16,10 @@
 
 mod common;
 
-use common::{device, median};
+use common::{device, list, median};
 use rap_attrib::burn::tensor::{Distribution, Tensor};
 use rap_attrib::onnx::OnnxModel;
 use rap_attrib::{Composite, Explainer, Target};
-
-fn list(var: &str, default: &str) -> Vec<String> {
-    std::env::var(var).unwrap_or_else(|_| default.into()).split(',').map(|s| s.trim().to_string()).collect()
-}
 
 fn main() {
     let Some(dir) = std::env::var_os("RAP_BENCH_ONNX_DIR").map(std::path::PathBuf::from) else {
@@ -34,11 +30,11 @@ fn main() {
     let runs: usize = std::env::var("RAP_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("| model | batch | forward (first / steady) | cp-epsilon explain (first / steady) | explain / forward |");
     println!("|---|---|---|---|---|");
-    for name in list("RAP_BENCH_ONNX_MODELS", "vit_b_16,convnext_tiny") {
+    for name in list::<String>("RAP_BENCH_ONNX_MODELS", "vit_b_16,convnext_tiny") {
         let model =
             OnnxModel::from_file(dir.join(format!("{name}.onnx")), &dev).unwrap_or_else(|e| panic!("{name}: {e}"));
         let explainer = Explainer::new(&model, Composite::cp_epsilon());
-        for b in list("RAP_BENCH_BATCHES", "1,2").iter().filter_map(|b| b.parse::<usize>().ok()) {
+        for b in list::<String>("RAP_BENCH_BATCHES", "1,2").iter().filter_map(|b| b.parse::<usize>().ok()) {
             let x: Tensor<4> = Tensor::random([b, 3, 224, 224], Distribution::Normal(0.0, 1.0), &dev);
             let forward = || {
                 let y = explainer.forward(x.clone()).unwrap();

@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{bundled_squeezenet, device};
+use common::{bundled_squeezenet, device, list};
 use rap_attrib::burn::tensor::{Device, Tensor};
 use rap_attrib::imaging::load_imagenet;
 use rap_attrib::zoo::{Architecture, ZooConfig, ZooModel};
@@ -66,10 +66,6 @@ fn model(name: &str, device: &Device) -> ZooModel {
     }
 }
 
-fn list(var: &str, default: &str) -> Vec<String> {
-    std::env::var(var).unwrap_or_else(|_| default.into()).split(',').map(|s| s.trim().to_string()).collect()
-}
-
 fn main() {
     let device = device();
     let full = std::env::args().any(|a| a == "--bench");
@@ -81,11 +77,8 @@ fn main() {
             1
         }
     };
-    let models = list("RAP_BENCH_MODELS", if full { "squeezenet1_1,resnet50" } else { "squeezenet1_1" });
-    let batches: Vec<usize> = list("RAP_BENCH_BATCHES", if full { "1,8" } else { "2" })
-        .iter()
-        .map(|b| b.parse().expect("a batch size"))
-        .collect();
+    let models: Vec<String> = list("RAP_BENCH_MODELS", if full { "squeezenet1_1,resnet50" } else { "squeezenet1_1" });
+    let batches: Vec<usize> = list("RAP_BENCH_BATCHES", if full { "1,8" } else { "2" });
     let stream: Vec<PathBuf> = (0..rounds).flat_map(|_| files.iter().cloned()).collect();
     let n = stream.len() as f64;
     println!("{} photos × {rounds} rounds, Zennit-ε+Flat, predicted class, {device:?}", files.len());

@@ -39,3 +39,17 @@ pub fn median(runs: usize, mut f: impl FnMut()) -> f64 {
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
 }
+
+#[allow(dead_code)]
+/// The comma-separated values of the environment variable `var` (or of `default` where it is
+/// unset), each parsed; a value that does not parse stops the bench, naming it.
+pub fn list<T: std::str::FromStr>(var: &str, default: &str) -> Vec<T>
+where
+    T::Err: std::fmt::Debug,
+{
+    std::env::var(var)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| s.trim().parse().unwrap_or_else(|e| panic!("{var}: cannot read `{s}`: {e:?}")))
+        .collect()
+}
