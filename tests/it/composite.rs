@@ -4,7 +4,7 @@
 use crate::common;
 
 use rap_attrib::burn::nn::{Linear, LinearConfig, Relu};
-use rap_attrib::burn::tensor::{Distribution, Tensor};
+use rap_attrib::burn::tensor::Tensor;
 use rap_attrib::canonizer::{Canonizer, KeptWeights, Reweighted};
 use rap_attrib::graph::Graph;
 use rap_attrib::kit::to_vec;
@@ -25,7 +25,8 @@ struct Mlp {
 impl Mlp {
     fn new() -> Self {
         let device = common::device();
-        let lin = |i, o| LinearConfig::new(i, o).with_bias(false).init(&device);
+        let mut rng = common::Rng::new(12);
+        let mut lin = |i, o| common::seeded(LinearConfig::new(i, o).with_bias(false).init(&device), &mut rng);
         Mlp { fc1: lin(5, 8), fc2: lin(8, 8), fc3: lin(8, 3), relu: Relu::new() }
     }
 }
@@ -42,7 +43,7 @@ impl Explain for Mlp {
 }
 
 fn input() -> Tensor<2> {
-    Tensor::<2>::random([3, 5], Distribution::Normal(0.0, 1.0), &common::device())
+    common::normal(1, [3, 5], &common::device())
 }
 
 #[test]
@@ -222,7 +223,7 @@ fn a_linear_layer_with_its_own_relevance_step_is_called_by_the_walk() {
     let device = common::device();
     let model =
         WithOwnStep { fc: OwnStep { inner: LinearConfig::new(4, 2).init(&device), calls: AtomicUsize::new(0) } };
-    let x = Tensor::<2>::random([2, 4], Distribution::Normal(0.0, 1.0), &device);
+    let x = common::normal(2, [2, 4], &device);
     let e = Explainer::new(&model, Composite::rap()).explain(x, Target::Classes(vec![0, 1])).unwrap();
     assert_eq!(model.fc.calls.load(Ordering::SeqCst), 1);
     // One-hot start: every sample's relevance is 1/4 everywhere.

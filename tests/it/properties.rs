@@ -8,7 +8,9 @@
 
 use crate::common;
 
-use common::{NetOptions, RandomNet, Rng, device, random_image_net, random_input, random_mlp, tensor2, tensor4};
+use common::{
+    NetOptions, RandomNet, Rng, device, random_image_net, random_input, random_mlp, seeded, tensor2, tensor4,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rap_attrib::burn::tensor::{Device, Tensor};
@@ -528,13 +530,16 @@ fn transposed_operators_are_adjoints() {
                 let cin = groups * (1 + (seed % 2) as usize);
                 let cout = groups * cmul;
                 prop_assume!(h + 2 * pad > dil * (k - 1) && w + 2 * pad > dil * (k - 1));
-                let conv = Conv2dConfig::new([cin, cout], [k, k])
-                    .with_stride([stride, stride])
-                    .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
-                    .with_dilation([dil, dil])
-                    .with_groups(groups)
-                    .init(&device);
                 let mut rng = Rng::new(seed);
+                let conv = seeded(
+                    Conv2dConfig::new([cin, cout], [k, k])
+                        .with_stride([stride, stride])
+                        .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
+                        .with_dilation([dil, dil])
+                        .with_groups(groups)
+                        .init(&device),
+                    &mut rng,
+                );
                 let x = tensor4(random_input(&mut rng, &[0, cin, h, w], 2, false), [2, cin, h, w], &device);
                 let wt = LinearLayer::weight(&conv);
                 let y_shape = conv.forward_with(x.clone(), &wt, None).dims();
@@ -550,7 +555,7 @@ fn transposed_operators_are_adjoints() {
                 );
                 // Linear, on the same random draw.
                 let (fin, fout) = (cin * 3, cout + 1);
-                let lin = LinearConfig::new(fin, fout).init(&device);
+                let lin = seeded(LinearConfig::new(fin, fout).init(&device), &mut rng);
                 let xl = tensor4(random_input(&mut rng, &[0, fin], 2, false), [2, fin, 1, 1], &device);
                 let yl = tensor4(random_input(&mut rng, &[0, fout], 2, false), [2, fout, 1, 1], &device);
                 let wl = LinearLayer::weight(&lin);

@@ -200,8 +200,8 @@ fn a_batch_of_sequences_gives_each_sample_alone() {
 #[test]
 fn linear_on_a_sequence_has_the_exact_adjoint() {
     let dev = device();
-    let fc = LinearConfig::new(5, 3).init(&dev);
     let mut rng = Rng::new(4);
+    let fc = seeded(LinearConfig::new(5, 3).init(&dev), &mut rng);
     // [B, D, T, 1]: 2 samples, 5 features, 7 tokens.
     let x = Layout::Sequence.hold(sequence(&mut rng, [2, 7, 5], &dev)).unwrap();
     let y = Layout::Sequence.hold(sequence(&mut rng, [2, 7, 3], &dev)).unwrap();
