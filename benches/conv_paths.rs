@@ -4,7 +4,8 @@
 //! convolution with the flipped kernel, and the crate's own stride-1 kernel
 //! (`rap_attrib::kernels`, shifted matrix products on flex; what the layers call) for both. The
 //! shapes are the 3×3 convolutions of VGG-16 at 224² and of ResNet-50's bottlenecks, and the
-//! stacked `[W⁺; |W⁻|]` kernels the rules run.
+//! stacked `[W⁺; |W⁻|]` kernels the rules run; then ResNet-50's strided convolutions, Burn's
+//! `conv2d` against the crate's (unfolded products), with their errors against `f64`.
 //!
 //! ```sh
 //! cargo bench --bench conv_paths                                   # CPU (flex)
@@ -184,5 +185,81 @@ fn main() {
     println!("|---|---|---|---|---|---|");
     for row in errors {
         println!("{row}");
+    }
+    strided(full, runs, &device);
+}
+
+/// The `f64` oracle of a `k×k` convolution with `stride` and symmetric `pad` of `x`
+/// `[cin, h, h]` with `w` `[cout, cin, k, k]` (batch 1, no bias): `[cout, ho, ho]`.
+fn oracle_strided(x: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], pad: usize) -> Vec<f64> {
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let mut out = vec![0f64; cout * ho * ho];
+    for o in 0..cout {
+        let dst = &mut out[o * ho * ho..][..ho * ho];
+        for i in 0..cin {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let wv = f64::from(w[((o * cin + i) * k + ky) * k + kx]);
+                    for oy in 0..ho {
+                        let Some(iy) = (oy * stride + ky).checked_sub(pad).filter(|&iy| iy < h) else { continue };
+                        let row = &x[(i * h + iy) * h..][..h];
+                        for (ox, d) in dst[oy * ho..][..ho].iter_mut().enumerate() {
+                            if let Some(&v) = (ox * stride + kx).checked_sub(pad).and_then(|ix| row.get(ix)) {
+                                *d += wv * f64::from(v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// ResNet-50's strided convolutions (its stem, the first 3×3 of each later stage and the 1×1
+/// downsampling shortcuts), batch 1: Burn's `conv2d` against the crate's (unfolded products
+/// where the stride is not 1), in time and against the `f64` oracle.
+fn strided(full: bool, runs: usize, device: &rap_attrib::burn::tensor::Device) {
+    let all = [
+        [3, 64, 7, 2, 224],
+        [128, 128, 3, 2, 56],
+        [256, 512, 1, 2, 56],
+        [256, 256, 3, 2, 28],
+        [512, 1024, 1, 2, 28],
+        [512, 512, 3, 2, 14],
+        [1024, 2048, 1, 2, 14],
+    ];
+    let smoke = [[32, 64, 3, 2, 28]];
+    let layers: &[[usize; 5]] = if full { &all } else { &smoke };
+    println!();
+    println!(
+        "| strided layer (Cin→Cout, k, stride, H) | conv2d | crate conv2d | GFLOP/s (conv2d) | GFLOP/s (crate) | conv2d vs f64 | crate conv2d vs f64 |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for &shape in layers {
+        let [cin, cout, k, stride, h] = shape;
+        let pad = k / 2;
+        let x = Tensor::<4>::random([1, cin, h, h], Distribution::Normal(0.0, 1.0), device);
+        let w = Tensor::<4>::random([cout, cin, k, k], Distribution::Normal(0.0, 0.1), device);
+        let opts = ConvOptions::new([stride, stride], [pad, pad], [1, 1], 1);
+        let conv = timed(runs, || {
+            let _ = conv2d(x.clone(), w.clone(), None, opts.clone()).into_data();
+        });
+        let ours = timed(runs, || {
+            let _ = rap_attrib::kernels::conv2d(x.clone(), w.clone(), None, opts.clone()).into_data();
+        });
+        let ho = (h + 2 * pad - k) / stride + 1;
+        let gflop = 2.0 * (cin * cout * k * k * ho * ho) as f64 / 1e9;
+        let host = |t: &Tensor<4>| t.to_data().try_to_vec::<f32>().unwrap();
+        let want = oracle_strided(&host(&x), &host(&w), shape, pad);
+        println!(
+            "| {cin}→{cout}, {k}×{k}, s{stride}, {h}² | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {:.1e} | {:.1e} |",
+            conv * 1e3,
+            ours * 1e3,
+            gflop / conv,
+            gflop / ours,
+            rel_err(conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
+            rel_err(rap_attrib::kernels::conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
+        );
     }
 }

@@ -2,7 +2,8 @@
 """PyTorch's time for the convolutions of benches/conv_paths.rs (VGG-16's 3x3 layers at 224^2 and
 ResNet-50's bottleneck 3x3 layers,
 batch 1, single and with the output channels doubled as the rules' stacked [W+; |W-|] kernels),
-forward and transposed, so the two tables can be read side by side on one machine.
+forward and transposed, and ResNet-50's strided convolutions, so the tables can be read side by
+side on one machine.
 
 Usage: python3 scripts/torch_conv_paths.py [--threads 2] [--device cpu|cuda] [--reps 5]
 """
@@ -50,3 +51,16 @@ with torch.no_grad():
             gflop = 2.0 * cin * co * 9 * h * h / 1e9
             tag = " x2 stacked" if stack == 2 else ""
             print(f"| {cin}->{cout}{tag}, {h}^2 | {co} | {conv*1e3:.1f} ms | {tconv*1e3:.1f} ms | {gflop/conv:.0f} |")
+
+print()
+print("| strided layer (Cin->Cout, k, stride, H) | torch conv2d | GFLOP/s |")
+print("|---|---|---|")
+with torch.no_grad():
+    for cin, cout, k, s, h in [(3, 64, 7, 2, 224), (128, 128, 3, 2, 56), (256, 512, 1, 2, 56), (256, 256, 3, 2, 28),
+                               (512, 1024, 1, 2, 28), (512, 512, 3, 2, 14), (1024, 2048, 1, 2, 14)]:
+        x = torch.randn(1, cin, h, h, device=dev)
+        w = torch.randn(cout, cin, k, k, device=dev) * 0.1
+        conv = median(lambda: F.conv2d(x, w, stride=s, padding=k // 2))
+        ho = (h + 2 * (k // 2) - k) // s + 1
+        gflop = 2.0 * cin * cout * k * k * ho * ho / 1e9
+        print(f"| {cin}->{cout}, {k}x{k}, s{s}, {h}^2 | {conv*1e3:.2f} ms | {gflop/conv:.0f} |")

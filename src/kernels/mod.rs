@@ -15,18 +15,20 @@
 //! assert!(diff <= 1e-5 * burns.abs().max().into_scalar::<f32>());
 //! ```
 //!
-//! Today: stride-1 convolutions and their adjoints on Burn's flex CPU backend
-//! (`src/kernels/shifted.rs`), and RAP's elementwise steps fused into single passes
-//! (`src/kernels/fused.rs`, used by the rule itself). Each convolution entry point here has
-//! Burn's signature and falls back to Burn's own operation wherever its kernel does not apply
-//! (another backend, `f64`, autodiff tensors, strides, dilations, groups), so a caller never has
-//! to know which ran.
+//! Today, on Burn's flex CPU backend: stride-1 convolutions and their adjoints as shifted
+//! products (`src/kernels/shifted.rs`), strided, dilated and small-map convolutions as unfolded
+//! (im2col) products (`src/kernels/im2col.rs`), and RAP's elementwise steps fused into single
+//! passes (`src/kernels/fused.rs`, used by the rule itself). Each convolution entry point here
+//! has Burn's signature and falls back to Burn's own operation wherever its kernels do not apply
+//! (another backend, `f64`, autodiff tensors, groups), so a caller never has to know which ran.
 
 use burn::tensor::Tensor;
 use burn::tensor::ops::{ConvOptions, ConvTransposeOptions};
 
 #[cfg(feature = "flex")]
 mod fused;
+#[cfg(feature = "flex")]
+mod im2col;
 #[cfg(feature = "flex")]
 mod shifted;
 
@@ -68,7 +70,19 @@ pub(crate) fn rap_shift(u: &Tensor<4>, t: &Tensor<4>, r_sum: &Tensor<4>) -> Opti
     }
 }
 
-/// [`burn::tensor::module::conv2d`], through the shifted-product kernel where it applies.
+/// Up to this many input positions (batch × H × W) a stride-1 convolution runs as one unfolded
+/// product per block (`im2col.rs`); above it as shifted products (`shifted.rs`). Measured on
+/// ResNet-50's and VGG-16's 3×3 layers (`benches/conv_paths.rs`, docs/benchmarks.md): at batch 1
+/// the unfolded product wins at 7², 14² and 28² (the shifted one then spreads nine small products
+/// over the threads, one after another), the shifted one at 56² and above, and at batch 8 from
+/// 14² on.
+#[cfg(feature = "flex")]
+const UNFOLD_POSITIONS: usize = 1024;
+
+/// [`burn::tensor::module::conv2d`], through the crate's kernels where they apply: strided and
+/// dilated convolutions with one group as unfolded products (`im2col.rs`), stride-1 ones as
+/// shifted products (`shifted.rs`) or, on small maps, unfolded products; 1×1 stride-1
+/// convolutions, groups and other backends keep Burn's op.
 ///
 /// # Shapes
 ///
@@ -76,10 +90,21 @@ pub(crate) fn rap_shift(u: &Tensor<4>, t: &Tensor<4>, r_sum: &Tensor<4>) -> Opti
 /// - output: `[B, C_out, H', W']`
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if options.stride == [1, 1] && options.dilation == [1, 1] && options.groups == 1 {
+    if options.groups == 1 {
         let [(top, bottom), (left, right)] = options.padding;
-        if let Some(y) = shifted::conv(&x, &weight, bias.as_ref(), [top, bottom, left, right]) {
-            return y;
+        let pad = [top, bottom, left, right];
+        let [batch, _, h, w] = x.dims();
+        let [_, _, kh, kw] = weight.dims();
+        let unit = options.stride == [1, 1] && options.dilation == [1, 1];
+        if unit && kh * kw > 1 && batch * h * w > UNFOLD_POSITIONS {
+            if let Some(y) = shifted::conv(&x, &weight, bias.as_ref(), pad) {
+                return y;
+            }
+        } else if !unit || kh * kw > 1 {
+            let g = im2col::Geometry { pad, stride: options.stride, dilation: options.dilation };
+            if let Some(y) = im2col::conv(&x, &weight, bias.as_ref(), g) {
+                return y;
+            }
         }
     }
     burn::tensor::module::conv2d(x, weight, bias, options)
