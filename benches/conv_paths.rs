@@ -216,9 +216,36 @@ fn oracle_strided(x: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], p
     out
 }
 
+/// The transpose of [`oracle_strided`]: `y` `[cout, ho, ho]` onto `[cin, h, h]`.
+fn oracle_strided_adjoint(y: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], pad: usize) -> Vec<f64> {
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let mut out = vec![0f64; cin * h * h];
+    for o in 0..cout {
+        let src = &y[o * ho * ho..][..ho * ho];
+        for i in 0..cin {
+            let dst = &mut out[i * h * h..][..h * h];
+            for ky in 0..k {
+                for kx in 0..k {
+                    let wv = f64::from(w[((o * cin + i) * k + ky) * k + kx]);
+                    for oy in 0..ho {
+                        let Some(iy) = (oy * stride + ky).checked_sub(pad).filter(|&iy| iy < h) else { continue };
+                        for (ox, &v) in src[oy * ho..][..ho].iter().enumerate() {
+                            if let Some(ix) = (ox * stride + kx).checked_sub(pad).filter(|&ix| ix < h) {
+                                dst[iy * h + ix] += wv * f64::from(v);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// ResNet-50's strided convolutions (its stem, the first 3×3 of each later stage and the 1×1
-/// downsampling shortcuts), batch 1: Burn's `conv2d` against the crate's (unfolded products
-/// where the stride is not 1), in time and against the `f64` oracle.
+/// downsampling shortcuts), batch 1: Burn's `conv2d` and `conv_transpose2d` against the crate's
+/// (unfolded products, and products into the unfolded space with a scatter-add), in time and
+/// against the `f64` oracle.
 fn strided(full: bool, runs: usize, device: &rap_attrib::burn::tensor::Device) {
     let all = [
         [3, 64, 7, 2, 224],
@@ -233,9 +260,9 @@ fn strided(full: bool, runs: usize, device: &rap_attrib::burn::tensor::Device) {
     let layers: &[[usize; 5]] = if full { &all } else { &smoke };
     println!();
     println!(
-        "| strided layer (Cin→Cout, k, stride, H) | conv2d | crate conv2d | GFLOP/s (conv2d) | GFLOP/s (crate) | conv2d vs f64 | crate conv2d vs f64 |"
+        "| strided layer (Cin→Cout, k, stride, H) | conv2d | crate conv2d | GFLOP/s (conv2d) | GFLOP/s (crate) | conv2d vs f64 | crate conv2d vs f64 | conv_transpose2d | crate conv_transpose2d | conv_transpose2d vs f64 | crate conv_transpose2d vs f64 |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &shape in layers {
         let [cin, cout, k, stride, h] = shape;
         let pad = k / 2;
@@ -250,16 +277,30 @@ fn strided(full: bool, runs: usize, device: &rap_attrib::burn::tensor::Device) {
         });
         let ho = (h + 2 * pad - k) / stride + 1;
         let gflop = 2.0 * (cin * cout * k * k * ho * ho) as f64 / 1e9;
+        let y = Tensor::<4>::random([1, cout, ho, ho], Distribution::Normal(0.0, 1.0), device);
+        let out_pad = h + 2 * pad - k - (ho - 1) * stride;
+        let topts = ConvTransposeOptions::new([stride, stride], [pad, pad], [out_pad, out_pad], [1, 1], 1);
+        let transposed = timed(runs, || {
+            let _ = conv_transpose2d(y.clone(), w.clone(), None, topts.clone()).into_data();
+        });
+        let ours_t = timed(runs, || {
+            let _ = rap_attrib::kernels::conv_transpose2d(y.clone(), w.clone(), topts.clone()).into_data();
+        });
         let host = |t: &Tensor<4>| t.to_data().try_to_vec::<f32>().unwrap();
         let want = oracle_strided(&host(&x), &host(&w), shape, pad);
+        let want_t = oracle_strided_adjoint(&host(&y), &host(&w), shape, pad);
         println!(
-            "| {cin}→{cout}, {k}×{k}, s{stride}, {h}² | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {:.1e} | {:.1e} |",
+            "| {cin}→{cout}, {k}×{k}, s{stride}, {h}² | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {:.1e} | {:.1e} | {:.2} ms | {:.2} ms | {:.1e} | {:.1e} |",
             conv * 1e3,
             ours * 1e3,
             gflop / conv,
             gflop / ours,
             rel_err(conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
             rel_err(rap_attrib::kernels::conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
+            transposed * 1e3,
+            ours_t * 1e3,
+            rel_err(conv_transpose2d(y.clone(), w.clone(), None, topts.clone()), &want_t),
+            rel_err(rap_attrib::kernels::conv_transpose2d(y.clone(), w.clone(), topts.clone()), &want_t),
         );
     }
 }

@@ -53,8 +53,8 @@ with torch.no_grad():
             print(f"| {cin}->{cout}{tag}, {h}^2 | {co} | {conv*1e3:.1f} ms | {tconv*1e3:.1f} ms | {gflop/conv:.0f} |")
 
 print()
-print("| strided layer (Cin->Cout, k, stride, H) | torch conv2d | GFLOP/s |")
-print("|---|---|---|")
+print("| strided layer (Cin->Cout, k, stride, H) | torch conv2d | GFLOP/s | torch conv_transpose2d |")
+print("|---|---|---|---|")
 with torch.no_grad():
     for cin, cout, k, s, h in [(3, 64, 7, 2, 224), (128, 128, 3, 2, 56), (256, 512, 1, 2, 56), (256, 256, 3, 2, 28),
                                (512, 1024, 1, 2, 28), (512, 512, 3, 2, 14), (1024, 2048, 1, 2, 14)]:
@@ -62,5 +62,8 @@ with torch.no_grad():
         w = torch.randn(cout, cin, k, k, device=dev) * 0.1
         conv = median(lambda: F.conv2d(x, w, stride=s, padding=k // 2))
         ho = (h + 2 * (k // 2) - k) // s + 1
+        y = torch.randn(1, cout, ho, ho, device=dev)
+        op = h + 2 * (k // 2) - k - (ho - 1) * s
+        tconv = median(lambda: F.conv_transpose2d(y, w, stride=s, padding=k // 2, output_padding=op))
         gflop = 2.0 * cin * cout * k * k * ho * ho / 1e9
-        print(f"| {cin}->{cout}, {k}x{k}, s{s}, {h}^2 | {conv*1e3:.2f} ms | {gflop/conv:.0f} |")
+        print(f"| {cin}->{cout}, {k}x{k}, s{s}, {h}^2 | {conv*1e3:.2f} ms | {gflop/conv:.0f} | {tconv*1e3:.2f} ms |")

@@ -10,8 +10,9 @@
 //!
 //! Blocks hold about `2²¹` unfolded values (8 MiB) whatever the input size, so memory stays
 //! bounded on any image; several samples share a block where the map is small (ResNet-50's
-//! 14² and 7² stages at batch 8 multiply once). With fewer blocks than two per thread, each
-//! product is spread over Rayon's pool; otherwise blocks run one per task.
+//! 14² and 7² stages at batch 8 multiply once). The blocks, as many as a multiple of Rayon's
+//! threads, run one per task, each product single-threaded; a small map at batch 1 is one block
+//! whose weight rows are split over the threads instead.
 //!
 //! Measured against flex's convolution in `benches/conv_paths.rs` (docs/benchmarks.md): on
 //! ResNet-50's strided layers flex's convolution takes 1.3–4.4× this kernel's time.
@@ -54,6 +55,30 @@ pub(super) fn conv(x: &Tensor<4>, weight: &Tensor<4>, bias: Option<&Tensor<1>>, 
     Some(Tensor::from_data(TensorData::new(out, dims), &device))
 }
 
+/// `conv_transpose2d(y, weight)` with one group: the adjoint of [`conv`] onto an input of
+/// `h × w` (`x_hw`, which fixes the output padding), as one product per block into the unfolded
+/// space followed by a scatter-add of each unfolded row onto its input channel (col2im). `None`
+/// where it does not apply (not a flex `f32` tensor, grouped weights, a `y` that is not the
+/// convolution's output for an `h × w` input).
+pub(super) fn adjoint(y: &Tensor<4>, weight: &Tensor<4>, g: Geometry, x_hw: [usize; 2]) -> Option<Tensor<4>> {
+    let device = y.device();
+    let [batch, m, ho, wo] = y.dims();
+    let [m_w, c, kh, kw] = weight.dims();
+    let [h, w] = x_hw;
+    if m_w != m || g.stride.contains(&0) || g.dilation.contains(&0) {
+        return None;
+    }
+    let plan = Plan { batch, c, h, w, m, kernel: [kh, kw], g };
+    let [pt, pb, pl, pr] = g.pad;
+    if Plan::out_len(h, pt + pb, kh, g.stride[0], g.dilation[0])? != ho
+        || Plan::out_len(w, pl + pr, kw, g.stride[1], g.dilation[1])? != wo
+    {
+        return None;
+    }
+    let out = with_f32(y, |ys| with_f32(weight, |ws| plan.run_adjoint(ys, ws, [ho, wo])))?;
+    Some(Tensor::from_data(TensorData::new(out, [batch, c, h, w]), &device))
+}
+
 struct Plan {
     batch: usize,
     c: usize,
@@ -90,46 +115,62 @@ impl Plan {
         {
             return None;
         }
-        let t = (UNFOLD_BUDGET / k).clamp(256, 1 << 16).min(total);
+        // The pool's threads each run whole products (`gemm` single-threaded): `gemm`'s own
+        // threading reached 0.4–0.9× of this split's rate on ResNet-50's shapes. Columns are cut
+        // into a multiple of the thread count; where there are too few (a small map at batch 1)
+        // the one block's weight rows are cut instead.
+        let threads = rayon::current_num_threads().max(1);
+        let budget = (UNFOLD_BUDGET / k).clamp(256, 1 << 16);
+        let blocks = total.div_ceil(budget);
+        let row_parts = if blocks == 1 && total <= 2 * m { threads.min(m) } else { 1 };
+        let blocks = if row_parts == 1 { blocks.div_ceil(threads) * threads } else { 1 };
+        let t = total.div_ceil(blocks);
         let blocks = total.div_ceil(t);
-        let threads = rayon::current_num_threads();
-        let spread = blocks < 2 * threads;
-        let parallelism = if spread { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let rows_per = m.div_ceil(row_parts);
         let block = |i: usize| -> Vec<f32> {
             let j0 = i * t;
             let cols_here = t.min(total - j0);
             let mut cols = vec![0f32; k * cols_here];
             let fill = |(r, row): (usize, &mut [f32])| self.unfold_row(x, r, j0, row, [ho, wo]);
-            match spread {
-                true => cols.par_chunks_mut(cols_here).enumerate().for_each(fill),
-                false => cols.chunks_mut(cols_here).enumerate().for_each(fill),
+            match blocks {
+                1 => cols.par_chunks_mut(cols_here).enumerate().for_each(fill),
+                _ => cols.chunks_mut(cols_here).enumerate().for_each(fill),
             }
             let mut dst = vec![0f32; m * cols_here];
-            // SAFETY: `dst` holds `m × cols_here` values written with row stride `cols_here`;
-            // the weight, checked above to hold `m × k` values, is read at `i·k + r` for `i < m`,
-            // `r < k`; `cols` holds `k × cols_here` values read with row stride `cols_here`.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    cols_here,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    cols_here as isize,
-                    false,
-                    weight.as_ptr(),
-                    1,
-                    k as isize,
-                    cols.as_ptr(),
-                    1,
-                    cols_here as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
+            let product = |(part, d): (usize, &mut [f32])| {
+                let rows = d.len() / cols_here;
+                // SAFETY: `d` holds `rows × cols_here` values written with row stride
+                // `cols_here`; the weight, checked above to hold `m × k` values, is read at
+                // `(part·rows_per + i)·k + r` for `i < rows`, `r < k`, inside it since `d` is
+                // the `part`-th chunk of `rows_per` rows of an `m`-row output; `cols` holds
+                // `k × cols_here` values read with row stride `cols_here`.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        cols_here,
+                        k,
+                        d.as_mut_ptr(),
+                        1,
+                        cols_here as isize,
+                        false,
+                        weight.as_ptr().add(part * rows_per * k),
+                        1,
+                        k as isize,
+                        cols.as_ptr(),
+                        1,
+                        cols_here as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            };
+            match row_parts {
+                1 => product((0, &mut dst)),
+                _ => dst.par_chunks_mut(rows_per * cols_here).enumerate().for_each(product),
             }
             dst
         };
@@ -142,10 +183,7 @@ impl Plan {
             }
             return Some((out, [1, m, ho, wo]));
         }
-        let done: Vec<Vec<f32>> = match spread {
-            true => (0..blocks).map(block).collect(),
-            false => (0..blocks).into_par_iter().map(block).collect(),
-        };
+        let done: Vec<Vec<f32>> = (0..blocks).into_par_iter().map(block).collect();
         // Each output plane `(b, channel)` gathers its positions from the blocks that hold them.
         let mut out = vec![0f32; total * m];
         out.par_chunks_mut(n).enumerate().for_each(|(p, plane)| {
@@ -168,6 +206,156 @@ impl Plan {
         Some((out, [batch, m, ho, wo]))
     }
 
+    /// The adjoint's output buffer `[batch, c, h, w]` from `y` `[batch, m, ho, wo]`, or `None`
+    /// if a buffer does not hold what the shapes say.
+    fn run_adjoint(&self, y: &[f32], weight: &[f32], [ho, wo]: [usize; 2]) -> Option<Vec<f32>> {
+        let &Plan { batch, c, h, w, m, kernel: [kh, kw], .. } = self;
+        let k = c.checked_mul(kh)?.checked_mul(kw)?;
+        let n = ho.checked_mul(wo)?;
+        let total = batch.checked_mul(n)?;
+        let plane = h.checked_mul(w)?;
+        if total == 0
+            || k == 0
+            || m == 0
+            || y.len() != total.checked_mul(m)?
+            || weight.len() != m.checked_mul(k)?
+            || batch.checked_mul(c)?.checked_mul(plane)? == 0
+        {
+            return None;
+        }
+        // Blocks run one after another (two may scatter onto the same sample); within one, the
+        // unfolded rows are split over the threads for the product and the input channels for
+        // the scatter, each product single-threaded.
+        let threads = rayon::current_num_threads().max(1);
+        let t = (UNFOLD_BUDGET / k).clamp(256, 1 << 16).min(total);
+        let rows_per = k.div_ceil(threads.min(k));
+        let mut out = vec![0f32; batch * c * plane];
+        let mut j0 = 0;
+        while j0 < total {
+            let cols_here = t.min(total - j0);
+            // `y`'s columns `j0..j0 + cols_here` as one `[m, cols_here]` matrix: `y` itself at
+            // batch 1, else gathered sample by sample.
+            let gathered: Vec<f32>;
+            let (rhs, rhs_rs) = if batch == 1 {
+                (y.get(j0..)?, n)
+            } else {
+                let mut g = vec![0f32; m * cols_here];
+                g.par_chunks_mut(cols_here).enumerate().for_each(|(i, row)| {
+                    let mut done = 0;
+                    while done < cols_here {
+                        let (b, q) = ((j0 + done) / n, (j0 + done) % n);
+                        let len = (n - q).min(cols_here - done);
+                        if let (Some(d), Some(src)) =
+                            (row.get_mut(done..done + len), y.get((b * m + i) * n + q..(b * m + i) * n + q + len))
+                        {
+                            d.copy_from_slice(src);
+                        }
+                        done += len;
+                    }
+                });
+                gathered = g;
+                (gathered.as_slice(), cols_here)
+            };
+            let mut cols = vec![0f32; k * cols_here];
+            cols.par_chunks_mut(rows_per * cols_here).enumerate().for_each(|(part, d)| {
+                let rows = d.len() / cols_here;
+                // SAFETY: `d` holds `rows × cols_here` values written with row stride
+                // `cols_here`. The weight (`m × k` values, checked above) is read transposed at
+                // `i·k + part·rows_per + r` for `i < m`, `r < rows`, inside it since `d` is the
+                // `part`-th chunk of `rows_per` rows of `k`. `rhs` is read at `i·rhs_rs + jj` for
+                // `i < m`, `jj < cols_here`: at batch 1 `rhs` is `y` from column `j0` with
+                // `j0 + cols_here ≤ n`, else the gathered `m × cols_here` matrix.
+                unsafe {
+                    gemm::gemm(
+                        rows,
+                        cols_here,
+                        m,
+                        d.as_mut_ptr(),
+                        1,
+                        cols_here as isize,
+                        false,
+                        weight.as_ptr().add(part * rows_per),
+                        k as isize,
+                        1,
+                        rhs.as_ptr(),
+                        1,
+                        rhs_rs as isize,
+                        1.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        gemm::Parallelism::None,
+                    );
+                }
+            });
+            out.par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
+                let (b, channel) = (p / c, p % c);
+                // This block's columns of sample `b`, if any.
+                let (first, last) = ((b * n).max(j0), ((b + 1) * n).min(j0 + cols_here));
+                if first < last {
+                    self.scatter(&cols, cols_here, channel, [first - j0, last - j0, first - b * n], dst, [ho, wo]);
+                }
+            });
+            j0 += cols_here;
+        }
+        Some(out)
+    }
+
+    /// Adds the unfolded rows `(channel, ky, kx)` of a block (`cols_here` columns each), columns
+    /// `from..to` (output positions from `q0` on in their sample), onto the channel's input plane
+    /// `dst` where each position's window reads it: the transpose of [`Self::unfold_row`].
+    fn scatter(
+        &self,
+        cols: &[f32],
+        cols_here: usize,
+        channel: usize,
+        span: [usize; 3],
+        dst: &mut [f32],
+        [_, wo]: [usize; 2],
+    ) {
+        let &Plan { h, w, kernel: [kh, kw], g, .. } = self;
+        let [from, to, q0] = span;
+        let (sw, left) = (g.stride[1], g.pad[2]);
+        for tap in 0..kh * kw {
+            let (ky, kx) = (tap / kw, tap % kw);
+            let Some(row) = cols.get(((channel * kh + ky) * kw + kx) * cols_here..).and_then(|r| r.get(from..to))
+            else {
+                continue;
+            };
+            let (oy_off, ox_off) = (ky * g.dilation[0], kx * g.dilation[1]);
+            let mut done = 0;
+            while done < row.len() {
+                let q = q0 + done;
+                let (oy, ox0) = (q / wo, q % wo);
+                let len = (wo - ox0).min(row.len() - done);
+                let src = row.get(done..done + len).unwrap_or_default();
+                done += len;
+                let Some(iy) = (oy * g.stride[0] + oy_off).checked_sub(g.pad[0]).filter(|&iy| iy < h) else {
+                    continue;
+                };
+                let lo = left.saturating_sub(ox_off).div_ceil(sw).max(ox0);
+                let hi = match (w + left).checked_sub(ox_off + 1) {
+                    Some(last) => (last / sw + 1).min(ox0 + len),
+                    None => 0,
+                };
+                if lo >= hi {
+                    continue;
+                }
+                let (Some(s), Some(d)) = (
+                    src.get(lo - ox0..hi - ox0),
+                    dst.get_mut(iy * w..(iy + 1) * w).and_then(|r| r.get_mut(lo * sw + ox_off - left..)),
+                ) else {
+                    continue;
+                };
+                match sw {
+                    1 => d.iter_mut().zip(s).for_each(|(d, &v)| *d += v),
+                    _ => d.iter_mut().step_by(sw).zip(s).for_each(|(d, &v)| *d += v),
+                }
+            }
+        }
+    }
+
     /// Row `r = (channel, ky, kx)` of the unfolded block that starts at position `j0`: for each
     /// position `(b, oy, ox)`, the input value its window reads at that tap, or 0 in the padding.
     fn unfold_row(&self, x: &[f32], r: usize, j0: usize, row: &mut [f32], [ho, wo]: [usize; 2]) {
@@ -188,9 +376,23 @@ impl Plan {
             let Some(src) = iy.and_then(|iy| x.get(((b * c + channel) * h + iy) * w..)?.get(..w)) else {
                 continue;
             };
-            for (ox, d) in (ox0..).zip(dst.iter_mut()) {
-                let ix = (ox * g.stride[1] + ox_off).checked_sub(g.pad[2]);
-                *d = ix.and_then(|ix| src.get(ix)).copied().unwrap_or(0.0);
+            // Output columns `ox` read `ix = ox·sw + ox_off − left`, inside `[0, w)` for `ox` in
+            // `[lo, hi)`; the rest stay 0 (the block starts zeroed).
+            let (sw, left) = (g.stride[1], g.pad[2]);
+            let lo = left.saturating_sub(ox_off).div_ceil(sw).max(ox0);
+            let hi = match (w + left).checked_sub(ox_off + 1) {
+                Some(last) => (last / sw + 1).min(ox0 + len),
+                None => 0,
+            };
+            if lo >= hi {
+                continue;
+            }
+            let (Some(d), Some(src)) = (dst.get_mut(lo - ox0..hi - ox0), src.get(lo * sw + ox_off - left..)) else {
+                continue;
+            };
+            match sw {
+                1 => d.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
+                _ => d.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, &v)| *d = v),
             }
         }
     }
@@ -242,6 +444,56 @@ mod tests {
             }
         }
         assert!(checked >= 120, "{checked} configurations checked");
+    }
+
+    /// The adjoint against Burn's transposed convolution, element by element, for the same
+    /// geometries, output padding included, and batches whose blocks hold several samples or
+    /// part of one.
+    #[test]
+    fn the_scattered_product_equals_burns_transposed_convolution() {
+        use burn::tensor::module::conv_transpose2d;
+        use burn::tensor::ops::ConvTransposeOptions;
+        let device = Device::flex();
+        let normal = Distribution::Normal(0.0, 1.0);
+        let mut checked = 0;
+        for (kh, kw) in [(3, 3), (1, 1), (7, 7), (2, 3)] {
+            for (stride, dilation) in [([2, 2], [1, 1]), ([1, 2], [1, 1]), ([3, 2], [2, 1]), ([1, 1], [2, 2])] {
+                for pad in [[0, 0], [kh / 2, kw / 2]] {
+                    for (batch, h, w) in [(1, 9, 6), (3, 11, 13), (2, 70, 66)] {
+                        let (c, m) = (17, 20);
+                        let stack = Tensor::<4>::random([3 * m, c, kh, kw], normal, &device);
+                        let weight = stack.narrow(0, m, m);
+                        let g = Geometry { pad: [pad[0], pad[0], pad[1], pad[1]], stride, dilation };
+                        let (Some(ho), Some(wo)) = (
+                            Plan::out_len(h, 2 * pad[0], kh, stride[0], dilation[0]),
+                            Plan::out_len(w, 2 * pad[1], kw, stride[1], dilation[1]),
+                        ) else {
+                            continue;
+                        };
+                        let y = Tensor::<4>::random([batch, m, wo, ho], normal, &device).swap_dims(2, 3);
+                        let ours = adjoint(&y, &weight, g, [h, w]).expect("the adjoint applies");
+                        // The output padding that gives back `h × w`.
+                        let out_pad = [
+                            h + 2 * pad[0] - dilation[0] * (kh - 1) - 1 - (ho - 1) * stride[0],
+                            w + 2 * pad[1] - dilation[1] * (kw - 1) - 1 - (wo - 1) * stride[1],
+                        ];
+                        let options = ConvTransposeOptions::new(stride, pad, out_pad, dilation, 1);
+                        let burns = conv_transpose2d(y, weight, None, options);
+                        assert_eq!(ours.dims(), burns.dims());
+                        let scale = burns.clone().abs().max().into_scalar::<f32>();
+                        let err = (ours - burns).abs().max().into_scalar::<f32>() / scale;
+                        assert!(err < 1e-5, "k{kh}x{kw} s{stride:?} d{dilation:?} pad {pad:?} batch {batch}: {err:e}");
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked >= 80, "{checked} configurations checked");
+        // A `y` that is not the convolution's output for the input size asked for.
+        let y = Tensor::<4>::ones([1, 4, 5, 5], &device);
+        let g = Geometry { pad: [0; 4], stride: [2, 2], dilation: [1, 1] };
+        assert!(adjoint(&y, &Tensor::ones([4, 3, 3, 3], &device), g, [20, 20]).is_none());
+        assert!(adjoint(&y, &Tensor::ones([5, 3, 3, 3], &device), g, [11, 11]).is_none(), "channels differ");
     }
 
     /// Where the kernel does not apply it says so, and the caller runs Burn's op.

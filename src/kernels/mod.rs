@@ -70,19 +70,20 @@ pub(crate) fn rap_shift(u: &Tensor<4>, t: &Tensor<4>, r_sum: &Tensor<4>) -> Opti
     }
 }
 
-/// Up to this many input positions (batch × H × W) a stride-1 convolution runs as one unfolded
-/// product per block (`im2col.rs`); above it as shifted products (`shifted.rs`). Measured on
-/// ResNet-50's and VGG-16's 3×3 layers (`benches/conv_paths.rs`, docs/benchmarks.md): at batch 1
-/// the unfolded product wins at 7², 14² and 28² (the shifted one then spreads nine small products
-/// over the threads, one after another), the shifted one at 56² and above, and at batch 8 from
-/// 14² on.
+/// Up to this many input positions (batch × H × W) a stride-1 convolution runs as unfolded
+/// products (`im2col.rs`); above it as shifted products (`shifted.rs`) where they apply (16
+/// channels or more), else unfolded too. Measured on ResNet-50's and VGG-16's 3×3 layers
+/// (`benches/conv_paths.rs`, docs/benchmarks.md): at batch 1 the unfolded product wins at 7²,
+/// 14² and 28², the shifted one at 56² and above, and at batch 8 from 14² on; with 3 input
+/// channels (VGG-16's first layer) the unfolded product takes a quarter of flex's time.
 #[cfg(feature = "flex")]
 const UNFOLD_POSITIONS: usize = 1024;
 
-/// [`burn::tensor::module::conv2d`], through the crate's kernels where they apply: strided and
-/// dilated convolutions with one group as unfolded products (`im2col.rs`), stride-1 ones as
-/// shifted products (`shifted.rs`) or, on small maps, unfolded products; 1×1 stride-1
-/// convolutions, groups and other backends keep Burn's op.
+/// [`burn::tensor::module::conv2d`], through the crate's kernels where they apply: stride-1
+/// convolutions on large maps as shifted products (`shifted.rs`), every other convolution with
+/// one group (strided, dilated, small maps, few channels) as unfolded products (`im2col.rs`);
+/// 1×1 stride-1 convolutions (one matrix product in flex already), groups and other backends
+/// keep Burn's op.
 ///
 /// # Shapes
 ///
@@ -96,11 +97,14 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
         let [batch, _, h, w] = x.dims();
         let [_, _, kh, kw] = weight.dims();
         let unit = options.stride == [1, 1] && options.dilation == [1, 1];
-        if unit && kh * kw > 1 && batch * h * w > UNFOLD_POSITIONS {
-            if let Some(y) = shifted::conv(&x, &weight, bias.as_ref(), pad) {
-                return y;
-            }
-        } else if !unit || kh * kw > 1 {
+        if unit
+            && kh * kw > 1
+            && batch * h * w > UNFOLD_POSITIONS
+            && let Some(y) = shifted::conv(&x, &weight, bias.as_ref(), pad)
+        {
+            return y;
+        }
+        if !unit || kh * kw > 1 {
             let g = im2col::Geometry { pad, stride: options.stride, dilation: options.dilation };
             if let Some(y) = im2col::conv(&x, &weight, bias.as_ref(), g) {
                 return y;
@@ -110,8 +114,9 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
     burn::tensor::module::conv2d(x, weight, bias, options)
 }
 
-/// [`burn::tensor::module::conv_transpose2d`] without a bias, through the shifted-product
-/// kernel where it applies (stride 1, no output padding).
+/// [`burn::tensor::module::conv_transpose2d`] without a bias, through the crate's kernels where
+/// they apply: shifted products for stride 1 on large maps (`shifted.rs`), otherwise, with one
+/// group, one product into the unfolded space and a scatter-add (`im2col.rs`).
 ///
 /// # Shapes
 ///
@@ -119,13 +124,28 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
 /// - output: `[B, C_in, H, W]`
 pub fn conv_transpose2d(y: Tensor<4>, weight: Tensor<4>, options: ConvTransposeOptions<2>) -> Tensor<4> {
     #[cfg(feature = "flex")]
-    if options.stride == [1, 1]
-        && options.dilation == [1, 1]
-        && options.groups == 1
-        && options.padding_out == [0, 0]
-        && let Some(x) = shifted::adjoint(&y, &weight, options.padding)
-    {
-        return x;
+    if options.groups == 1 {
+        if options.stride == [1, 1]
+            && options.dilation == [1, 1]
+            && options.padding_out == [0, 0]
+            && let Some(x) = shifted::adjoint(&y, &weight, options.padding)
+        {
+            return x;
+        }
+        let [_, _, ho, wo] = y.dims();
+        let [_, _, kh, kw] = weight.dims();
+        let [ph, pw] = options.padding;
+        let len = |o: usize, s: usize, d: usize, k: usize, p: usize, extra: usize| {
+            ((o.checked_sub(1)? * s + d * (k.checked_sub(1)?) + 1 + extra).checked_sub(2 * p)).filter(|&n| n > 0)
+        };
+        let h = len(ho, options.stride[0], options.dilation[0], kh, ph, options.padding_out[0]);
+        let w = len(wo, options.stride[1], options.dilation[1], kw, pw, options.padding_out[1]);
+        if let (Some(h), Some(w)) = (h, w) {
+            let g = im2col::Geometry { pad: [ph, ph, pw, pw], stride: options.stride, dilation: options.dilation };
+            if let Some(x) = im2col::adjoint(&y, &weight, g, [h, w]) {
+                return x;
+            }
+        }
     }
     burn::tensor::module::conv_transpose2d(y, weight, None, options)
 }

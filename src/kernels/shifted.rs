@@ -7,9 +7,10 @@
 //! read at a fixed offset: no im2col matrix, no channels-last copy, and each output still sums
 //! exactly its own window (unlike Winograd, whose tile transforms leak a neighbour's share).
 //!
-//! The work is split into blocks of output rows, about `2²¹ / (M + C)` columns each, one block
-//! per task on Rayon's pool (or, with fewer blocks than two per thread, each product spread over
-//! the pool); the products are `gemm`'s (the crate flex itself multiplies with, AVX-512 kernels
+//! The work is split into blocks of output rows, at most about `2²¹ / (M + C)` columns each and
+//! at least one per thread, one block per task on Rayon's pool, each product single-threaded
+//! (only a map with fewer rows than threads spreads each product over the pool); the products
+//! are `gemm`'s (the crate flex itself multiplies with, AVX-512 kernels
 //! included). The adjoint
 //! (a transposed convolution with stride 1) is the same sum with the taps flipped and the
 //! weight read transposed through its strides, so no flipped kernel is ever stored.
@@ -138,11 +139,19 @@ fn products(plan: &Plan, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Opt
         }
     });
 
+    // Blocks of output rows within the column budget, at least enough for every thread and, at
+    // batch 1, a multiple of the thread count: each runs its products single-threaded, since
+    // `gemm`'s own threading reached 0.4–0.9× of this split's rate. Only a map with fewer rows
+    // than threads spreads each product over the pool.
+    let threads = rayon::current_num_threads().max(1);
     let columns = (COLUMN_BUDGET / (m + c)).clamp(64, 8192);
-    let rows = columns.div_ceil(wp).min(ho);
+    let mut blocks = ho.div_ceil(columns.div_ceil(wp).min(ho)).max(threads.div_ceil(batch));
+    if batch == 1 {
+        blocks = blocks.div_ceil(threads) * threads;
+    }
+    let rows = ho.div_ceil(blocks.min(ho));
     let blocks = ho.div_ceil(rows);
-    let threads = rayon::current_num_threads();
-    let parallelism = match batch * blocks < 2 * threads {
+    let parallelism = match batch * blocks < threads {
         true => gemm::Parallelism::Rayon(threads),
         false => gemm::Parallelism::None,
     };
