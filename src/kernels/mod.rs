@@ -135,8 +135,10 @@ pub fn conv_transpose2d(y: Tensor<4>, weight: Tensor<4>, options: ConvTransposeO
         let [_, _, ho, wo] = y.dims();
         let [_, _, kh, kw] = weight.dims();
         let [ph, pw] = options.padding;
+        // The input size the transposed convolution restores: (o − 1)·s + d·(k − 1) + 1 + extra − 2p.
         let len = |o: usize, s: usize, d: usize, k: usize, p: usize, extra: usize| {
-            ((o.checked_sub(1)? * s + d * (k.checked_sub(1)?) + 1 + extra).checked_sub(2 * p)).filter(|&n| n > 0)
+            let span = o.checked_sub(1)?.checked_mul(s)?.checked_add(d.checked_mul(k.checked_sub(1)?)?)?;
+            span.checked_add(1 + extra)?.checked_sub(p.checked_mul(2)?).filter(|&n| n > 0)
         };
         let h = len(ho, options.stride[0], options.dilation[0], kh, ph, options.padding_out[0]);
         let w = len(wo, options.stride[1], options.dilation[1], kw, pw, options.padding_out[1]);

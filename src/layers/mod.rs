@@ -233,10 +233,12 @@ impl Window {
         let [ph, pw] = padded_dims;
         crate::limits::check_elements(&format!("layer `{name}`: the padded input"), &[b, c, ph, pw])?;
         crate::limits::check_elements(&format!("layer `{name}`: the output"), &[b, out_channels, out[0], out[1]])?;
-        // The running call's memory: the output, and the backends' workspace (at most an
-        // unfolded input, `B·C·kh·kw·H'·W'`), checked before the op runs.
+        // The running call's memory: the output, and the backends' workspace, checked before
+        // the op runs: at most an unfolded input, `B·C·kh·kw·H'·W'`, or a second output-sized
+        // buffer (the crate's unfolded kernel gathers its blocks' products into the output).
         let output = crate::limits::count(&[b, out_channels, out[0], out[1]]);
-        let workspace = crate::limits::count(&[b, c, self.kernel[0], self.kernel[1], out[0], out[1]]);
+        let unfolded = crate::limits::count(&[b, c, self.kernel[0], self.kernel[1], out[0], out[1]]);
+        let workspace = unfolded.max(output);
         crate::limits::check_more(
             || format!("layer `{name}`: its output and workspace"),
             output.saturating_add(workspace),
