@@ -43,7 +43,7 @@ impl Explain for Mlp {
 }
 
 fn input() -> Tensor<2> {
-    common::normal(1, [3, 5], &common::device())
+    common::normal(&mut common::Rng::new(1), [3, 5], &common::device())
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn a_linear_layer_with_its_own_relevance_step_is_called_by_the_walk() {
     let device = common::device();
     let model =
         WithOwnStep { fc: OwnStep { inner: LinearConfig::new(4, 2).init(&device), calls: AtomicUsize::new(0) } };
-    let x = common::normal(2, [2, 4], &device);
+    let x = common::normal(&mut common::Rng::new(2), [2, 4], &device);
     let e = Explainer::new(&model, Composite::rap()).explain(x, Target::Classes(vec![0, 1])).unwrap();
     assert_eq!(model.fc.calls.load(Ordering::SeqCst), 1);
     // One-hot start: every sample's relevance is 1/4 everywhere.

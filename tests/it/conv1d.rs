@@ -2,18 +2,13 @@
 //! Burn's own forward, the ε-rule against a dense f64 oracle built from Burn's own `conv1d` on
 //! one-hot inputs, batches against samples alone, and the typed refusals.
 
-use crate::common::{Rng, device, seeded};
+use crate::common::{Rng, device, normal, seeded};
 use rap_attrib::burn::nn::conv::{Conv1d, Conv1dConfig};
 use rap_attrib::burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig, PaddingConfig1d, Relu};
 use rap_attrib::burn::tensor::{Device, Tensor, TensorData};
 use rap_attrib::layers::{LayerType, LinearLayer, Relevance, TokenMean};
 use rap_attrib::rules::{Epsilon, Rule, RuleContext};
 use rap_attrib::{AttribError, Composite, Explain, Explainer, Layout, Node, Result, Target, Tracer};
-
-fn random3(rng: &mut Rng, dims: [usize; 3], dev: &Device) -> Tensor<3> {
-    let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
-    Tensor::from_data(TensorData::new(v, dims), dev)
-}
 
 fn f64s<const D: usize>(t: &Tensor<D>) -> Vec<f64> {
     t.to_data().convert::<f64>().try_to_vec::<f64>().unwrap()
@@ -56,8 +51,8 @@ fn conv1d_under_epsilon_matches_its_dense_matrix() {
                 a[j][i] = col[j] - bias[j];
             }
         }
-        let x = random3(&mut rng, [1, t, cin], &dev);
-        let r = random3(&mut rng, [1, t_out, cout], &dev);
+        let x = normal(&mut rng, [1, t, cin], &dev);
+        let r = normal(&mut rng, [1, t_out, cout], &dev);
         let layouts = [Layout::Sequence];
         let out = conv.forward_in("c", &[held(&x)], &layouts).unwrap();
         assert_eq!(Layout::Sequence.logical_dims(out.dims()), vec![1, t_out, cout]);
@@ -166,7 +161,7 @@ fn a_text_cnn_traces_and_explains_sample_by_sample() {
 #[test]
 fn conv1d_refusals_are_typed() {
     let dev = device();
-    let x = held(&random3(&mut Rng::new(3), [1, 6, 4], &dev));
+    let x = held(&normal(&mut Rng::new(3), [1, 6, 4], &dev));
     // Burn's `Same` with an even kernel pads one side more: refused, not guessed.
     let even: Conv1d = Conv1dConfig::new(4, 4, 2).with_padding(PaddingConfig1d::Same).init(&dev);
     assert!(matches!(

@@ -6,7 +6,7 @@
 //! from Burn modules trace to Burn's own forward and give each sample alone what they give in a
 //! batch.
 
-use crate::common::{Rng, device, seeded};
+use crate::common::{Rng, device, normal, seeded};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 use rap_attrib::burn::module::Param;
@@ -21,11 +21,6 @@ use rap_attrib::{Composite, Explain, Explainer, Layout, Node, Result, Target, Tr
 
 fn values(t: &Tensor<4>) -> Vec<f64> {
     t.to_data().convert::<f64>().try_to_vec::<f64>().unwrap()
-}
-
-fn random(rng: &mut Rng, dims: [usize; 4], dev: &Device) -> Tensor<4> {
-    let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
-    Tensor::from_data(TensorData::new(v, dims), dev)
 }
 
 fn sum(t: &Tensor<4>) -> f64 {
@@ -56,8 +51,8 @@ fn every_new_rule_conserves_what_its_equation_says() {
     runner
         .run(&shape, |(b, c, h, w, seed)| {
             let mut rng = Rng::new(seed);
-            let x = random(&mut rng, [b, c, h, w], &dev);
-            let r = random(&mut rng, [b, c, h, w], &dev);
+            let x = normal(&mut rng, [b, c, h, w], &dev);
+            let r = normal(&mut rng, [b, c, h, w], &dev);
             let close = |got: f64, want: f64, scale: f64, what: &str| -> std::result::Result<(), TestCaseError> {
                 prop_assert!((got - want).abs() <= 1e-5 * scale.max(1.0), "{what}: Σ R_in = {got}, expected {want}");
                 Ok(())
@@ -80,7 +75,7 @@ fn every_new_rule_conserves_what_its_equation_says() {
                 prop_assert_eq!(values(&got[0]), values(&r), "{:?}", a.layer_type());
             }
             // Products: a gate [B, C, 1, 1] times a map, uniform and gate constant.
-            let g = random(&mut rng, [b, c, 1, 1], &dev);
+            let g = normal(&mut rng, [b, c, 1, 1], &dev);
             let total = sum(&r);
             let scale = values(&r).iter().map(|v| v.abs()).sum::<f64>();
             for (rule, gate) in [(ProductRule::Uniform, false), (ProductRule::GateConstant, true)] {
@@ -121,8 +116,8 @@ fn the_layer_norm_rule_matches_its_equation_written_out() {
     for (d, eps) in [(5, 1e-5), (16, 1e-6), (3, 0.1)] {
         let (ln, gamma, beta) = layer_norm(&mut rng, d, eps, &dev);
         // Tokens as [B, T, D] held [B, D, T, 1]: 2 samples, 4 tokens.
-        let x = random(&mut rng, [2, d, 4, 1], &dev);
-        let r = random(&mut rng, [2, d, 4, 1], &dev);
+        let x = normal(&mut rng, [2, d, 4, 1], &dev);
+        let r = normal(&mut rng, [2, d, 4, 1], &dev);
         let stab = 1e-6;
         let rs = step(&ln, std::slice::from_ref(&x), r.clone(), &Sharing::Norm(stab));
         let (xv, rv, got) = (values(&x), values(&r), values(&rs[0]));
@@ -222,7 +217,7 @@ impl Explain for ConvNextBlock {
 fn a_convnext_block_of_burn_modules_traces_and_explains_sample_by_sample() {
     let dev = device();
     let net = ConvNextBlock::new(4, &dev);
-    let x = random(&mut Rng::new(12), [3, 4, 5, 5], &dev);
+    let x = normal(&mut Rng::new(12), [3, 4, 5, 5], &dev);
     let worst =
         Explainer::new(&net, Composite::cp_epsilon()).check_trace(x.clone(), net.forward(x.clone()), 1e-5).unwrap();
     assert!(worst <= 1e-5, "{worst}");
@@ -303,7 +298,7 @@ impl Explain for SeBlock {
 fn a_squeeze_excitation_block_holds_its_gate_constant_only_when_asked() {
     let dev = device();
     let net = SeBlock::new(&dev);
-    let x = random(&mut Rng::new(13), [2, 3, 6, 6], &dev);
+    let x = normal(&mut Rng::new(13), [2, 3, 6, 6], &dev);
     let worst =
         Explainer::new(&net, Composite::cp_epsilon()).check_trace(x.clone(), net.forward(x.clone()), 1e-5).unwrap();
     assert!(worst <= 1e-5, "{worst}");
@@ -382,7 +377,7 @@ fn swin_window_attention_and_patch_merging_conserve_and_route_exactly() {
             let shift = shift % window;
             let layouts = [Layout::ChannelsLast];
             let ctx = RuleContext::new("op", LayerType::Attention).with_input_layouts(&layouts);
-            let x = random(&mut rng, [b, c, h, w], &dev);
+            let x = normal(&mut rng, [b, c, h, w], &dev);
             // Patch merging: R_x of its own output is the input.
             let merged = MergePatches.forward("merge", std::slice::from_ref(&x)).unwrap();
             prop_assert_eq!(merged.dims(), [b, 4 * c, h.div_ceil(2), w.div_ceil(2)]);
@@ -412,7 +407,7 @@ fn swin_window_attention_and_patch_merging_conserve_and_route_exactly() {
             prop_assert!(attn.clone().with_projection_epsilon(f64::NAN).is_err());
             let y = attn.forward("attn", std::slice::from_ref(&x)).unwrap();
             prop_assert_eq!(y.dims(), x.dims());
-            let r = random(&mut rng, [b, c, h, w], &dev);
+            let r = normal(&mut rng, [b, c, h, w], &dev);
             for sharing in [Sharing::Norm(1e-12), Sharing::Norm(1e-6)] {
                 let ctx = ctx.clone().with_sharing(&sharing);
                 let rx = exact.relevance(std::slice::from_ref(&x), &y, r.clone(), None, &ctx).unwrap();

@@ -3,7 +3,7 @@
 //! and Burn's `Embedding` with relevance per token in a small text classifier traced from Burn
 //! modules.
 
-use crate::common::{Rng, device, seeded};
+use crate::common::{Rng, device, normal, seeded};
 use rap_attrib::burn::module::Param;
 use rap_attrib::burn::nn::{
     Embedding, EmbeddingConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig, RmsNorm, RmsNormConfig,
@@ -15,11 +15,6 @@ use rap_attrib::{AttribError, Composite, Explain, Explainer, Layout, Node, Resul
 
 fn values(t: &Tensor<4>) -> Vec<f64> {
     t.to_data().convert::<f64>().try_to_vec::<f64>().unwrap()
-}
-
-fn random(rng: &mut Rng, dims: [usize; 4], dev: &Device) -> Tensor<4> {
-    let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
-    Tensor::from_data(TensorData::new(v, dims), dev)
 }
 
 fn floats(rng: &mut Rng, n: usize, base: f64, spread: f64) -> Vec<f32> {
@@ -73,8 +68,8 @@ fn group_norm_follows_the_layer_norm_rule_of_its_dense_map() {
             gn.gamma = Some(Param::from_tensor(Tensor::from_floats(gamma.as_slice(), &dev)));
             gn.beta = Some(Param::from_tensor(Tensor::from_floats(beta.as_slice(), &dev)));
         }
-        let x = random(&mut rng, [2, c, h, w], &dev);
-        let r = random(&mut rng, [2, c, h, w], &dev);
+        let x = normal(&mut rng, [2, c, h, w], &dev);
+        let r = normal(&mut rng, [2, c, h, w], &dev);
         let got = values(&step(&gn, &x, r.clone(), Layout::Spatial));
         let (xv, rv) = (values(&x), values(&r));
         let per = c * h * w;
@@ -104,7 +99,7 @@ fn group_norm_follows_the_layer_norm_rule_of_its_dense_map() {
     }
     // A channel count that does not split into the groups is a typed error, not a panic.
     let gn: GroupNorm = GroupNormConfig::new(2, 4).init(&dev);
-    let x = random(&mut rng, [1, 6, 2, 2], &dev);
+    let x = normal(&mut rng, [1, 6, 2, 2], &dev);
     assert!(matches!(gn.forward_in("gn", &[x], &[Layout::Spatial]), Err(AttribError::Shape { .. })));
 }
 
@@ -117,8 +112,8 @@ fn rms_norm_follows_the_layer_norm_rule_of_its_dense_map() {
         let gamma = floats(&mut rng, d, 1.0, 0.3);
         rms.gamma = Param::from_tensor(Tensor::from_floats(gamma.as_slice(), &dev));
         // Tokens [B, T, D] held [B, D, T, 1]: 2 samples, 3 tokens.
-        let x = random(&mut rng, [2, d, 3, 1], &dev);
-        let r = random(&mut rng, [2, d, 3, 1], &dev);
+        let x = normal(&mut rng, [2, d, 3, 1], &dev);
+        let r = normal(&mut rng, [2, d, 3, 1], &dev);
         let got = values(&step(&rms, &x, r.clone(), Layout::Sequence));
         let (xv, rv) = (values(&x), values(&r));
         let at = |s: usize, j: usize, t: usize| (s * d + j) * 3 + t;
@@ -220,7 +215,7 @@ fn embedding_relevance_is_the_sum_over_its_vector() {
     let x: Tensor<4> = Tensor::from_data(TensorData::new(vec![4f32, 0., 2.], [1, 3, 1, 1]), &dev);
     let out = embed.forward_in("e", std::slice::from_ref(&x), &[Layout::Features]).unwrap();
     assert_eq!(out.dims(), [1, 3, 3, 1]);
-    let r = random(&mut Rng::new(9), [1, 3, 3, 1], &dev);
+    let r = normal(&mut Rng::new(9), [1, 3, 3, 1], &dev);
     let norm = Sharing::Norm(1e-6);
     let ctx = RuleContext::new("e", embed.layer_type()).with_sharing(&norm);
     let got = values(&embed.relevance(&[x], &out, r.clone(), None, &ctx).unwrap()[0]);

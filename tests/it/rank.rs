@@ -4,7 +4,7 @@
 //! the model's own forward, and sample by sample; and the typed errors where a layer cannot take
 //! a layout.
 
-use crate::common::{Rng, device, seeded, shape_error_of};
+use crate::common::{Rng, device, normal, seeded, shape_error_of};
 use rap_attrib::burn::nn::conv::Conv2dConfig;
 use rap_attrib::burn::nn::{Linear, LinearConfig, Relu};
 use rap_attrib::burn::tensor::{Device, Tensor, TensorData};
@@ -111,16 +111,11 @@ fn reference(net: &TokenNet, x: &[Vec<f64>], r_out: &[f64], eps: f64) -> Vec<Vec
     r_x
 }
 
-fn sequence(rng: &mut Rng, [b, t, d]: [usize; 3], dev: &Device) -> Tensor<3> {
-    let v: Vec<f32> = (0..b * t * d).map(|_| rng.normal() as f32).collect();
-    Tensor::from_data(TensorData::new(v, [b, t, d]), dev)
-}
-
 #[test]
 fn a_token_sequence_traces_to_the_models_own_forward() {
     let dev = device();
     let net = TokenNet::new(6, 10, 4, &dev);
-    let x = sequence(&mut Rng::new(1), [3, 5, 6], &dev);
+    let x = normal(&mut Rng::new(1), [3, 5, 6], &dev);
     let explainer = Explainer::new(&net, Composite::epsilon(1e-6).unwrap());
     let worst = explainer.check_trace(x.clone(), net.forward(x.clone()), 1e-5).unwrap();
     assert!(worst <= 1e-5, "{worst}");
@@ -149,7 +144,7 @@ fn lrp_epsilon_on_a_token_sequence_matches_the_rule_written_out() {
     let dev = device();
     let net = TokenNet::new(6, 10, 4, &dev);
     let (b, t, d) = (3, 5, 6);
-    let x = sequence(&mut Rng::new(2), [b, t, d], &dev);
+    let x = normal(&mut Rng::new(2), [b, t, d], &dev);
     let r_out: Vec<f32> = (0..b * 4).map(|k| if k % 4 == k / 4 { 1.0 } else { 0.0 }).collect();
     let r_out_t = Tensor::<2>::from_data(TensorData::new(r_out.clone(), [b, 4]), &dev);
     let eps = 1e-3;
@@ -182,7 +177,7 @@ fn lrp_epsilon_on_a_token_sequence_matches_the_rule_written_out() {
 fn a_batch_of_sequences_gives_each_sample_alone() {
     let dev = device();
     let net = TokenNet::new(4, 8, 3, &dev);
-    let x = sequence(&mut Rng::new(3), [4, 6, 4], &dev);
+    let x = normal(&mut Rng::new(3), [4, 6, 4], &dev);
     for composite in [Composite::rap(), Composite::epsilon(1e-6).unwrap(), Composite::zennit_epsilon_plus_flat()] {
         let explainer = Explainer::new(&net, composite);
         let all = values3(&explainer.explain(x.clone(), Target::Classes(vec![0, 1, 2, 0])).unwrap().relevance);
@@ -203,8 +198,8 @@ fn linear_on_a_sequence_has_the_exact_adjoint() {
     let mut rng = Rng::new(4);
     let fc = seeded(LinearConfig::new(5, 3).init(&dev), &mut rng);
     // [B, D, T, 1]: 2 samples, 5 features, 7 tokens.
-    let x = Layout::Sequence.hold(sequence(&mut rng, [2, 7, 5], &dev)).unwrap();
-    let y = Layout::Sequence.hold(sequence(&mut rng, [2, 7, 3], &dev)).unwrap();
+    let x = Layout::Sequence.hold(normal(&mut rng, [2, 7, 5], &dev)).unwrap();
+    let y = Layout::Sequence.hold(normal(&mut rng, [2, 7, 3], &dev)).unwrap();
     let w = fc.weight();
     let fx = fc.forward_with(x.clone(), &w, None);
     let ty = fc.transpose_with(y.clone(), &w, x.dims());
@@ -216,7 +211,7 @@ fn linear_on_a_sequence_has_the_exact_adjoint() {
 #[test]
 fn a_sequence_round_trips_through_the_engine_layout() {
     let dev = device();
-    let x = sequence(&mut Rng::new(5), [2, 3, 4], &dev);
+    let x = normal(&mut Rng::new(5), [2, 3, 4], &dev);
     let held = Layout::Sequence.hold(x.clone()).unwrap();
     assert_eq!(held.dims(), [2, 4, 3, 1]);
     // Feature j of token t of sample b sits at [b, j, t, 0].
@@ -319,7 +314,7 @@ fn the_gradient_of_a_sequence_is_burns_autodiff_of_the_models_forward() {
     use rap_attrib::gradients::{GradientExplainer, GradientMethod};
     let dev = device();
     let net = TokenNet::new(4, 6, 3, &dev);
-    let x = sequence(&mut Rng::new(6), [2, 5, 4], &dev);
+    let x = normal(&mut Rng::new(6), [2, 5, 4], &dev);
     let got =
         GradientExplainer::new(&net, GradientMethod::Gradient).explain(x.clone(), Target::Classes(vec![2, 1])).unwrap();
     let xa = x.clone().autodiff().require_grad();

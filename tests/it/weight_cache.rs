@@ -94,7 +94,7 @@ fn presets() -> Vec<(&'static str, Composite)> {
 fn signed_weights_are_made_once_per_explainer_and_reused_across_calls() {
     let device = common::device();
     let net = Net::new(&device);
-    let x = common::normal(3, [2, 3, 8, 8], &device);
+    let x = common::normal(&mut common::Rng::new(3), [2, 3, 8, 8], &device);
     let explainer = Explainer::new(&net, Composite::rap());
     for _ in 0..3 {
         explainer.explain(x.clone(), Target::Predicted).unwrap();
@@ -115,8 +115,8 @@ fn signed_weights_are_made_once_per_explainer_and_reused_across_calls() {
 fn kept_weights_give_the_numbers_of_a_fresh_explainer() {
     let device = common::device();
     let net = Net::new(&device);
-    let a = common::normal(4, [2, 3, 8, 8], &device);
-    let b = common::normal(5, [3, 3, 8, 8], &device);
+    let a = common::normal(&mut common::Rng::new(4), [2, 3, 8, 8], &device);
+    let b = common::normal(&mut common::Rng::new(5), [3, 3, 8, 8], &device);
     for (name, composite) in presets() {
         let kept = Explainer::new(&net, composite.clone());
         // Warm the cache on another input (and batch size) first.
@@ -139,7 +139,7 @@ fn an_explainer_with_kept_weights_can_be_shared_between_threads() {
     let net = Net::new(&device);
     let explainer = Explainer::new(&net, Composite::rap());
     shareable(&explainer);
-    let x = common::normal(6, [1, 3, 8, 8], &device);
+    let x = common::normal(&mut common::Rng::new(6), [1, 3, 8, 8], &device);
     let want = explainer.explain(x.clone(), Target::Predicted).unwrap().relevance;
     std::thread::scope(|s| {
         let handles: Vec<_> =
@@ -283,7 +283,7 @@ fn an_explainer_can_own_its_model_and_move_into_a_thread() {
     fn owned<T: Send + Sync + 'static>(_: &T) {}
     let device = common::device();
     let net = Arc::new(Net::new(&device));
-    let x = common::normal(7, [1, 3, 8, 8], &device);
+    let x = common::normal(&mut common::Rng::new(7), [1, 3, 8, 8], &device);
     let want = Explainer::new(&*net, Composite::rap()).explain(x.clone(), Target::Predicted).unwrap().relevance;
     let explainer = Explainer::new(Arc::clone(&net), Composite::rap());
     owned(&explainer);
@@ -301,7 +301,7 @@ fn an_explainer_can_own_its_model_and_move_into_a_thread() {
 fn limits_are_per_explainer() {
     let device = common::device();
     let net = Net::new(&device);
-    let x = common::normal(8, [1, 3, 8, 8], &device);
+    let x = common::normal(&mut common::Rng::new(8), [1, 3, 8, 8], &device);
     let tight = Explainer::new(&net, Composite::rap())
         .with_limits(rap_attrib::limits::Limits::default().with_max_tensor_elements(100));
     let err = tight.explain(x.clone(), Target::Predicted).unwrap_err();
@@ -317,7 +317,7 @@ fn memory_per_call_is_bounded_before_the_work_and_per_explainer() {
     use rap_attrib::limits::Limits;
     let device = common::device();
     let net = Net::new(&device);
-    let x = common::normal(9, [1, 3, 8, 8], &device);
+    let x = common::normal(&mut common::Rng::new(9), [1, 3, 8, 8], &device);
     // The call's account, in f32 elements: the input (192); the outputs of conv1, bn, relu1
     // (384 each), conv2, relu2, flatten (36 each) and fc (5); the walk's relevance, as much as
     // every recorded value (1457); the signed weights, twice the weights of conv1 (162), bn (6),
@@ -361,7 +361,7 @@ fn an_input_on_another_device_is_a_typed_error() {
     let device = Device::flex();
     let net = Net::new(&device);
     let other = rap_attrib::device_by_name("ndarray").unwrap();
-    let x = common::normal(10, [1, 3, 8, 8], &other);
+    let x = common::normal(&mut common::Rng::new(10), [1, 3, 8, 8], &other);
     let err = Explainer::new(&net, Composite::rap()).explain(x, Target::Predicted).unwrap_err();
     match err {
         rap_attrib::AttribError::DeviceMismatch { layer, .. } => assert_eq!(layer, "conv1"),

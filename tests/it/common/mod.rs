@@ -419,10 +419,9 @@ pub fn random_input(rng: &mut Rng, shape: &[usize], batch: usize, unit: bool) ->
     (0..n).map(|_| if unit { rng.unit() as f32 } else { rng.normal() as f32 }).collect()
 }
 
-/// A tensor of standard normal values from a seeded generator: the same on every run, where
-/// Burn's `Tensor::random` draws from the device's shared generator.
-pub fn normal<const D: usize>(seed: u64, dims: [usize; D], device: &Device) -> Tensor<D> {
-    let mut rng = Rng::new(seed);
+/// A tensor of standard normal values drawn from `rng`: the same on every run, where Burn's
+/// `Tensor::random` draws from the device's shared generator.
+pub fn normal<const D: usize>(rng: &mut Rng, dims: [usize; D], device: &Device) -> Tensor<D> {
     let v: Vec<f32> = (0..dims.iter().product()).map(|_| rng.normal() as f32).collect();
     Tensor::from_data(TensorData::new(v, dims), device)
 }
