@@ -20,9 +20,11 @@
 //! Measured against flex's convolution in `benches/conv_paths.rs` (docs/benchmarks.md): on
 //! ResNet-50's strided layers flex's convolution takes 1.8–4.1× this kernel's time.
 
-use super::with_f32;
+use super::{matmul, with_f32};
 use burn::tensor::{Tensor, TensorData};
+use gemm::Parallelism;
 use rayon::prelude::*;
+use std::ops::Range;
 
 /// A block's unfolded matrix holds about this many values (`K × T`, 8 MiB of `f32`).
 const UNFOLD_BUDGET: usize = 1 << 21;
@@ -130,7 +132,7 @@ impl Plan {
         let t = total.div_ceil(blocks);
         let blocks = total.div_ceil(t);
         let rows_per = m.div_ceil(row_parts);
-        let block = |i: usize| -> Vec<f32> {
+        let block = |i: usize| -> Option<Vec<f32>> {
             let j0 = i * t;
             let cols_here = t.min(total - j0);
             let mut cols = vec![0f32; k * cols_here];
@@ -140,53 +142,27 @@ impl Plan {
                 _ => cols.chunks_mut(cols_here).enumerate().for_each(fill),
             }
             let mut dst = vec![0f32; m * cols_here];
+            // The `part`-th chunk of `rows_per` weight rows times the unfolded block.
             let product = |(part, d): (usize, &mut [f32])| {
-                let rows = d.len() / cols_here;
-                // SAFETY: `d` holds `rows × cols_here` values written with row stride
-                // `cols_here`; the weight, checked above to hold `m × k` values, is read at
-                // `(part·rows_per + i)·k + r` for `i < rows`, `r < k`, inside it since `d` is
-                // the `part`-th chunk of `rows_per` rows of an `m`-row output; `cols` holds
-                // `k × cols_here` values read with row stride `cols_here`.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        cols_here,
-                        k,
-                        d.as_mut_ptr(),
-                        1,
-                        cols_here as isize,
-                        false,
-                        weight.as_ptr().add(part * rows_per * k),
-                        1,
-                        k as isize,
-                        cols.as_ptr(),
-                        1,
-                        cols_here as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
+                let lhs = weight.get(part * rows_per * k..)?;
+                matmul(d, [d.len() / cols_here, cols_here, k], lhs, [k, 1], &cols, cols_here, false, Parallelism::None)
             };
             match row_parts {
-                1 => product((0, &mut dst)),
-                _ => dst.par_chunks_mut(rows_per * cols_here).enumerate().for_each(product),
+                1 => product((0, &mut dst))?,
+                _ => dst.par_chunks_mut(rows_per * cols_here).enumerate().try_for_each(product)?,
             }
-            dst
+            Some(dst)
         };
         let shift = |channel: usize| bias.and_then(|bs| bs.get(channel)).copied().unwrap_or(0.0);
         if batch == 1 && blocks == 1 {
             // The one block is the output, `[m, n]`, already in place.
-            let mut out = block(0);
+            let mut out = block(0)?;
             if bias.is_some() {
                 out.par_chunks_mut(n).enumerate().for_each(|(i, row)| row.iter_mut().for_each(|v| *v += shift(i)));
             }
             return Some((out, [1, m, ho, wo]));
         }
-        let done: Vec<Vec<f32>> = (0..blocks).into_par_iter().map(block).collect();
+        let done: Vec<Vec<f32>> = (0..blocks).into_par_iter().map(block).collect::<Option<_>>()?;
         // Each output plane `(b, channel)` gathers its positions from the blocks that hold them.
         let mut out = vec![0f32; total * m];
         out.par_chunks_mut(n).enumerate().for_each(|(p, plane)| {
@@ -259,45 +235,19 @@ impl Plan {
                 gathered = g;
                 (gathered.as_slice(), cols_here)
             };
+            // The `part`-th chunk of `rows_per` unfolded rows: those columns of the weight, read
+            // transposed, times `y`'s block.
             let mut cols = vec![0f32; k * cols_here];
-            cols.par_chunks_mut(rows_per * cols_here).enumerate().for_each(|(part, d)| {
-                let rows = d.len() / cols_here;
-                // SAFETY: `d` holds `rows × cols_here` values written with row stride
-                // `cols_here`. The weight (`m × k` values, checked above) is read transposed at
-                // `i·k + part·rows_per + r` for `i < m`, `r < rows`, inside it since `d` is the
-                // `part`-th chunk of `rows_per` rows of `k`. `rhs` is read at `i·rhs_rs + jj` for
-                // `i < m`, `jj < cols_here`: at batch 1 `rhs` is `y` from column `j0` with
-                // `j0 + cols_here ≤ n`, else the gathered `m × cols_here` matrix.
-                unsafe {
-                    gemm::gemm(
-                        rows,
-                        cols_here,
-                        m,
-                        d.as_mut_ptr(),
-                        1,
-                        cols_here as isize,
-                        false,
-                        weight.as_ptr().add(part * rows_per),
-                        k as isize,
-                        1,
-                        rhs.as_ptr(),
-                        1,
-                        rhs_rs as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            });
+            cols.par_chunks_mut(rows_per * cols_here).enumerate().try_for_each(|(part, d)| {
+                let lhs = weight.get(part * rows_per..)?;
+                matmul(d, [d.len() / cols_here, cols_here, m], lhs, [1, k], rhs, rhs_rs, false, Parallelism::None)
+            })?;
             out.par_chunks_mut(plane).enumerate().for_each(|(p, dst)| {
                 let (b, channel) = (p / c, p % c);
                 // This block's columns of sample `b`, if any.
                 let (first, last) = ((b * n).max(j0), ((b + 1) * n).min(j0 + cols_here));
                 if first < last {
-                    self.scatter(&cols, cols_here, channel, [first - j0, last - j0, first - b * n], dst, [ho, wo]);
+                    self.scatter(&cols, cols_here, channel, [first - j0, last - j0], first, dst, [ho, wo]);
                 }
             });
             j0 += cols_here;
@@ -306,97 +256,91 @@ impl Plan {
     }
 
     /// Adds the unfolded rows `(channel, ky, kx)` of a block (`cols_here` columns each), columns
-    /// `from..to` (output positions from `q0` on in their sample), onto the channel's input plane
-    /// `dst` where each position's window reads it: the transpose of [`Self::unfold_row`].
+    /// `from..to` (output positions from `j` on, counted over the batch), onto the channel's
+    /// input plane `dst` where each position's window reads it: the transpose of
+    /// [`Self::unfold_row`].
+    #[allow(clippy::too_many_arguments)]
     fn scatter(
         &self,
         cols: &[f32],
         cols_here: usize,
         channel: usize,
-        span: [usize; 3],
+        [from, to]: [usize; 2],
+        j: usize,
         dst: &mut [f32],
-        [_, wo]: [usize; 2],
+        out_hw: [usize; 2],
     ) {
-        let &Plan { h, w, kernel: [kh, kw], g, .. } = self;
-        let [from, to, q0] = span;
-        let (sw, left) = (g.stride[1], g.pad[2]);
-        for tap in 0..kh * kw {
-            let (ky, kx) = (tap / kw, tap % kw);
-            let Some(row) = cols.get(((channel * kh + ky) * kw + kx) * cols_here..).and_then(|r| r.get(from..to))
-            else {
+        let &Plan { w, kernel: [kh, kw], g, .. } = self;
+        let sw = g.stride[1];
+        for (tap, ky, kx) in (0..kh * kw).map(|tap| (tap, tap / kw, tap % kw)) {
+            let Some(row) = cols.get((channel * kh * kw + tap) * cols_here..).and_then(|r| r.get(from..to)) else {
                 continue;
             };
-            let (oy_off, ox_off) = (ky * g.dilation[0], kx * g.dilation[1]);
-            let mut done = 0;
-            while done < row.len() {
-                let q = q0 + done;
-                let (oy, ox0) = (q / wo, q % wo);
-                let len = (wo - ox0).min(row.len() - done);
-                let src = row.get(done..done + len).unwrap_or_default();
-                done += len;
-                let Some(iy) = (oy * g.stride[0] + oy_off).checked_sub(g.pad[0]).filter(|&iy| iy < h) else {
-                    continue;
-                };
-                let lo = left.saturating_sub(ox_off).div_ceil(sw).max(ox0);
-                let hi = match (w + left).checked_sub(ox_off + 1) {
-                    Some(last) => (last / sw + 1).min(ox0 + len),
-                    None => 0,
-                };
-                if lo >= hi {
-                    continue;
+            self.runs(j, row.len(), [ky, kx], out_hw, |_, iy, span, ix0| {
+                let d = dst.get_mut(iy * w + ix0..(iy + 1) * w);
+                if let (Some(s), Some(d)) = (row.get(span), d) {
+                    match sw {
+                        1 => d.iter_mut().zip(s).for_each(|(d, &v)| *d += v),
+                        _ => d.iter_mut().step_by(sw).zip(s).for_each(|(d, &v)| *d += v),
+                    }
                 }
-                let (Some(s), Some(d)) = (
-                    src.get(lo - ox0..hi - ox0),
-                    dst.get_mut(iy * w..(iy + 1) * w).and_then(|r| r.get_mut(lo * sw + ox_off - left..)),
-                ) else {
-                    continue;
-                };
-                match sw {
-                    1 => d.iter_mut().zip(s).for_each(|(d, &v)| *d += v),
-                    _ => d.iter_mut().step_by(sw).zip(s).for_each(|(d, &v)| *d += v),
-                }
-            }
+            });
         }
     }
 
     /// Row `r = (channel, ky, kx)` of the unfolded block that starts at position `j0`: for each
-    /// position `(b, oy, ox)`, the input value its window reads at that tap, or 0 in the padding.
-    fn unfold_row(&self, x: &[f32], r: usize, j0: usize, row: &mut [f32], [ho, wo]: [usize; 2]) {
+    /// position `(b, oy, ox)`, the input value its window reads at that tap, or 0 in the padding
+    /// (the block starts zeroed).
+    fn unfold_row(&self, x: &[f32], r: usize, j0: usize, row: &mut [f32], out_hw: [usize; 2]) {
         let &Plan { c, h, w, kernel: [kh, kw], g, .. } = self;
         let (channel, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+        let sw = g.stride[1];
+        let len = row.len();
+        self.runs(j0, len, [ky, kx], out_hw, |b, iy, span, ix0| {
+            let line = ((b * c + channel) * h + iy) * w;
+            if let (Some(d), Some(src)) = (row.get_mut(span), x.get(line + ix0..line + w)) {
+                match sw {
+                    1 => d.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
+                    _ => d.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, &v)| *d = v),
+                }
+            }
+        });
+    }
+
+    /// The runs of output positions that read inside the input at tap `(ky, kx)`, among the
+    /// `len` positions from `j0` on (counted over the batch): for each output row, the positions
+    /// `ox` whose input column `ox·sw + kx·dw − left` lies in `[0, w)`, when the row's input row
+    /// `oy·sh + ky·dh − top` lies in `[0, h)`. `f(b, iy, offsets, ix0)` gets the sample, the
+    /// input row, the run's offsets from `j0` and the input column of its first position (the
+    /// next ones every `sw` columns). What the unfolding copies and the scatter adds back.
+    fn runs(
+        &self,
+        j0: usize,
+        len: usize,
+        [ky, kx]: [usize; 2],
+        [ho, wo]: [usize; 2],
+        mut f: impl FnMut(usize, usize, Range<usize>, usize),
+    ) {
+        let &Plan { h, w, g, .. } = self;
         let n = ho * wo;
         let (oy_off, ox_off) = (ky * g.dilation[0], kx * g.dilation[1]);
-        let mut filled = 0;
-        while filled < row.len() {
-            let j = j0 + filled;
-            let (b, q) = (j / n, j % n);
+        let (sw, left) = (g.stride[1], g.pad[2]);
+        // The output columns whose input column is inside: `[lo, hi)` of every row.
+        let lo = left.saturating_sub(ox_off).div_ceil(sw);
+        let hi = (w + left).checked_sub(ox_off + 1).map_or(0, |last| last / sw + 1);
+        let mut done = 0;
+        while done < len {
+            let (b, q) = ((j0 + done) / n, (j0 + done) % n);
             let (oy, ox0) = (q / wo, q % wo);
-            let len = (wo - ox0).min(row.len() - filled);
-            let dst = row.get_mut(filled..filled + len).unwrap_or_default();
-            filled += len;
-            // The input row this output row reads at this tap, if it is not in the padding.
+            let run = (wo - ox0).min(len - done);
             let iy = (oy * g.stride[0] + oy_off).checked_sub(g.pad[0]).filter(|&iy| iy < h);
-            let Some(src) = iy.and_then(|iy| x.get(((b * c + channel) * h + iy) * w..)?.get(..w)) else {
-                continue;
-            };
-            // Output columns `ox` read `ix = ox·sw + ox_off − left`, inside `[0, w)` for `ox` in
-            // `[lo, hi)`; the rest stay 0 (the block starts zeroed).
-            let (sw, left) = (g.stride[1], g.pad[2]);
-            let lo = left.saturating_sub(ox_off).div_ceil(sw).max(ox0);
-            let hi = match (w + left).checked_sub(ox_off + 1) {
-                Some(last) => (last / sw + 1).min(ox0 + len),
-                None => 0,
-            };
-            if lo >= hi {
-                continue;
+            let (first, last) = (lo.max(ox0), hi.min(ox0 + run));
+            if let Some(iy) = iy
+                && first < last
+            {
+                f(b, iy, done + first - ox0..done + last - ox0, first * sw + ox_off - left);
             }
-            let (Some(d), Some(src)) = (dst.get_mut(lo - ox0..hi - ox0), src.get(lo * sw + ox_off - left..)) else {
-                continue;
-            };
-            match sw {
-                1 => d.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
-                _ => d.iter_mut().zip(src.iter().step_by(sw)).for_each(|(d, &v)| *d = v),
-            }
+            done += run;
         }
     }
 }

@@ -46,6 +46,58 @@ fn with_f32<const D: usize, R>(t: &Tensor<D>, f: impl FnOnce(&[f32]) -> Option<R
     f(p.storage::<f32>().get(start..end)?)
 }
 
+/// `dst = lhs · rhs`, or `dst += lhs · rhs` with `accumulate`: `dst` an `m × n` row-major
+/// matrix, `lhs` an `m × k` one read at `lhs[i·rs + r·cs]`, `rhs` a `k × n` one read at
+/// `rhs[r·rhs_rs + j]`, by `gemm` with `parallelism`. Every product of the kernels here goes
+/// through this one bounds check: `None`, computing nothing, where a slice is shorter than the
+/// reads and writes reach (or a dimension is 0), and the kernel then declines.
+#[cfg(feature = "flex")]
+#[allow(clippy::too_many_arguments)]
+fn matmul(
+    dst: &mut [f32],
+    [m, n, k]: [usize; 3],
+    lhs: &[f32],
+    [rs, cs]: [usize; 2],
+    rhs: &[f32],
+    rhs_rs: usize,
+    accumulate: bool,
+    parallelism: gemm::Parallelism,
+) -> Option<()> {
+    let lhs_reach = m.checked_sub(1)?.checked_mul(rs)?.checked_add(k.checked_sub(1)?.checked_mul(cs)?)?;
+    let rhs_reach = k.checked_sub(1)?.checked_mul(rhs_rs)?.checked_add(n.checked_sub(1)?)?;
+    if dst.len() < m.checked_mul(n)? || lhs_reach >= lhs.len() || rhs_reach >= rhs.len() {
+        return None;
+    }
+    // SAFETY: `dst` is written at `i·n + j` for `i < m`, `j < n`, inside its `m·n` values;
+    // `lhs` is read at most at `(m − 1)·rs + (k − 1)·cs` and `rhs` at `(k − 1)·rhs_rs + n − 1`,
+    // both checked above to be inside the slices; `dst` is borrowed mutably, so no other
+    // reference reads or writes it meanwhile.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.as_ptr(),
+            cs as isize,
+            rs as isize,
+            rhs.as_ptr(),
+            1,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Some(())
+}
+
 /// RAP's two shares of a middle layer in one pass (`src/kernels/fused.rs`), where the backend
 /// is flex and the tensors `f32`; `None` elsewhere (the rule then uses tensor operations).
 pub(crate) fn rap_shares(r: &Tensor<4>, a: &Tensor<4>, n: &Tensor<4>, dense: bool) -> Option<(Tensor<4>, Tensor<4>)> {

@@ -17,7 +17,7 @@
 //!
 //! Measured against flex's convolution in `benches/conv_paths.rs` (docs/benchmarks.md).
 
-use super::with_f32;
+use super::{matmul, with_f32};
 use burn::tensor::{Tensor, TensorData};
 use rayon::prelude::*;
 
@@ -155,44 +155,20 @@ fn products(plan: &Plan, x: &[f32], weight: &[f32], bias: Option<&[f32]>) -> Opt
         true => gemm::Parallelism::Rayon(threads),
         false => gemm::Parallelism::None,
     };
-    let block = |i: usize| -> Vec<f32> {
+    let block = |i: usize| -> Option<Vec<f32>> {
         let (b, r0) = (i / blocks, (i % blocks) * rows);
         let t = (rows.min(ho - r0)) * wp;
         let mut dst = vec![0f32; m * t];
         for (k, &(off, dy, dx)) in plan.taps.iter().enumerate() {
+            // The tap's `[m, c]` weight slice times the padded input read from its shift, each
+            // channel's plane `plane` values apart; the first tap writes, the others add.
             let start = b * image + r0 * wp + dy * wp + dx;
-            // SAFETY: `dst` holds `m × t` values written with row stride `t`. The weight is read
-            // at `off + i·rs + j·cs` for `i < m`, `j < c`, checked above to be inside `weight`.
-            // The input is read at `start + j·plane + q` for `j < c`, `q < t`: its largest index,
-            // `(batch − 1)·image + (c − 1)·plane + ho·wp + max_shift − 1`, was checked above to
-            // be inside `xp`. No buffer is written by another task.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    t,
-                    c,
-                    dst.as_mut_ptr(),
-                    1,
-                    t as isize,
-                    k > 0,
-                    weight.as_ptr().add(off),
-                    cs as isize,
-                    rs as isize,
-                    xp.as_ptr().add(start),
-                    1,
-                    plane as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                );
-            }
+            let lhs = weight.get(off..)?;
+            matmul(&mut dst, [m, t, c], lhs, [rs, cs], xp.get(start..)?, plane, k > 0, parallelism)?;
         }
-        dst
+        Some(dst)
     };
-    let done: Vec<Vec<f32>> = (0..batch * blocks).into_par_iter().map(block).collect();
+    let done: Vec<Vec<f32>> = (0..batch * blocks).into_par_iter().map(block).collect::<Option<_>>()?;
     drop(xp);
 
     let mut out = vec![0f32; batch * m * ho * wo];
