@@ -32,47 +32,6 @@ fn timed(runs: usize, mut f: impl FnMut()) -> f64 {
     median(runs, f)
 }
 
-/// The `f64` oracle of a 3×3, stride-1, padding-1 convolution of `x` `[cin, h, h]` with `w`
-/// `[cout, cin, 3, 3]` (batch 1, no bias), or with `adjoint` its transpose: `x` is then the
-/// output-side `[cout, h, h]` and the result the input-side `[cin, h, h]`.
-fn oracle(x: &[f32], w: &[f32], cin: usize, cout: usize, h: usize, adjoint: bool) -> Vec<f64> {
-    let (n_in, n_out) = if adjoint { (cout, cin) } else { (cin, cout) };
-    let mut out = vec![0f64; n_out * h * h];
-    for o in 0..n_out {
-        for i in 0..n_in {
-            for ky in 0..3 {
-                for kx in 0..3 {
-                    // Forward: out[o][y][x] += w[o][i][ky][kx] · in[i][y+ky−1][x+kx−1]. Adjoint
-                    // (o an input channel, i an output one): out[o][y][x] += w[i][o][ky][kx] ·
-                    // in[i][y−ky+1][x−kx+1].
-                    let wv = f64::from(if adjoint {
-                        w[((i * cin + o) * 3 + ky) * 3 + kx]
-                    } else {
-                        w[((o * cin + i) * 3 + ky) * 3 + kx]
-                    });
-                    let (dy, dx) =
-                        if adjoint { (1 - ky as isize, 1 - kx as isize) } else { (ky as isize - 1, kx as isize - 1) };
-                    for y in 0..h {
-                        let sy = y as isize + dy;
-                        if sy < 0 || sy >= h as isize {
-                            continue;
-                        }
-                        let row = &x[(i * h + sy as usize) * h..][..h];
-                        let dst = &mut out[(o * h + y) * h..][..h];
-                        for (xx, d) in dst.iter_mut().enumerate() {
-                            let sx = xx as isize + dx;
-                            if sx >= 0 && sx < h as isize {
-                                *d += wv * f64::from(row[sx as usize]);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 /// max |got − want| / max |want|.
 fn rel_err(got: Tensor<4>, want: &[f64]) -> f64 {
     let got: Vec<f32> = got.into_data().try_to_vec::<f32>().unwrap();
@@ -165,8 +124,8 @@ fn main() {
             if stack == 1 {
                 let host = |t: &Tensor<4>| t.to_data().try_to_vec::<f32>().unwrap();
                 let (xv, wv, yv) = (host(&x), host(&w), host(&y));
-                let want = oracle(&xv, &wv, cin, cout, h, false);
-                let want_t = oracle(&yv, &wv, cin, cout, h, true);
+                let want = oracle(&xv, &wv, [cin, cout, 3, 1, h], 1);
+                let want_t = oracle_adjoint(&yv, &wv, [cin, cout, 3, 1, h], 1);
                 errors.push(format!(
                     "| {cin}→{cout}, {h}² | {:.1e} | {:.1e} | {:.1e} | {:.1e} | {:.1e} |",
                     rel_err(conv2d(x.clone(), w.clone(), None, opts.clone()), &want),
@@ -189,9 +148,9 @@ fn main() {
     strided(full, runs, &device);
 }
 
-/// The `f64` oracle of a `k×k` convolution with `stride` and symmetric `pad` of `x`
-/// `[cin, h, h]` with `w` `[cout, cin, k, k]` (batch 1, no bias): `[cout, ho, ho]`.
-fn oracle_strided(x: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], pad: usize) -> Vec<f64> {
+/// The `f64` oracle of every table here: a `k×k` convolution with `stride` and symmetric `pad`
+/// of `x` `[cin, h, h]` with `w` `[cout, cin, k, k]` (batch 1, no bias): `[cout, ho, ho]`.
+fn oracle(x: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], pad: usize) -> Vec<f64> {
     let ho = (h + 2 * pad - k) / stride + 1;
     let mut out = vec![0f64; cout * ho * ho];
     for o in 0..cout {
@@ -216,8 +175,8 @@ fn oracle_strided(x: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], p
     out
 }
 
-/// The transpose of [`oracle_strided`]: `y` `[cout, ho, ho]` onto `[cin, h, h]`.
-fn oracle_strided_adjoint(y: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], pad: usize) -> Vec<f64> {
+/// The transpose of [`oracle`]: `y` `[cout, ho, ho]` onto `[cin, h, h]`.
+fn oracle_adjoint(y: &[f32], w: &[f32], [cin, cout, k, stride, h]: [usize; 5], pad: usize) -> Vec<f64> {
     let ho = (h + 2 * pad - k) / stride + 1;
     let mut out = vec![0f64; cin * h * h];
     for o in 0..cout {
@@ -287,8 +246,8 @@ fn strided(full: bool, runs: usize, device: &rap_attrib::burn::tensor::Device) {
             let _ = rap_attrib::kernels::conv_transpose2d(y.clone(), w.clone(), topts.clone()).into_data();
         });
         let host = |t: &Tensor<4>| t.to_data().try_to_vec::<f32>().unwrap();
-        let want = oracle_strided(&host(&x), &host(&w), shape, pad);
-        let want_t = oracle_strided_adjoint(&host(&y), &host(&w), shape, pad);
+        let want = oracle(&host(&x), &host(&w), shape, pad);
+        let want_t = oracle_adjoint(&host(&y), &host(&w), shape, pad);
         println!(
             "| {cin}→{cout}, {k}×{k}, s{stride}, {h}² | {:.2} ms | {:.2} ms | {:.0} | {:.0} | {:.1e} | {:.1e} | {:.2} ms | {:.2} ms | {:.1e} | {:.1e} |",
             conv * 1e3,
